@@ -1,0 +1,131 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+// Layers, each a target; dependencies point one way:
+// CLibPQ → Postgres → SurveyStorage → SurveyAPI / SurveyWorker → surveyd,
+// with SurveyDomain (pure, no I/O) beside them.
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "surveyd",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "surveyd", targets: ["surveyd"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // libpq, found through pkg-config (apt: libpq-dev).
+        .systemLibrary(
+            name: "CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"]), .brew(["libpq"])]
+        ),
+        // A PostgreSQL client: connections, queries, transactions, LISTEN/NOTIFY, a pool.
+        // Knows nothing of surveys.
+        .target(
+            name: "Postgres",
+            dependencies: [
+                "CLibPQ",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Pure types and rules of the product: surveys, languages, tokens, validation. No I/O.
+        .target(
+            name: "SurveyDomain",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // SQL: migrations and repositories, every tenant query inside a tenant transaction.
+        .target(
+            name: "SurveyStorage",
+            dependencies: [
+                "Postgres",
+                "SurveyDomain",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The HTTP API: the only target that imports Hummingbird.
+        .target(
+            name: "SurveyAPI",
+            dependencies: [
+                "SurveyDomain",
+                "SurveyStorage",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The SMS worker (the sending pipeline fills it in).
+        .target(
+            name: "SurveyWorker",
+            dependencies: [
+                "SurveyDomain",
+                "SurveyStorage",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The one executable: a thin command line over the targets above.
+        .executableTarget(
+            name: "surveyd",
+            dependencies: [
+                "Postgres",
+                "SurveyDomain",
+                "SurveyStorage",
+                "SurveyAPI",
+                "SurveyWorker",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PostgresTests",
+            dependencies: ["Postgres"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SurveyDomainTests",
+            dependencies: ["SurveyDomain"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SurveyAPITests",
+            dependencies: [
+                "Postgres",
+                "SurveyDomain",
+                "SurveyStorage",
+                "SurveyAPI",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

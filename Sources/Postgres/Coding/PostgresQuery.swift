@@ -1,0 +1,51 @@
+/// A statement and its parameters, built by string interpolation so that values can only
+/// ever travel as parameters:
+///
+///     let query: PostgresQuery = "SELECT name FROM surveys WHERE company_id = \(companyID) AND id = \(id)"
+///     // sql: "SELECT name FROM surveys WHERE company_id = $1 AND id = $2", bindings: ["7", "42"]
+public struct PostgresQuery: Sendable, Hashable, ExpressibleByStringInterpolation {
+    public private(set) var sql: String
+    /// The parameters in PostgreSQL's text format, `nil` for `NULL`.
+    public private(set) var bindings: [String?]
+
+    public init(unsafeSQL sql: String, bindings: [String?] = []) {
+        self.sql = sql
+        self.bindings = bindings
+    }
+
+    public init(stringLiteral value: String) {
+        self.init(unsafeSQL: value)
+    }
+
+    public init(stringInterpolation: StringInterpolation) {
+        self.init(unsafeSQL: stringInterpolation.sql, bindings: stringInterpolation.bindings)
+    }
+
+    public struct StringInterpolation: StringInterpolationProtocol {
+        var sql: String
+        var bindings: [String?]
+
+        public init(literalCapacity: Int, interpolationCount: Int) {
+            sql = ""
+            sql.reserveCapacity(literalCapacity + interpolationCount * 3)
+            bindings = []
+            bindings.reserveCapacity(interpolationCount)
+        }
+
+        public mutating func appendLiteral(_ literal: String) {
+            sql.append(literal)
+        }
+
+        /// Binds a value as the next `$n` parameter.
+        public mutating func appendInterpolation(_ value: some PostgresEncodable) {
+            bindings.append(value.postgresText)
+            sql.append("$\(bindings.count)")
+        }
+
+        /// Binds an optional value; `nil` is SQL `NULL`.
+        public mutating func appendInterpolation<Value: PostgresEncodable>(_ value: Value?) {
+            bindings.append(value?.postgresText)
+            sql.append("$\(bindings.count)")
+        }
+    }
+}

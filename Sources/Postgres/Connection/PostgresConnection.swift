@@ -1,0 +1,323 @@
+import CLibPQ
+import Foundation
+import Logging
+import NIOPosix
+import Synchronization
+
+/// One connection to PostgreSQL through libpq.
+///
+/// Every blocking libpq call runs on the injected `NIOThreadPool`, never on an event loop
+/// or on Swift's cooperative pool; the API stays `async` so the internals can change.
+///
+/// `@unchecked Sendable`: the `PGconn` is not thread-safe, and it is used by one holder at a
+/// time. A pool leases a connection to exactly one task, and that task's calls run one after
+/// another on the thread pool (each awaits the previous). The one call that comes from
+/// another thread, `PQcancel`, is documented by libpq as safe for that and uses its own
+/// `PGcancel` object; `inFlight` (a mutex) makes sure it only hits the statement it is for.
+public final class PostgresConnection: @unchecked Sendable {
+    public struct Configuration: Sendable {
+        /// A libpq connection URI or `key=value` string.
+        public var url: String
+        /// Shown in `pg_stat_activity.application_name`; overrides one in `url`.
+        public var applicationName: String
+        /// Seconds to wait for the server when connecting, unless `url` says otherwise.
+        public var connectTimeoutSeconds: Int
+
+        public init(url: String, applicationName: String, connectTimeoutSeconds: Int = 5) {
+            self.url = url
+            self.applicationName = applicationName
+            self.connectTimeoutSeconds = connectTimeoutSeconds
+        }
+    }
+
+    private let handle: OpaquePointer
+    private let cancelHandle: OpaquePointer?
+    private let threadPool: NIOThreadPool
+    private let noticeSink: NoticeSink
+    /// The statement running now, if any, so cancellation only interrupts that one.
+    private let inFlight = Mutex<UInt64?>(nil)
+    private let nextTicket = Atomic<UInt64>(0)
+    private let closed = Atomic<Bool>(false)
+
+    /// The server process serving this connection (`pg_backend_pid()`).
+    public let backendPID: Int32
+    let logger: Logger
+
+    private init(handle: OpaquePointer, threadPool: NIOThreadPool, logger: Logger) {
+        self.handle = handle
+        self.cancelHandle = PQgetCancel(handle)
+        self.threadPool = threadPool
+        self.logger = logger
+        self.backendPID = PQbackendPID(handle)
+        self.noticeSink = NoticeSink(logger: logger)
+        PQsetNoticeProcessor(handle, { context, message in
+            guard let context, let message else { return }
+            Unmanaged<NoticeSink>.fromOpaque(context).takeUnretainedValue().receive(String(cString: message))
+        }, Unmanaged.passUnretained(noticeSink).toOpaque())
+    }
+
+    deinit {
+        if !closed.load(ordering: .acquiring) { PQfinish(handle) }
+        if let cancelHandle { PQfreeCancel(cancelHandle) }
+    }
+
+    /// Opens a connection and prepares its session: UTC, ISO dates, UTF-8.
+    public static func connect(
+        configuration: Configuration, threadPool: NIOThreadPool, logger: Logger
+    ) async throws -> PostgresConnection {
+        let connection = try await threadPool.runBlocking { () throws(PostgresError) -> PostgresConnection in
+            // Later keywords override earlier ones, and the URL expands in place of `dbname`:
+            // so the URL may override the timeout, and our application_name overrides the URL's.
+            let keywords = ["connect_timeout", "dbname", "application_name", "client_encoding"]
+            let values = [
+                String(configuration.connectTimeoutSeconds), configuration.url,
+                configuration.applicationName, "UTF8",
+            ]
+            let handle = withCStringArray(keywords) { keywords in
+                withCStringArray(values) { values in
+                    PQconnectdbParams(keywords, values, 1)
+                }
+            }
+            guard let handle else {
+                throw PostgresError(code: .connectionFailed, message: "libpq could not allocate a connection")
+            }
+            guard PQstatus(handle) == CONNECTION_OK else {
+                let message = String(cString: PQerrorMessage(handle)).trimmingCharacters(in: .whitespacesAndNewlines)
+                PQfinish(handle)
+                throw PostgresError(code: .connectionFailed, message: message)
+            }
+            return PostgresConnection(handle: handle, threadPool: threadPool, logger: logger)
+        }
+        do {
+            try await connection.simpleQuery(
+                "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'iso_8601'; SET extra_float_digits = 3")
+        } catch {
+            await connection.close()
+            throw error
+        }
+        return connection
+    }
+
+    /// Runs one parameterised statement and returns its rows.
+    ///
+    /// Cancelling the calling task cancels the statement on the server (`PQcancel`).
+    @discardableResult
+    public func query(_ query: PostgresQuery) async throws -> PostgresRows {
+        try Task.checkCancellation()
+        let ticket = nextTicket.wrappingAdd(1, ordering: .relaxed).newValue
+        return try await withTaskCancellationHandler {
+            try await threadPool.runBlocking { () throws(PostgresError) -> PostgresRows in
+                self.inFlight.withLock { $0 = ticket }
+                defer { self.inFlight.withLock { $0 = nil } }
+                return try self.execute(query)
+            }
+        } onCancel: {
+            self.cancel(ticket: ticket)
+        }
+    }
+
+    /// Runs a script of one or more statements without parameters, for trusted SQL such as
+    /// migrations. Values never go here: use `query(_:)`.
+    public func simpleQuery(_ script: String) async throws {
+        try await threadPool.runBlocking { () throws(PostgresError) in
+            let result = PQexec(self.handle, script)
+            defer { PQclear(result) }
+            _ = try self.check(result, sql: script)
+        }
+    }
+
+    /// Closes the connection. Safe to call more than once.
+    public func close() async {
+        guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        _ = try? await threadPool.runBlocking { PQfinish(self.handle) }
+    }
+
+    /// Whether the connection can go back to a pool: open, and not inside a transaction.
+    /// Reads libpq's local state only, so it does not block.
+    public var isReusable: Bool {
+        !closed.load(ordering: .acquiring) && PQstatus(handle) == CONNECTION_OK
+            && PQtransactionStatus(handle) == PQTRANS_IDLE
+    }
+
+    /// Whether the connection still looks alive, without a round trip: if the server said
+    /// something while we were not asking (typically `FATAL: terminating connection` before
+    /// closing the socket, after `pg_terminate_backend` or a server shutdown), read it now.
+    ///
+    /// Does not block: `poll` with a zero timeout, and `PQconsumeInput` only when data is
+    /// already waiting, so it may run on any thread.
+    public func looksAlive() -> Bool {
+        guard !closed.load(ordering: .acquiring), PQstatus(handle) == CONNECTION_OK else { return false }
+        var descriptor = pollfd(fd: PQsocket(handle), events: Int16(POLLIN), revents: 0)
+        let ready = poll(&descriptor, 1, 0)
+        if ready < 0 { return false }
+        if ready > 0 {
+            if descriptor.revents & Int16(POLLHUP | POLLERR | POLLNVAL) != 0 && descriptor.revents & Int16(POLLIN) == 0 {
+                return false
+            }
+            if PQconsumeInput(handle) == 0 { return false }
+        }
+        return PQstatus(handle) == CONNECTION_OK
+    }
+
+    // MARK: - LISTEN / NOTIFY
+
+    /// Subscribes this connection to `channel`. Use a dedicated connection for listening:
+    /// notifications are only read while waiting in `notifications(timeout:)`.
+    public func listen(_ channel: String) async throws {
+        let sql = try await threadPool.runBlocking { () throws(PostgresError) -> String in
+            guard let escaped = PQescapeIdentifier(self.handle, channel, channel.utf8.count) else {
+                throw PostgresError(code: .encoding, message: "invalid channel name")
+            }
+            defer { PQfreemem(escaped) }
+            return "LISTEN " + String(cString: escaped)
+        }
+        try await simpleQuery(sql)
+    }
+
+    /// Waits up to `timeout` for notifications and returns those that arrived (maybe none).
+    public func notifications(timeout: Duration) async throws -> [PostgresNotification] {
+        let milliseconds = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        return try await threadPool.runBlocking { () throws(PostgresError) -> [PostgresNotification] in
+            var received = self.drainNotifications()
+            if !received.isEmpty { return received }
+            var descriptor = pollfd(fd: PQsocket(self.handle), events: Int16(POLLIN), revents: 0)
+            let ready = poll(&descriptor, 1, milliseconds)
+            if ready > 0 {
+                guard PQconsumeInput(self.handle) != 0 else {
+                    throw PostgresError(code: .connectionClosed, message: String(cString: PQerrorMessage(self.handle)))
+                }
+            }
+            received = self.drainNotifications()
+            guard PQstatus(self.handle) == CONNECTION_OK else {
+                throw PostgresError(code: .connectionClosed, message: String(cString: PQerrorMessage(self.handle)))
+            }
+            return received
+        }
+    }
+
+    private func drainNotifications() -> [PostgresNotification] {
+        var received: [PostgresNotification] = []
+        while let notify = PQnotifies(handle) {
+            let value = notify.pointee
+            received.append(
+                PostgresNotification(
+                    channel: String(cString: value.relname),
+                    payload: value.extra.map { String(cString: $0) } ?? "",
+                    senderPID: value.be_pid))
+            PQfreemem(notify)
+        }
+        return received
+    }
+
+    // MARK: - Internals (run on the thread pool)
+
+    private func execute(_ query: PostgresQuery) throws(PostgresError) -> PostgresRows {
+        let result = withCStringArray(query.bindings) { values in
+            PQexecParams(handle, query.sql, Int32(query.bindings.count), nil, values, nil, nil, 0)
+        }
+        defer { PQclear(result) }
+        let result2 = try check(result, sql: query.sql)
+        return copyRows(result2)
+    }
+
+    /// Turns a libpq result into rows or a `PostgresError`.
+    private func check(_ result: OpaquePointer?, sql: String) throws(PostgresError) -> OpaquePointer {
+        guard let result else {
+            throw PostgresError(
+                code: PQstatus(handle) == CONNECTION_OK ? .protocolViolation : .connectionClosed,
+                message: String(cString: PQerrorMessage(handle)), query: sql)
+        }
+        switch PQresultStatus(result) {
+        case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
+            return result
+        case PGRES_FATAL_ERROR, PGRES_NONFATAL_ERROR, PGRES_BAD_RESPONSE:
+            func field(_ code: Character) -> String? {
+                PQresultErrorField(result, Int32(code.asciiValue!)).map { String(cString: $0) }
+            }
+            let broken = PQstatus(handle) != CONNECTION_OK
+            throw PostgresError(
+                code: broken ? .connectionClosed : .server,
+                sqlState: field("C"),
+                message: field("M") ?? String(cString: PQerrorMessage(handle)),
+                detail: field("D"), hint: field("H"), constraint: field("n"), query: sql)
+        default:
+            throw PostgresError(
+                code: .protocolViolation, message: "unexpected result status \(PQresultStatus(result))", query: sql)
+        }
+    }
+
+    private func copyRows(_ result: OpaquePointer) -> PostgresRows {
+        let columnCount = PQnfields(result)
+        let rowCount = PQntuples(result)
+        let columns = (0..<columnCount).map { String(cString: PQfname(result, $0)) }
+        var rows: [[String?]] = []
+        rows.reserveCapacity(Int(rowCount))
+        for row in 0..<rowCount {
+            var values: [String?] = []
+            values.reserveCapacity(Int(columnCount))
+            for column in 0..<columnCount {
+                values.append(PQgetisnull(result, row, column) == 1 ? nil : String(cString: PQgetvalue(result, row, column)))
+            }
+            rows.append(values)
+        }
+        let affected = Int(String(cString: PQcmdTuples(result))) ?? 0
+        return PostgresRows(columns: columns, values: rows, affectedRows: affected)
+    }
+
+    private func cancel(ticket: UInt64) {
+        inFlight.withLock { running in
+            // Holding the lock keeps the statement from finishing and the next one starting
+            // before the cancel request reaches the server.
+            guard running == ticket, let cancelHandle else { return }
+            var buffer = [CChar](repeating: 0, count: 256)
+            _ = PQcancel(cancelHandle, &buffer, Int32(buffer.count))
+        }
+    }
+}
+
+/// A `NOTIFY` received on a listening connection.
+public struct PostgresNotification: Sendable, Hashable {
+    public var channel: String
+    public var payload: String
+    public var senderPID: Int32
+}
+
+/// Receives the server's notices and warnings (which libpq would otherwise print to stderr)
+/// and logs them.
+private final class NoticeSink: Sendable {
+    let logger: Logger
+    init(logger: Logger) { self.logger = logger }
+    func receive(_ message: String) {
+        logger.debug("postgres notice", metadata: ["notice": "\(message.trimmingCharacters(in: .whitespacesAndNewlines))"])
+    }
+}
+
+/// Calls `body` with a C array of C strings (`NULL` entries for `nil`), valid only inside it.
+private func withCStringArray<R>(_ strings: [String?], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {
+    let duplicated: [UnsafeMutablePointer<CChar>?] = strings.map { $0.flatMap { strdup($0) } }
+    defer { duplicated.forEach { free($0) } }
+    let pointers = duplicated.map { UnsafePointer($0) }
+    return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+}
+
+private func withCStringArray<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {
+    withCStringArray(strings.map { Optional($0) }, body)
+}
+
+extension NIOThreadPool {
+    /// Runs blocking work on the pool. Unlike `runIfActive`, work already submitted runs even
+    /// if the calling task is cancelled: a `ROLLBACK` or `PQfinish` must not be skipped.
+    func runBlocking<T: Sendable>(_ body: @escaping @Sendable () throws(PostgresError) -> T) async throws(PostgresError) -> T {
+        let result: Result<T, PostgresError> = await withCheckedContinuation { continuation in
+            self.submit { state in
+                switch state {
+                case .active:
+                    continuation.resume(returning: Result { () throws(PostgresError) -> T in try body() })
+                case .cancelled:
+                    continuation.resume(returning: .failure(PostgresError(code: .poolShutDown, message: "thread pool is shut down")))
+                }
+            }
+        }
+        return try result.get()
+    }
+}

@@ -1,0 +1,199 @@
+import DequeModule
+
+/// The connection pool's decisions, with no I/O, no locks and no clock reads: every event
+/// comes in with the current instant and every effect goes out as an `Action` for the
+/// driver (`PostgresClient`) to carry out. Generic over the clock so tests can drive time.
+///
+/// Invariant: `idle.count + leased.count + connecting <= configuration.maximumConnections`.
+struct PoolStateMachine<Clock: _Concurrency.Clock> where Clock.Duration == Duration {
+    typealias Instant = Clock.Instant
+    typealias ConnectionID = Int
+    typealias RequestID = Int
+
+    struct Configuration: Sendable {
+        var minimumConnections: Int
+        var maximumConnections: Int
+        /// Requests allowed to wait for a connection; one more fails at once.
+        var maximumWaiters: Int
+        /// How long a request may wait for a connection before failing.
+        var waitTimeout: Duration
+        /// Idle connections above the minimum are closed after this long.
+        var idleTimeout: Duration
+        /// Delay before reconnecting after the first failed attempt, doubling up to `maximumBackoff`.
+        var initialBackoff: Duration
+        var maximumBackoff: Duration
+    }
+
+    enum Failure: Equatable, Sendable {
+        case timeout, exhausted, unavailable, shutDown, cancelled
+    }
+
+    enum Action: Equatable {
+        case lease(ConnectionID, to: RequestID)
+        case fail(RequestID, Failure)
+        case startTimer(RequestID, deadline: Instant)
+        case cancelTimer(RequestID)
+        case createConnection
+        case close(ConnectionID)
+    }
+
+    private struct Waiter {
+        var id: RequestID
+        var deadline: Instant
+    }
+
+    let configuration: Configuration
+    private var idle: [(id: ConnectionID, since: Instant)] = []
+    private(set) var leased: Set<ConnectionID> = []
+    private(set) var connecting = 0
+    private var waiters: Deque<Waiter> = []
+    private var consecutiveFailures = 0
+    private var retryNotBefore: Instant?
+    private(set) var isShutDown = false
+
+    init(configuration: Configuration) {
+        precondition(configuration.maximumConnections >= 1)
+        precondition(configuration.minimumConnections <= configuration.maximumConnections)
+        self.configuration = configuration
+    }
+
+    var idleCount: Int { idle.count }
+    var waitingCount: Int { waiters.count }
+    var totalConnections: Int { idle.count + leased.count + connecting }
+    /// All connections closed and none being opened: the driver may stop.
+    var isDrained: Bool { isShutDown && leased.isEmpty && connecting == 0 && idle.isEmpty }
+
+    private func isBackingOff(at now: Instant) -> Bool {
+        guard let retryNotBefore else { return false }
+        return now < retryNotBefore
+    }
+
+    // MARK: Events
+
+    mutating func leaseRequested(_ request: RequestID, now: Instant) -> [Action] {
+        if isShutDown { return [.fail(request, .shutDown)] }
+        // Hand out the most recently used idle connection: the others can then age out.
+        if let connection = idle.popLast() {
+            leased.insert(connection.id)
+            return [.lease(connection.id, to: request)]
+        }
+        if waiters.count >= configuration.maximumWaiters { return [.fail(request, .exhausted)] }
+        var actions: [Action] = []
+        if totalConnections < configuration.maximumConnections, connecting < waiters.count + 1 {
+            if isBackingOff(at: now) {
+                // The database was unreachable a moment ago and nothing is open: say so now
+                // rather than let callers queue up behind a server that is down.
+                if totalConnections == 0 { return [.fail(request, .unavailable)] }
+            } else {
+                connecting += 1
+                actions.append(.createConnection)
+            }
+        }
+        let deadline = now.advanced(by: configuration.waitTimeout)
+        waiters.append(Waiter(id: request, deadline: deadline))
+        actions.append(.startTimer(request, deadline: deadline))
+        return actions
+    }
+
+    mutating func connectionEstablished(_ connection: ConnectionID, now: Instant) -> [Action] {
+        connecting -= 1
+        consecutiveFailures = 0
+        retryNotBefore = nil
+        if isShutDown { return [.close(connection)] }
+        return handOver(connection, now: now)
+    }
+
+    mutating func connectionFailed(now: Instant) -> [Action] {
+        connecting -= 1
+        consecutiveFailures += 1
+        retryNotBefore = now.advanced(by: backoff(afterFailures: consecutiveFailures))
+        guard totalConnections == 0 else {
+            // Others are open: waiters will get one of those when it comes back.
+            return []
+        }
+        // Nothing is open and the server refused us: fail the waiters fast.
+        let failed = waiters
+        waiters.removeAll()
+        return failed.flatMap { [.cancelTimer($0.id), .fail($0.id, .unavailable)] }
+    }
+
+    /// A leased connection comes back; `reusable` is false when it is broken or still
+    /// inside a transaction, in which case it is closed and never handed out again.
+    mutating func connectionReleased(_ connection: ConnectionID, reusable: Bool, now: Instant) -> [Action] {
+        guard leased.remove(connection) != nil else { return [] }
+        if !reusable || isShutDown {
+            var actions: [Action] = [.close(connection)]
+            if !isShutDown, !waiters.isEmpty, connecting < waiters.count, !isBackingOff(at: now) {
+                connecting += 1
+                actions.append(.createConnection)
+            }
+            return actions
+        }
+        return handOver(connection, now: now)
+    }
+
+    mutating func timerFired(_ request: RequestID) -> [Action] {
+        guard let index = waiters.firstIndex(where: { $0.id == request }) else { return [] }
+        waiters.remove(at: index)
+        return [.fail(request, .timeout)]
+    }
+
+    mutating func requestCancelled(_ request: RequestID) -> [Action] {
+        guard let index = waiters.firstIndex(where: { $0.id == request }) else { return [] }
+        waiters.remove(at: index)
+        return [.cancelTimer(request), .fail(request, .cancelled)]
+    }
+
+    /// Periodic upkeep: close connections idle too long above the minimum, open connections
+    /// up to the minimum (once any backoff has passed).
+    mutating func tick(now: Instant) -> [Action] {
+        if isShutDown { return [] }
+        var actions: [Action] = []
+        // `idle` is ordered oldest first.
+        while totalConnections > configuration.minimumConnections, let oldest = idle.first,
+            oldest.since.advanced(by: configuration.idleTimeout) <= now
+        {
+            idle.removeFirst()
+            actions.append(.close(oldest.id))
+        }
+        if !isBackingOff(at: now) {
+            while totalConnections < configuration.minimumConnections {
+                connecting += 1
+                actions.append(.createConnection)
+            }
+        }
+        return actions
+    }
+
+    /// Stops handing out connections: waiters fail, idle connections close, leased ones
+    /// close when they come back.
+    mutating func shutDown() -> [Action] {
+        guard !isShutDown else { return [] }
+        isShutDown = true
+        var actions: [Action] = waiters.flatMap { [.cancelTimer($0.id), .fail($0.id, .shutDown)] }
+        waiters.removeAll()
+        actions += idle.map { .close($0.id) }
+        idle.removeAll()
+        return actions
+    }
+
+    // MARK: Helpers
+
+    private mutating func handOver(_ connection: ConnectionID, now: Instant) -> [Action] {
+        if let waiter = waiters.popFirst() {
+            leased.insert(connection)
+            return [.cancelTimer(waiter.id), .lease(connection, to: waiter.id)]
+        }
+        idle.append((connection, now))
+        return []
+    }
+
+    func backoff(afterFailures failures: Int) -> Duration {
+        var delay = configuration.initialBackoff
+        for _ in 1..<max(failures, 1) {
+            delay = delay * 2
+            if delay >= configuration.maximumBackoff { return configuration.maximumBackoff }
+        }
+        return min(delay, configuration.maximumBackoff)
+    }
+}

@@ -1,0 +1,342 @@
+import Logging
+import Metrics
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+
+/// A pool of PostgreSQL connections.
+///
+/// Connections open on demand up to `maximumConnections`; requests beyond that wait in a
+/// FIFO queue, bounded in length and in time, and fail fast with `poolTimeout`,
+/// `poolExhausted` or (when the server is unreachable) `poolUnavailable` rather than pile
+/// up. A connection comes back from `withConnection` only if it is healthy and outside any
+/// transaction; otherwise it is closed and replaced.
+///
+/// Run it as a `Service` (`run()`) to keep `minimumConnections` open, close idle ones and
+/// shut down gracefully; without `run()` it still works, opening connections on demand.
+public final class PostgresClient: Service, Sendable {
+    public struct Configuration: Sendable {
+        public var connection: PostgresConnection.Configuration
+        public var minimumConnections = 0
+        public var maximumConnections = 10
+        public var maximumWaiters = 1000
+        public var waitTimeout: Duration = .seconds(5)
+        public var idleTimeout: Duration = .seconds(60)
+        public var initialBackoff: Duration = .milliseconds(100)
+        public var maximumBackoff: Duration = .seconds(2)
+        /// Runs once on every new connection before it is first handed out (e.g. `SET ROLE`).
+        public var connectionSetup: (@Sendable (PostgresConnection) async throws -> Void)?
+
+        public init(connection: PostgresConnection.Configuration) {
+            self.connection = connection
+        }
+    }
+
+    private struct State: ~Copyable {
+        var machine: PoolStateMachine<ContinuousClock>
+        var connections: [Int: PostgresConnection] = [:]
+        var waiting: [Int: CheckedContinuation<PostgresConnection, any Error>] = [:]
+        var timers: [Int: Task<Void, Never>] = [:]
+        var nextRequestID = 0
+        var nextConnectionID = 0
+        var lastError: PostgresError?
+    }
+
+    public let configuration: Configuration
+    private let state: Mutex<State>
+    private let threadPool: NIOThreadPool
+    private let logger: Logger
+    private let clock = ContinuousClock()
+    private let metrics: PoolMetrics
+
+    public init(configuration: Configuration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        self.state = Mutex(State(machine: PoolStateMachine(configuration: .init(
+            minimumConnections: configuration.minimumConnections,
+            maximumConnections: configuration.maximumConnections,
+            maximumWaiters: configuration.maximumWaiters,
+            waitTimeout: configuration.waitTimeout,
+            idleTimeout: configuration.idleTimeout,
+            initialBackoff: configuration.initialBackoff,
+            maximumBackoff: configuration.maximumBackoff))))
+        // One thread per connection: a blocking call never waits for a thread.
+        self.threadPool = NIOThreadPool(numberOfThreads: configuration.maximumConnections)
+        self.threadPool.start()
+        self.metrics = PoolMetrics(applicationName: configuration.connection.applicationName)
+    }
+
+    deinit {
+        threadPool.shutdownGracefully { _ in }
+    }
+
+    // MARK: Public API
+
+    /// Leases a connection for the duration of `body`.
+    public func withConnection<Result>(
+        _ body: (PostgresConnection) async throws -> Result
+    ) async throws -> Result {
+        let connection = try await leaseHealthy()
+        do {
+            let result = try await body(connection)
+            release(connection)
+            return result
+        } catch {
+            release(connection)
+            throw error
+        }
+    }
+
+    /// Runs `body` in a transaction: committed if it returns, rolled back if it throws.
+    public func withTransaction<Result>(
+        isolation: IsolationLevel = .readCommitted,
+        _ body: (PostgresConnection) async throws -> Result
+    ) async throws -> Result {
+        try await withConnection { connection in
+            try await connection.withTransaction(isolation: isolation, body)
+        }
+    }
+
+    /// Opens a connection outside the pool, on the pool's threads, for long-lived uses such
+    /// as `LISTEN`. The caller closes it.
+    public func makeDedicatedConnection() async throws -> PostgresConnection {
+        let connection = try await PostgresConnection.connect(
+            configuration: configuration.connection, threadPool: threadPool, logger: logger)
+        if let setup = configuration.connectionSetup { try await setup(connection) }
+        return connection
+    }
+
+    /// Keeps the minimum number of connections, closes idle ones, and on graceful shutdown
+    /// stops handing out connections and closes them all.
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                self.perform(self.state.withLock { $0.machine.tick(now: self.clock.now) })
+                self.publishMetrics()
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+        await shutDown()
+    }
+
+    /// Fails waiters, closes idle connections, and waits (briefly) for leased ones.
+    public func shutDown() async {
+        perform(state.withLock { $0.machine.shutDown() })
+        let deadline = clock.now.advanced(by: .seconds(10))
+        while clock.now < deadline, !state.withLock({ $0.machine.isDrained }) {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        try? await threadPool.shutdownGracefully()
+    }
+
+    /// Current counts, for health endpoints and tests.
+    public var statistics: Statistics {
+        state.withLock { state in
+            Statistics(
+                idle: state.machine.idleCount, leased: state.machine.leased.count,
+                connecting: state.machine.connecting, waiting: state.machine.waitingCount)
+        }
+    }
+
+    public struct Statistics: Sendable, Equatable {
+        public var idle: Int
+        public var leased: Int
+        public var connecting: Int
+        public var waiting: Int
+    }
+
+    // MARK: Leasing
+
+    private func leaseHealthy() async throws -> PostgresConnection {
+        // A connection that died while idle (server restart, pg_terminate_backend) is seen
+        // here without a round trip and replaced; bounded so a flapping server cannot spin us.
+        for _ in 0...configuration.maximumConnections {
+            let connection = try await lease()
+            if connection.looksAlive() { return connection }
+            logger.info("postgres connection found dead in pool; replacing it", metadata: ["backend_pid": "\(connection.backendPID)"])
+            release(connection)
+        }
+        throw PostgresError(code: .poolUnavailable, message: "no live connection could be leased")
+    }
+
+    private func lease() async throws -> PostgresConnection {
+        let start = clock.now
+        let requestID = state.withLock { state in
+            state.nextRequestID += 1
+            return state.nextRequestID
+        }
+        let connection = try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<PostgresConnection, any Error>) in
+                let actions = state.withLock { state in
+                    state.waiting[requestID] = continuation
+                    return state.machine.leaseRequested(requestID, now: clock.now)
+                }
+                perform(actions)
+                // The cancellation handler may have run before the continuation was stored.
+                if Task.isCancelled { perform(state.withLock { $0.machine.requestCancelled(requestID) }) }
+            }
+        } onCancel: {
+            perform(state.withLock { $0.machine.requestCancelled(requestID) })
+        }
+        metrics.waitTime.recordNanoseconds(Int64((clock.now - start).nanoseconds))
+        return connection
+    }
+
+    private func release(_ connection: PostgresConnection) {
+        let reusable = connection.isReusable
+        if !reusable {
+            logger.debug("closing postgres connection returned broken or inside a transaction")
+        }
+        perform(state.withLock { state in
+            guard let id = state.connections.first(where: { $0.value === connection })?.key else { return [] }
+            if !reusable { state.connections[id] = nil }
+            return state.machine.connectionReleased(id, reusable: reusable, now: clock.now)
+        }, closing: reusable ? [] : [connection])
+    }
+
+    // MARK: Carrying out actions
+
+    /// Carries out the state machine's decisions. Called outside the lock.
+    private func perform(_ actions: [PoolStateMachine<ContinuousClock>.Action], closing: [PostgresConnection] = []) {
+        var toClose = closing
+        for action in actions {
+            switch action {
+            case .lease(let id, let request):
+                let (continuation, connection) = state.withLock { ($0.waiting.removeValue(forKey: request), $0.connections[id]) }
+                if let continuation, let connection {
+                    continuation.resume(returning: connection)
+                }
+            case .fail(let request, let failure):
+                let (continuation, lastError) = state.withLock { ($0.waiting.removeValue(forKey: request), $0.lastError) }
+                continuation?.resume(throwing: error(for: failure, lastError: lastError))
+                if failure == .timeout { metrics.timeouts.increment() }
+            case .startTimer(let request, let deadline):
+                let timer = Task { [clock] in
+                    do { try await clock.sleep(until: deadline) } catch { return }
+                    self.perform(self.state.withLock { $0.machine.timerFired(request) })
+                }
+                state.withLock { $0.timers[request] = timer }
+            case .cancelTimer(let request):
+                state.withLock { $0.timers.removeValue(forKey: request) }?.cancel()
+            case .createConnection:
+                Task { await self.openConnection() }
+            case .close(let id):
+                if let connection = state.withLock({ $0.connections.removeValue(forKey: id) }) {
+                    toClose.append(connection)
+                }
+            }
+        }
+        for connection in toClose {
+            Task { await connection.close() }
+        }
+        publishMetrics()
+    }
+
+    private func openConnection() async {
+        do {
+            let connection = try await PostgresConnection.connect(
+                configuration: configuration.connection, threadPool: threadPool, logger: logger)
+            do {
+                if let setup = configuration.connectionSetup { try await setup(connection) }
+            } catch {
+                await connection.close()
+                throw error
+            }
+            perform(state.withLock { state in
+                state.nextConnectionID += 1
+                state.connections[state.nextConnectionID] = connection
+                return state.machine.connectionEstablished(state.nextConnectionID, now: clock.now)
+            })
+        } catch {
+            let postgresError = error as? PostgresError ?? PostgresError(code: .connectionFailed, message: "\(error)")
+            logger.warning("cannot connect to postgres", metadata: ["error": "\(postgresError.debugDescription)"])
+            metrics.connectFailures.increment()
+            perform(state.withLock { state in
+                state.lastError = postgresError
+                return state.machine.connectionFailed(now: clock.now)
+            })
+        }
+    }
+
+    private func error(for failure: PoolStateMachine<ContinuousClock>.Failure, lastError: PostgresError?) -> any Error {
+        switch failure {
+        case .timeout:
+            PostgresError(code: .poolTimeout, message: "no connection free within \(configuration.waitTimeout)")
+        case .exhausted:
+            PostgresError(code: .poolExhausted, message: "\(configuration.maximumWaiters) requests already waiting")
+        case .unavailable:
+            PostgresError(code: .poolUnavailable, message: "database unreachable: \(lastError?.debugDescription ?? "unknown")")
+        case .shutDown:
+            PostgresError(code: .poolShutDown)
+        case .cancelled:
+            CancellationError()
+        }
+    }
+
+    private func publishMetrics() {
+        metrics.publish(statistics)
+    }
+}
+
+public enum IsolationLevel: String, Sendable {
+    case readCommitted = "READ COMMITTED"
+    case repeatableRead = "REPEATABLE READ"
+    case serializable = "SERIALIZABLE"
+}
+
+extension PostgresConnection {
+    /// Runs `body` in a transaction on this connection: committed if it returns, rolled back
+    /// if it throws (including on cancellation).
+    public func withTransaction<Result>(
+        isolation: IsolationLevel = .readCommitted,
+        _ body: (PostgresConnection) async throws -> Result
+    ) async throws -> Result {
+        try await simpleQuery(isolation == .readCommitted ? "BEGIN" : "BEGIN ISOLATION LEVEL \(isolation.rawValue)")
+        let result: Result
+        do {
+            result = try await body(self)
+        } catch {
+            // If the rollback itself fails the connection is left in a transaction, and the
+            // pool closes it on release rather than reuse it.
+            try? await simpleQuery("ROLLBACK")
+            throw error
+        }
+        try await simpleQuery("COMMIT")
+        return result
+    }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000
+    }
+}
+
+/// Gauges and counters through swift-metrics, labelled by application name only.
+private struct PoolMetrics: Sendable {
+    let idle: Gauge
+    let leased: Gauge
+    let connecting: Gauge
+    let waiting: Gauge
+    let waitTime: Timer
+    let timeouts: Counter
+    let connectFailures: Counter
+
+    init(applicationName: String) {
+        let dimensions = [("application", applicationName)]
+        idle = Gauge(label: "postgres_pool_connections_idle", dimensions: dimensions)
+        leased = Gauge(label: "postgres_pool_connections_in_use", dimensions: dimensions)
+        connecting = Gauge(label: "postgres_pool_connections_opening", dimensions: dimensions)
+        waiting = Gauge(label: "postgres_pool_waiting_requests", dimensions: dimensions)
+        waitTime = Timer(label: "postgres_pool_wait_duration", dimensions: dimensions)
+        timeouts = Counter(label: "postgres_pool_wait_timeouts_total", dimensions: dimensions)
+        connectFailures = Counter(label: "postgres_pool_connect_failures_total", dimensions: dimensions)
+    }
+
+    func publish(_ statistics: PostgresClient.Statistics) {
+        idle.record(statistics.idle)
+        leased.record(statistics.leased)
+        connecting.record(statistics.connecting)
+        waiting.record(statistics.waiting)
+    }
+}

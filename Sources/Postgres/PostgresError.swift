@@ -1,0 +1,109 @@
+/// An error from the database or from the client around it.
+///
+/// `description` is safe to show to anyone: it names the kind of failure and the SQLSTATE,
+/// never the SQL, the server's message or the values involved. `debugDescription` tells all,
+/// for logs that only operators read.
+public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
+    /// An extensible set of failure kinds, in the style of `PostgresError.Code` in postgres-nio.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private enum Base: String, Sendable {
+            case connectionFailed, connectionClosed, server, decoding, encoding
+            case poolTimeout, poolExhausted, poolUnavailable, poolShutDown
+            case protocolViolation
+        }
+        private let base: Base
+        private init(_ base: Base) { self.base = base }
+
+        /// A connection could not be opened (server down, bad credentials, bad URL).
+        public static let connectionFailed = Code(.connectionFailed)
+        /// The connection broke while in use.
+        public static let connectionClosed = Code(.connectionClosed)
+        /// The server answered with an error; see `sqlState`.
+        public static let server = Code(.server)
+        /// A value in a result could not be decoded into the Swift type asked for.
+        public static let decoding = Code(.decoding)
+        /// A value could not be encoded as a query parameter.
+        public static let encoding = Code(.encoding)
+        /// No connection became free within the pool's wait timeout.
+        public static let poolTimeout = Code(.poolTimeout)
+        /// The pool's wait queue is full.
+        public static let poolExhausted = Code(.poolExhausted)
+        /// The database is unreachable and the pool is backing off before trying again.
+        public static let poolUnavailable = Code(.poolUnavailable)
+        /// The pool was shut down.
+        public static let poolShutDown = Code(.poolShutDown)
+        /// The server answered something this client did not expect.
+        public static let protocolViolation = Code(.protocolViolation)
+
+        public var description: String { base.rawValue }
+    }
+
+    public var code: Code
+    /// The five-character SQLSTATE, for `.server` errors (e.g. `23505` for a unique violation).
+    public var sqlState: String?
+    /// The server's or libpq's message. Never part of `description`.
+    public var message: String?
+    public var detail: String?
+    public var hint: String?
+    /// The constraint a `23xxx` error is about, as reported by the server.
+    public var constraint: String?
+    /// The SQL text, when the error came from running one. Never part of `description`.
+    public var query: String?
+
+    public init(
+        code: Code, sqlState: String? = nil, message: String? = nil, detail: String? = nil,
+        hint: String? = nil, constraint: String? = nil, query: String? = nil
+    ) {
+        self.code = code
+        self.sqlState = sqlState
+        self.message = message
+        self.detail = detail
+        self.hint = hint
+        self.constraint = constraint
+        self.query = query
+    }
+
+    public var description: String {
+        if let sqlState { return "PostgresError(code: \(code), sqlState: \(sqlState))" }
+        return "PostgresError(code: \(code))"
+    }
+
+    public var debugDescription: String {
+        var parts = ["code: \(code)"]
+        if let sqlState { parts.append("sqlState: \(sqlState)") }
+        if let message { parts.append("message: \(message)") }
+        if let detail { parts.append("detail: \(detail)") }
+        if let hint { parts.append("hint: \(hint)") }
+        if let constraint { parts.append("constraint: \(constraint)") }
+        if let query { parts.append("query: \(query)") }
+        return "PostgresError(\(parts.joined(separator: ", ")))"
+    }
+}
+
+extension PostgresError {
+    /// Well-known SQLSTATE values the layers above branch on.
+    public enum SQLState {
+        public static let uniqueViolation = "23505"
+        public static let foreignKeyViolation = "23503"
+        public static let checkViolation = "23514"
+        public static let insufficientPrivilege = "42501"
+        public static let queryCanceled = "57014"
+        public static let adminShutdown = "57P01"
+        public static let serializationFailure = "40001"
+        public static let deadlockDetected = "40P01"
+    }
+
+    /// Whether the database itself is unreachable or going away, as opposed to refusing
+    /// a statement: the answer a caller gives for these is "try again later" (HTTP 503).
+    public var isUnavailable: Bool {
+        switch code {
+        case .connectionFailed, .connectionClosed, .poolTimeout, .poolExhausted, .poolUnavailable,
+            .poolShutDown:
+            return true
+        default:
+            // Class 08 (connection exception), 57P0x (operator intervention: shutdown, crash).
+            guard let sqlState else { return false }
+            return sqlState.hasPrefix("08") || sqlState.hasPrefix("57P")
+        }
+    }
+}

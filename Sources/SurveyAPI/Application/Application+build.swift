@@ -1,0 +1,54 @@
+import Hummingbird
+import Logging
+import Postgres
+import SurveyStorage
+
+/// What `serve` needs besides the database, read from the environment by `surveyd`.
+public struct APIConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    /// Enables the admin API; `nil` leaves it unrouted (404).
+    public var adminToken: String?
+
+    public init(host: String = "0.0.0.0", port: Int = 8080, adminToken: String? = nil) {
+        self.host = host
+        self.port = port
+        self.adminToken = adminToken
+    }
+}
+
+/// The base path of the API reference, kept so its clients only change the host.
+public let apiBasePath = "survey/1.0.0"
+
+/// The router with every route and middleware; shared by `serve` and the tests.
+public func buildRouter(configuration: APIConfiguration, database: Database) -> Router<AppRequestContext> {
+    let router = Router(context: AppRequestContext.self)
+    let table = RouteTable()
+    router.add(middleware: ProblemMiddleware(routes: table))
+
+    let tenantAPI = router.group(RouterPath(apiBasePath))
+        .add(middleware: TokenAuthMiddleware(companies: CompanyRepository(database: database)))
+        .group(context: TenantRequestContext.self)
+    SurveyController(surveys: SurveyRepository(database: database))
+        .addRoutes(to: Routes(group: tenantAPI, prefix: apiBasePath, table: table))
+
+    if let adminToken = configuration.adminToken, !adminToken.isEmpty {
+        let admin = router.group("admin").add(middleware: AdminAuthMiddleware(adminToken: adminToken))
+        AdminController(companies: CompanyRepository(database: database))
+            .addRoutes(to: Routes(group: admin, prefix: "admin", table: table))
+    }
+    return router
+}
+
+/// The HTTP application: the router, served on `configuration.host:port`, with the
+/// database pool as a service of the same lifecycle.
+public func buildApplication(
+    configuration: APIConfiguration, database: Database, logger: Logger
+) -> some ApplicationProtocol {
+    var application = Application(
+        router: buildRouter(configuration: configuration, database: database),
+        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "surveyd"),
+        logger: logger)
+    application.addServices(database.client)
+    return application
+}

@@ -1,0 +1,90 @@
+import Foundation
+import Hummingbird
+
+/// An RFC 9457 problem: every error the API returns is one of these, as
+/// `application/problem+json`.
+public struct Problem: HTTPResponseError, Sendable, Equatable {
+    public struct FieldError: Sendable, Equatable {
+        /// A JSON path into the request (`questions[1].language`) or a parameter name.
+        public var field: String
+        public var message: String
+
+        public init(field: String, message: String) {
+            self.field = field
+            self.message = message
+        }
+    }
+
+    public var status: HTTPResponse.Status
+    public var type: String
+    public var title: String
+    public var detail: String?
+    public var errors: [FieldError]?
+    public var headers: HTTPFields
+
+    public init(
+        status: HTTPResponse.Status, type: String = "about:blank", title: String? = nil, detail: String? = nil,
+        errors: [FieldError]? = nil, headers: HTTPFields = [:]
+    ) {
+        self.status = status
+        self.type = type
+        self.title = title ?? status.reasonPhrase
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers
+    }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        var members: [(String, JSONDocument)] = [
+            ("type", .string(type)), ("title", .string(title)), ("status", .integer(Int64(status.code))),
+        ]
+        if let detail { members.append(("detail", .string(detail))) }
+        members.append(("instance", .string(request.uri.path)))
+        if let errors {
+            members.append((
+                "errors",
+                .array(errors.map { .object([("field", .string($0.field)), ("message", .string($0.message))]) })
+            ))
+        }
+        return jsonResponse(.object(members), status: status, headers: headers, contentType: "application/problem+json")
+    }
+}
+
+extension Problem {
+    public static func validation(_ errors: [FieldError]) -> Problem {
+        Problem(
+            status: .badRequest, type: "/problems/validation", title: "The request is invalid",
+            detail: errors.count == 1 ? "1 field is invalid." : "\(errors.count) fields are invalid.", errors: errors)
+    }
+
+    public static func invalidField(_ field: String, _ message: String) -> Problem {
+        validation([FieldError(field: field, message: message)])
+    }
+
+    public static func malformedJSON(_ detail: String) -> Problem {
+        Problem(status: .badRequest, type: "/problems/malformed-json", title: "The body is not valid JSON", detail: detail)
+    }
+
+    /// One answer for a missing, malformed, unknown or revoked token: no oracle.
+    public static let unauthorized = Problem(
+        status: .unauthorized, title: "Unauthorized",
+        detail: "A valid bearer token is required: Authorization: Bearer <token>.",
+        headers: [.wwwAuthenticate: "Bearer realm=\"surveyd\""])
+
+    public static func notFound(_ detail: String = "No such resource.") -> Problem {
+        Problem(status: .notFound, detail: detail)
+    }
+
+    public static func conflict(_ detail: String, errors: [FieldError]? = nil) -> Problem {
+        Problem(status: .conflict, type: "/problems/conflict", title: "Conflict", detail: detail, errors: errors)
+    }
+
+    public static let unavailable = Problem(
+        status: .serviceUnavailable, title: "Service Unavailable",
+        detail: "The database is unavailable; retry shortly.", headers: [.retryAfter: "1"])
+
+    public static let internalError = Problem(
+        status: .internalServerError, title: "Internal Server Error",
+        detail: "Something went wrong on our side; it has been logged.")
+}
+

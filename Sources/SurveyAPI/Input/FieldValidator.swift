@@ -1,0 +1,58 @@
+import SurveyDomain
+
+/// Collects every problem with a request's fields, each under its JSON path, so a client
+/// learns all of them from one response.
+struct FieldValidator {
+    private(set) var errors: [Problem.FieldError] = []
+
+    mutating func fail(_ field: String, _ message: String) {
+        errors.append(.init(field: field, message: message))
+    }
+
+    /// A required string whose length, counted in Unicode characters as PostgreSQL counts
+    /// them, lies in `length`. Blank strings and NUL characters (which PostgreSQL cannot
+    /// store) are refused.
+    mutating func string(_ object: [String: JSONValue], _ key: String, at path: String, length: ClosedRange<Int>) -> String? {
+        guard let value = object[key], value != .null else {
+            fail(path, "is required")
+            return nil
+        }
+        guard case .string(let string) = value else {
+            fail(path, "must be a string, not \(value.kind)")
+            return nil
+        }
+        return checkString(string, at: path, length: length)
+    }
+
+    mutating func checkString(_ string: String, at path: String, length: ClosedRange<Int>) -> String? {
+        let count = string.unicodeScalars.count
+        if string.unicodeScalars.contains("\u{0}") {
+            fail(path, "must not contain NUL characters")
+            return nil
+        }
+        if string.trimmingASCIIWhitespace().isEmpty {
+            fail(path, "must not be empty or blank")
+            return nil
+        }
+        guard length.contains(count) else {
+            fail(path, "must be \(length.lowerBound) to \(length.upperBound) characters long (got \(count))")
+            return nil
+        }
+        return string
+    }
+
+    mutating func languageTag(_ object: [String: JSONValue], _ key: String, at path: String) -> LanguageTag? {
+        guard let text = string(object, key, at: path, length: 1...LanguageTag.maximumLength) else { return nil }
+        do {
+            return try LanguageTag(parsing: text)
+        } catch {
+            fail(path, error.description)
+            return nil
+        }
+    }
+
+    /// Throws a 400 listing every error, if there is any.
+    func check() throws {
+        if !errors.isEmpty { throw Problem.validation(errors) }
+    }
+}

@@ -1,0 +1,59 @@
+import Crypto
+import Foundation
+
+/// A company's API token: `nps_live_` followed by 43 base64url characters (256 random
+/// bits). Shown once at creation; only its SHA-256 is stored, and presented tokens are
+/// looked up by that hash, so no comparison ever runs over the secret itself.
+public struct APIToken: Sendable, Equatable, CustomStringConvertible {
+    public static let prefix = "nps_live_"
+    /// What an operator sees in listings: the prefix and a few characters, never enough to use.
+    public static let hintLength = prefix.count + 6
+
+    /// The whole secret. Never logged: `description` redacts it.
+    public let secret: String
+
+    public init(secret: String) { self.secret = secret }
+
+    /// A new token from the system's cryptographically secure generator.
+    public static func generate() -> APIToken {
+        var generator = SystemRandomNumberGenerator()
+        let bytes = (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+        return APIToken(secret: prefix + Data(bytes).base64URLEncoded())
+    }
+
+    /// SHA-256 of the token, what the database keeps.
+    public var hash: Data { Data(SHA256.hash(data: Data(secret.utf8))) }
+
+    public var hint: String { String(secret.prefix(Self.hintLength)) }
+
+    /// Whether a presented string could be one of our tokens at all; a cheap filter before
+    /// the database lookup.
+    public var isWellFormed: Bool {
+        secret.hasPrefix(Self.prefix) && secret.utf8.count == Self.prefix.utf8.count + 43
+            && secret.utf8.dropFirst(Self.prefix.utf8.count).allSatisfy {
+                $0.isASCIIAlphanumeric || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_")
+            }
+    }
+
+    public var description: String { hint + "…" }
+}
+
+extension Data {
+    /// Base64url without padding (RFC 4648 §5).
+    public func base64URLEncoded() -> String {
+        base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-")
+            .replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+}
+
+/// Constant-time equality of two secrets (e.g. the operator's admin token).
+public func constantTimeEquals(_ lhs: String, _ rhs: String) -> Bool {
+    // Compare digests: equal length inputs, and the time does not depend on where they differ.
+    let left = SHA256.hash(data: Data(lhs.utf8))
+    let right = SHA256.hash(data: Data(rhs.utf8))
+    var difference: UInt8 = 0
+    for (a, b) in zip(left, right) { difference |= a ^ b }
+    return difference == 0
+}

@@ -1,0 +1,7 @@
+/// What a repository reports that a client can act on; everything else is a `PostgresError`.
+public enum StorageError: Error, Equatable, Sendable {
+    /// The thing does not exist for this company (whether it exists for another is not said).
+    case notFound
+    /// The survey already has a question in this language.
+    case duplicateLanguage(String)
+}

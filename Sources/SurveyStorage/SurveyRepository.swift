@@ -1,0 +1,119 @@
+import Postgres
+import SurveyDomain
+
+/// Surveys and their questions, always within one company.
+public struct SurveyRepository: Sendable {
+    let database: Database
+
+    public init(database: Database) {
+        self.database = database
+    }
+
+    /// Creates a survey and its questions in one transaction.
+    public func create(_ survey: NewSurvey, company: CompanyID) async throws -> Survey {
+        try await database.withTenant(company) { connection in
+            let surveyID = try await connection.query(
+                """
+                INSERT INTO surveys (company_id, name, interaction_type)
+                VALUES (\(company), \(survey.name), \(survey.interactionType))
+                RETURNING survey_id
+                """
+            ).one().decode(SurveyID.self, column: "survey_id")
+            var questions: [Question] = []
+            for question in survey.questions {
+                questions.append(try await insertQuestion(question, survey: surveyID, company: company, on: connection))
+            }
+            return Survey(id: surveyID, name: survey.name, interactionType: survey.interactionType, questions: questions)
+        }
+    }
+
+    public func find(_ id: SurveyID, company: CompanyID) async throws -> Survey? {
+        try await database.withTenant(company) { connection in
+            try await surveys(where: id, after: nil, limit: 1, company: company, on: connection).first
+        }
+    }
+
+    /// A page of surveys in id order, starting after `after`.
+    public func list(after: SurveyID?, limit: Int, company: CompanyID) async throws -> [Survey] {
+        try await database.withTenant(company) { connection in
+            try await surveys(where: nil, after: after, limit: limit, company: company, on: connection)
+        }
+    }
+
+    /// Deletes a survey and everything that hangs off it (foreign keys cascade).
+    public func delete(_ id: SurveyID, company: CompanyID) async throws {
+        try await database.withTenant(company) { connection in
+            let deleted = try await connection.query(
+                "DELETE FROM surveys WHERE company_id = \(company) AND survey_id = \(id)")
+            guard deleted.affectedRows == 1 else { throw StorageError.notFound }
+        }
+    }
+
+    public func addQuestion(_ question: NewQuestion, to survey: SurveyID, company: CompanyID) async throws -> Question {
+        try await database.withTenant(company) { connection in
+            let exists = try await connection.query(
+                "SELECT 1 FROM surveys WHERE company_id = \(company) AND survey_id = \(survey)")
+            guard !exists.isEmpty else { throw StorageError.notFound }
+            do {
+                return try await insertQuestion(question, survey: survey, company: company, on: connection)
+            } catch let error as PostgresError where error.sqlState == PostgresError.SQLState.foreignKeyViolation {
+                // The survey was deleted between the check and the insert.
+                throw StorageError.notFound
+            }
+        }
+    }
+
+    // MARK: -
+
+    private func insertQuestion(
+        _ question: NewQuestion, survey: SurveyID, company: CompanyID, on connection: PostgresConnection
+    ) async throws -> Question {
+        // ON CONFLICT DO NOTHING rather than catching 23505: an error would abort the
+        // surrounding transaction, and the caller may want to report more than one problem.
+        let rows = try await connection.query(
+            """
+            INSERT INTO questions (company_id, survey_id, body, language)
+            VALUES (\(company), \(survey), \(question.body), \(question.language))
+            ON CONFLICT ON CONSTRAINT questions_one_per_language DO NOTHING
+            RETURNING question_id
+            """)
+        guard let row = rows.single else { throw StorageError.duplicateLanguage(question.language.value) }
+        return Question(id: try row.decode(QuestionID.self, column: "question_id"), body: question.body, language: question.language)
+    }
+
+    private func surveys(
+        where id: SurveyID?, after: SurveyID?, limit: Int, company: CompanyID, on connection: PostgresConnection
+    ) async throws -> [Survey] {
+        // One round trip: the page of surveys with their questions aggregated as arrays,
+        // in question id order (the first question is the fallback language).
+        let rows = try await connection.query(
+            """
+            SELECT s.survey_id, s.name, s.interaction_type,
+                   coalesce(array_agg(q.question_id ORDER BY q.question_id) FILTER (WHERE q.question_id IS NOT NULL), '{}'),
+                   coalesce(array_agg(q.body ORDER BY q.question_id) FILTER (WHERE q.question_id IS NOT NULL), '{}'),
+                   coalesce(array_agg(q.language ORDER BY q.question_id) FILTER (WHERE q.question_id IS NOT NULL), '{}')
+              FROM (SELECT survey_id, name, interaction_type
+                      FROM surveys
+                     WHERE company_id = \(company)
+                       AND (\(id)::bigint IS NULL OR survey_id = \(id))
+                       AND survey_id > coalesce(\(after)::bigint, 0)
+                     ORDER BY survey_id
+                     LIMIT \(limit)) AS s
+              LEFT JOIN questions AS q ON q.company_id = \(company) AND q.survey_id = s.survey_id
+             GROUP BY s.survey_id, s.name, s.interaction_type
+             ORDER BY s.survey_id
+            """)
+        return try rows.map { row in
+            let (id, name, interactionType, questionIDs, bodies, languages) = try row.decode(
+                (SurveyID, String, String, [Int64], [String], [String]).self)
+            var questions: [Question] = []
+            for index in questionIDs.indices {
+                questions.append(
+                    Question(
+                        id: QuestionID(questionIDs[index]), body: bodies[index],
+                        language: try LanguageTag(postgresText: languages[index])))
+            }
+            return Survey(id: id, name: name, interactionType: interactionType, questions: questions)
+        }
+    }
+}
