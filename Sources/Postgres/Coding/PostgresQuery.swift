@@ -42,10 +42,26 @@ public struct PostgresQuery: Sendable, Hashable, ExpressibleByStringInterpolatio
             sql.append("$\(bindings.count)")
         }
 
+        /// Splices an identifier (a table or column name chosen by the program), quoted so it
+        /// can never be read as anything but a name.
+        public mutating func appendInterpolation(identifier: String) {
+            sql.append("\"" + identifier.replacingAll("\"", with: "\"\"") + "\"")
+        }
+
         /// Binds an optional value; `nil` is SQL `NULL`.
         public mutating func appendInterpolation<Value: PostgresEncodable>(_ value: Value?) {
             bindings.append(value?.postgresText)
             sql.append("$\(bindings.count)")
         }
+    }
+}
+
+extension String {
+    fileprivate func replacingAll(_ target: Character, with replacement: String) -> String {
+        var result = ""
+        for character in self {
+            if character == target { result += replacement } else { result.append(character) }
+        }
+        return result
     }
 }

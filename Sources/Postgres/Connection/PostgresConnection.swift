@@ -147,10 +147,14 @@ public final class PostgresConnection: @unchecked Sendable {
     /// already waiting, so it may run on any thread.
     public func looksAlive() -> Bool {
         guard !closed.load(ordering: .acquiring), PQstatus(handle) == CONNECTION_OK else { return false }
-        var descriptor = pollfd(fd: PQsocket(handle), events: Int16(POLLIN), revents: 0)
-        let ready = poll(&descriptor, 1, 0)
-        if ready < 0 { return false }
-        if ready > 0 {
+        // The goodbye comes in two parts, the error message and then end-of-file; a read
+        // may see only the first, so read while there is more (bounded, in case of a
+        // server that keeps talking).
+        for _ in 0..<4 {
+            var descriptor = pollfd(fd: PQsocket(handle), events: Int16(POLLIN), revents: 0)
+            let ready = poll(&descriptor, 1, 0)
+            if ready < 0 { return false }
+            if ready == 0 { break }
             if descriptor.revents & Int16(POLLHUP | POLLERR | POLLNVAL) != 0 && descriptor.revents & Int16(POLLIN) == 0 {
                 return false
             }
@@ -293,8 +297,10 @@ private final class NoticeSink: Sendable {
 }
 
 /// Calls `body` with a C array of C strings (`NULL` entries for `nil`), valid only inside it.
+/// The array is followed by one more `NULL`, which `PQconnectdbParams` needs as terminator
+/// and `PQexecParams` ignores.
 private func withCStringArray<R>(_ strings: [String?], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {
-    let duplicated: [UnsafeMutablePointer<CChar>?] = strings.map { $0.flatMap { strdup($0) } }
+    let duplicated: [UnsafeMutablePointer<CChar>?] = strings.map { $0.flatMap { strdup($0) } } + [nil]
     defer { duplicated.forEach { free($0) } }
     let pointers = duplicated.map { UnsafePointer($0) }
     return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }

@@ -73,6 +73,7 @@ public final class PostgresClient: Service, Sendable {
     // MARK: Public API
 
     /// Leases a connection for the duration of `body`.
+    @discardableResult
     public func withConnection<Result>(
         _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
@@ -88,6 +89,7 @@ public final class PostgresClient: Service, Sendable {
     }
 
     /// Runs `body` in a transaction: committed if it returns, rolled back if it throws.
+    @discardableResult
     public func withTransaction<Result>(
         isolation: IsolationLevel = .readCommitted,
         _ body: (PostgresConnection) async throws -> Result
@@ -287,6 +289,7 @@ public enum IsolationLevel: String, Sendable {
 extension PostgresConnection {
     /// Runs `body` in a transaction on this connection: committed if it returns, rolled back
     /// if it throws (including on cancellation).
+    @discardableResult
     public func withTransaction<Result>(
         isolation: IsolationLevel = .readCommitted,
         _ body: (PostgresConnection) async throws -> Result

@@ -1,0 +1,141 @@
+import Testing
+
+@testable import Postgres
+
+/// A clock the test moves by hand, so every timing decision of the pool is deterministic.
+struct ManualClock: Clock {
+    struct Instant: InstantProtocol {
+        var offset: Duration
+        func advanced(by duration: Duration) -> Instant { Instant(offset: offset + duration) }
+        func duration(to other: Instant) -> Duration { other.offset - offset }
+        static func < (lhs: Instant, rhs: Instant) -> Bool { lhs.offset < rhs.offset }
+    }
+    var now = Instant(offset: .zero)
+    var minimumResolution: Duration { .nanoseconds(1) }
+    func sleep(until deadline: Instant, tolerance: Duration?) async throws {}
+}
+
+@Suite struct PoolStateMachineTests {
+    typealias Machine = PoolStateMachine<ManualClock>
+    let t0 = ManualClock.Instant(offset: .zero)
+
+    func machine(min: Int = 0, max: Int = 2, waiters: Int = 10) -> Machine {
+        Machine(configuration: .init(
+            minimumConnections: min, maximumConnections: max, maximumWaiters: waiters,
+            waitTimeout: .seconds(5), idleTimeout: .seconds(60),
+            initialBackoff: .milliseconds(100), maximumBackoff: .seconds(2)))
+    }
+
+    func at(_ seconds: Double) -> ManualClock.Instant { t0.advanced(by: .milliseconds(Int(seconds * 1000))) }
+
+    @Test func opensOnDemandThenReusesIdleConnection() {
+        var pool = machine()
+        #expect(pool.leaseRequested(1, now: t0) == [.createConnection, .startTimer(1, deadline: at(5))])
+        #expect(pool.connectionEstablished(100, now: t0) == [.cancelTimer(1), .lease(100, to: 1)])
+        #expect(pool.connectionReleased(100, reusable: true, now: t0) == [])
+        #expect(pool.leaseRequested(2, now: t0) == [.lease(100, to: 2)])
+        #expect(pool.totalConnections == 1)
+    }
+
+    @Test func neverOpensMoreThanTheMaximumAndServesWaitersFirstInFirstOut() {
+        var pool = machine(max: 2)
+        _ = pool.leaseRequested(1, now: t0)
+        _ = pool.leaseRequested(2, now: t0)
+        #expect(pool.connecting == 2)
+        // A third request waits without opening a third connection.
+        #expect(pool.leaseRequested(3, now: t0) == [.startTimer(3, deadline: at(5))])
+        _ = pool.leaseRequested(4, now: t0)
+        #expect(pool.connectionEstablished(100, now: t0) == [.cancelTimer(1), .lease(100, to: 1)])
+        #expect(pool.connectionEstablished(101, now: t0) == [.cancelTimer(2), .lease(101, to: 2)])
+        #expect(pool.connectionReleased(101, reusable: true, now: t0) == [.cancelTimer(3), .lease(101, to: 3)])
+        #expect(pool.connectionReleased(100, reusable: true, now: t0) == [.cancelTimer(4), .lease(100, to: 4)])
+        #expect(pool.totalConnections == 2)
+    }
+
+    @Test func waiterTimesOut() {
+        var pool = machine(max: 1)
+        _ = pool.leaseRequested(1, now: t0)
+        _ = pool.connectionEstablished(100, now: t0)
+        _ = pool.leaseRequested(2, now: t0)
+        #expect(pool.timerFired(2) == [.fail(2, .timeout)])
+        // A late timer for a request already served does nothing.
+        #expect(pool.timerFired(2) == [])
+        #expect(pool.waitingCount == 0)
+    }
+
+    @Test func fullWaitQueueFailsAtOnce() {
+        var pool = machine(max: 1, waiters: 1)
+        _ = pool.leaseRequested(1, now: t0)
+        _ = pool.leaseRequested(2, now: t0)
+        #expect(pool.leaseRequested(3, now: t0) == [.fail(3, .exhausted)])
+    }
+
+    @Test func cancelledWaiterLeavesTheQueue() {
+        var pool = machine(max: 1)
+        _ = pool.leaseRequested(1, now: t0)
+        _ = pool.connectionEstablished(100, now: t0)
+        _ = pool.leaseRequested(2, now: t0)
+        _ = pool.leaseRequested(3, now: t0)
+        #expect(pool.requestCancelled(2) == [.cancelTimer(2), .fail(2, .cancelled)])
+        #expect(pool.connectionReleased(100, reusable: true, now: t0) == [.cancelTimer(3), .lease(100, to: 3)])
+    }
+
+    @Test func brokenOrInTransactionConnectionIsClosedAndReplacedForWaiters() {
+        var pool = machine(max: 1)
+        _ = pool.leaseRequested(1, now: t0)
+        _ = pool.connectionEstablished(100, now: t0)
+        _ = pool.leaseRequested(2, now: t0)
+        #expect(pool.connectionReleased(100, reusable: false, now: t0) == [.close(100), .createConnection])
+        #expect(pool.connectionEstablished(101, now: t0) == [.cancelTimer(2), .lease(101, to: 2)])
+        // Released a second time (a bug in a caller) changes nothing.
+        #expect(pool.connectionReleased(100, reusable: true, now: t0) == [])
+    }
+
+    @Test func serverDownFailsWaitersFastAndBacksOffExponentially() {
+        var pool = machine(max: 2)
+        _ = pool.leaseRequested(1, now: t0)
+        #expect(pool.connectionFailed(now: t0) == [.cancelTimer(1), .fail(1, .unavailable)])
+        // Within the backoff nothing is tried and callers hear so at once.
+        #expect(pool.leaseRequested(2, now: at(0.05)) == [.fail(2, .unavailable)])
+        // After it, a new attempt.
+        #expect(pool.leaseRequested(3, now: at(0.1)) == [.createConnection, .startTimer(3, deadline: at(5.1))])
+        _ = pool.connectionFailed(now: at(0.1))
+        #expect(pool.leaseRequested(4, now: at(0.25)) == [.fail(4, .unavailable)])  // 200 ms backoff now
+        #expect(pool.backoff(afterFailures: 3) == .milliseconds(400))
+        #expect(pool.backoff(afterFailures: 30) == .seconds(2))
+        // The server is back: the first success resets the backoff.
+        _ = pool.leaseRequested(5, now: at(0.3))
+        _ = pool.connectionEstablished(100, now: at(0.3))
+        _ = pool.connectionReleased(100, reusable: false, now: at(0.3))
+        #expect(pool.leaseRequested(6, now: at(0.3)) == [.createConnection, .startTimer(6, deadline: at(5.3))])
+    }
+
+    @Test func tickKeepsTheMinimumAndClosesConnectionsIdleTooLong() {
+        var pool = machine(min: 1, max: 3)
+        #expect(pool.tick(now: t0) == [.createConnection])
+        #expect(pool.tick(now: t0) == [])  // already opening
+        _ = pool.connectionEstablished(100, now: t0)
+        _ = pool.leaseRequested(1, now: t0)
+        _ = pool.leaseRequested(2, now: t0)
+        _ = pool.connectionEstablished(101, now: t0)
+        _ = pool.connectionReleased(100, reusable: true, now: at(1))
+        _ = pool.connectionReleased(101, reusable: true, now: at(2))
+        #expect(pool.tick(now: at(30)) == [])
+        // The oldest idle connection goes first, and the minimum stays.
+        #expect(pool.tick(now: at(62)) == [.close(100)])
+        #expect(pool.tick(now: at(200)) == [])
+        #expect(pool.totalConnections == 1)
+    }
+
+    @Test func shutdownFailsWaitersAndClosesEverything() {
+        var pool = machine(max: 1)
+        _ = pool.leaseRequested(1, now: t0)
+        _ = pool.connectionEstablished(100, now: t0)
+        _ = pool.leaseRequested(2, now: t0)
+        #expect(pool.shutDown() == [.cancelTimer(2), .fail(2, .shutDown)])
+        #expect(!pool.isDrained)
+        #expect(pool.connectionReleased(100, reusable: true, now: t0) == [.close(100)])
+        #expect(pool.isDrained)
+        #expect(pool.leaseRequested(3, now: t0) == [.fail(3, .shutDown)])
+    }
+}

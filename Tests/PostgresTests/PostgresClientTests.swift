@@ -1,0 +1,224 @@
+import Foundation
+import Postgres
+import Synchronization
+import TestSupport
+import Testing
+
+@Suite struct PostgresClientTests {
+    func pool(
+        max: Int, waitTimeout: Duration = .seconds(5), name: String = "pool-test-\(UInt32.random(in: 0...UInt32.max))",
+        url: String? = nil
+    ) throws -> PostgresClient {
+        var configuration = PostgresClient.Configuration(connection: .init(url: try url ?? TestDatabase.url(), applicationName: name))
+        configuration.maximumConnections = max
+        configuration.waitTimeout = waitTimeout
+        return PostgresClient(configuration: configuration, logger: TestDatabase.logger)
+    }
+
+    func backends(named name: String) async throws -> Int {
+        try await TestDatabase.superuser().withConnection { connection in
+            try await connection.query("SELECT count(*)::int FROM pg_stat_activity WHERE application_name = \(name)")
+                .one().decode(Int.self, column: "count")
+        }
+    }
+
+    @Test func parametersAndTypesRoundTrip() async throws {
+        let client = try pool(max: 1)
+        let row = try await client.withConnection { connection in
+            try await connection.query(
+                """
+                SELECT \(42)::bigint, \("it's \"quoted\" ; DROP TABLE x; --")::text, \(true)::bool, \(Optional<Int>.none)::int,
+                       \(["a", "b,c", "", "NULL", "q\"uote", "back\\slash", "{brace}"])::text[], \(1.5)::float8,
+                       \(Date(timeIntervalSince1970: 1_700_000_000.123456))::timestamptz, \(Data([0, 1, 254, 255]))::bytea,
+                       '2020-02-29 23:59:59.5-01:30'::timestamptz
+                """
+            ).one()
+        }
+        let (int, text, bool, null, array, double, date, bytes, offsetDate) = try row.decode(
+            (Int64, String, Bool, Int?, [String], Double, Date, Data, Date).self)
+        #expect(int == 42)
+        #expect(text == "it's \"quoted\" ; DROP TABLE x; --")
+        #expect(bool)
+        #expect(null == nil)
+        #expect(array == ["a", "b,c", "", "NULL", "q\"uote", "back\\slash", "{brace}"])
+        #expect(double == 1.5)
+        #expect(abs(date.timeIntervalSince1970 - 1_700_000_000.123456) < 0.000_001)
+        #expect(bytes == Data([0, 1, 254, 255]))
+        // 2020-03-01 01:29:59.5 UTC
+        #expect(offsetDate.timeIntervalSince1970 == 1_583_026_199.5)
+    }
+
+    @Test func serverErrorsCarrySQLStateAndLeakNothingInDescription() async throws {
+        let client = try pool(max: 1)
+        let error = await #expect(throws: PostgresError.self) {
+            try await client.withConnection { connection in
+                try await connection.query("SELECT 1 / \(0)")
+            }
+        }
+        #expect(error?.code == .server)
+        #expect(error?.sqlState == "22012")
+        #expect(error?.description == "PostgresError(code: server, sqlState: 22012)")
+        #expect(error?.debugDescription.contains("division by zero") == true)
+        #expect(error?.debugDescription.contains("SELECT 1 /") == true)
+    }
+
+    @Test func transactionsCommitOrRollBack() async throws {
+        let client = try pool(max: 1)
+        let table = "tx_\(UInt32.random(in: 0...UInt32.max))"
+        try await client.withConnection { try await $0.simpleQuery("CREATE TABLE \(table) (v int)") }
+        try await client.withTransaction { try await $0.query("INSERT INTO \(identifier: table) VALUES (\(1))") }
+        struct Boom: Error {}
+        await #expect(throws: Boom.self) {
+            try await client.withTransaction { connection in
+                try await connection.query("INSERT INTO \(identifier: table) VALUES (\(2))")
+                throw Boom()
+            }
+        }
+        let values = try await client.withConnection { try await $0.query("SELECT v FROM \(identifier: table)") }
+            .map { try $0.decode(Int.self, column: "v") }
+        #expect(values == [1])
+        try await client.withConnection { try await $0.simpleQuery("DROP TABLE \(table)") }
+    }
+
+    @Test func moreConcurrentUsersThanConnectionsAllSucceedWithinTheMaximum() async throws {
+        let name = "pool-concurrency-\(UInt32.random(in: 0...UInt32.max))"
+        let client = try pool(max: 3, name: name)
+        let usage = ConcurrencyGauge()
+        try await withThrowingTaskGroup(of: Int.self) { group in
+            for index in 0..<40 {
+                group.addTask {
+                    try await client.withConnection { connection in
+                        usage.enter()
+                        defer { usage.leave() }
+                        return try await connection.query("SELECT \(index)::int FROM pg_sleep(0.01)")
+                            .one().decode(Int.self)
+                    }
+                }
+            }
+            var results = Set<Int>()
+            for try await value in group { results.insert(value) }
+            #expect(results == Set(0..<40))
+        }
+        #expect(usage.peak <= 3)
+        #expect(try await backends(named: name) <= 3)
+    }
+
+    @Test func waitTimeoutFailsFast() async throws {
+        let client = try pool(max: 1, waitTimeout: .milliseconds(200))
+        try await client.withConnection { _ in
+            let start = ContinuousClock.now
+            let error = await #expect(throws: PostgresError.self) {
+                try await client.withConnection { _ in }
+            }
+            #expect(error?.code == .poolTimeout)
+            #expect(ContinuousClock.now - start < .seconds(2))
+        }
+        // The pool still works afterwards.
+        try await client.withConnection { try await $0.query("SELECT 1") }
+    }
+
+    @Test func cancellingAWaiterFreesItsPlace() async throws {
+        let client = try pool(max: 1, waitTimeout: .seconds(30))
+        try await client.withConnection { _ in
+            let waiter = Task { try await client.withConnection { _ in } }
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(client.statistics.waiting == 1)
+            waiter.cancel()
+            await #expect(throws: CancellationError.self) { try await waiter.value }
+            #expect(client.statistics.waiting == 0)
+        }
+        try await client.withConnection { try await $0.query("SELECT 1") }
+    }
+
+    @Test func cancellingARunningQueryStopsItOnTheServer() async throws {
+        let client = try pool(max: 1)
+        let start = ContinuousClock.now
+        let running = Task {
+            try await client.withConnection { try await $0.query("SELECT pg_sleep(30)") }
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        running.cancel()
+        let error = await #expect(throws: PostgresError.self) { try await running.value }
+        #expect(error?.sqlState == PostgresError.SQLState.queryCanceled)
+        #expect(ContinuousClock.now - start < .seconds(10))
+        try await client.withConnection { try await $0.query("SELECT 1") }
+    }
+
+    @Test func aTerminatedBackendIsReplaced() async throws {
+        let client = try pool(max: 1)
+        let first = try await client.withConnection { $0.backendPID }
+        try await TestDatabase.superuser().withConnection { connection in
+            try await connection.query("SELECT pg_terminate_backend(\(first))")
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        let second = try await client.withConnection { connection in
+            try await connection.query("SELECT pg_backend_pid()").one().decode(Int32.self)
+        }
+        #expect(second != first)
+    }
+
+    @Test func aConnectionReturnedInsideATransactionIsNotReused() async throws {
+        let client = try pool(max: 1)
+        let first = try await client.withConnection { connection in
+            try await connection.simpleQuery("BEGIN")
+            try await connection.simpleQuery("SET LOCAL statement_timeout = '1s'")
+            return connection.backendPID
+        }
+        let (second, status) = try await client.withConnection { connection in
+            (connection.backendPID, try await connection.query("SELECT current_setting('statement_timeout')").one().decode(String.self))
+        }
+        #expect(second != first)
+        #expect(status == "0")
+        // The abandoned one was closed, not left open on the server.
+        try await Task.sleep(for: .milliseconds(200))
+        let stillThere = try await TestDatabase.superuser().withConnection { connection in
+            try await connection.query("SELECT count(*)::int FROM pg_stat_activity WHERE pid = \(first)").one().decode(Int.self)
+        }
+        #expect(stillThere == 0)
+    }
+
+    @Test func unreachableServerFailsFastWithUnavailable() async throws {
+        let client = try pool(max: 2, url: "postgresql://nobody@/none?host=/nonexistent-surveyd-socket-dir&connect_timeout=2")
+        let start = ContinuousClock.now
+        let first = await #expect(throws: PostgresError.self) { try await client.withConnection { _ in } }
+        #expect(first?.code == .poolUnavailable)
+        #expect(first?.isUnavailable == true)
+        // During the backoff, callers hear it at once, without a new attempt.
+        let second = await #expect(throws: PostgresError.self) { try await client.withConnection { _ in } }
+        #expect(second?.code == .poolUnavailable)
+        #expect(ContinuousClock.now - start < .seconds(3))
+    }
+
+    @Test func setsApplicationName() async throws {
+        let name = "surveyd-name-test-\(UInt32.random(in: 0...UInt32.max))"
+        let client = try pool(max: 1, name: name)
+        let seen = try await client.withConnection { connection in
+            try await connection.query("SELECT current_setting('application_name')").one().decode(String.self)
+        }
+        #expect(seen == name)
+    }
+
+    @Test func listenReceivesNotifications() async throws {
+        let client = try pool(max: 1)
+        let listener = try await client.makeDedicatedConnection()
+        try await listener.listen("jobs_ready")
+        try await client.withConnection { try await $0.query("SELECT pg_notify('jobs_ready', \("batch 7"))") }
+        var received: [PostgresNotification] = []
+        for _ in 0..<20 where received.isEmpty {
+            received = try await listener.notifications(timeout: .milliseconds(250))
+        }
+        #expect(received.map(\.channel) == ["jobs_ready"])
+        #expect(received.map(\.payload) == ["batch 7"])
+        // Nothing more: the wait times out empty.
+        #expect(try await listener.notifications(timeout: .milliseconds(50)).isEmpty)
+        await listener.close()
+    }
+}
+
+/// Counts how many callers are inside a section at once, and the most ever seen.
+final class ConcurrencyGauge: Sendable {
+    private let state = Mutex<(active: Int, peak: Int)>((0, 0))
+    func enter() { state.withLock { $0.active += 1; $0.peak = max($0.peak, $0.active) } }
+    func leave() { state.withLock { $0.active -= 1 } }
+    var peak: Int { state.withLock { $0.peak } }
+}
