@@ -62,10 +62,12 @@ public struct LanguageTag: Hashable, Sendable, CustomStringConvertible, Codable 
         if subtags[0].lowercased() == "x" {
             return try privateUse(subtags, from: 0)
         }
-        // language: 2-3 letters (+ up to three 3-letter extlangs), 4 letters, or 5-8 letters.
+        // language: an ISO 639 code of 2 or 3 letters (+ up to three 3-letter extlangs).
+        // RFC 5646 also reserves 4 and 5-8 letter languages, but none is registered: such a
+        // "language" is a mistake ("english"), better refused than stored.
         let language = subtags[0]
-        guard language.isAlpha, (2...8).contains(language.count) else {
-            throw .malformed("the language subtag must be 2 to 8 letters")
+        guard language.isAlpha, (2...3).contains(language.count) else {
+            throw .malformed("the language subtag must be an ISO 639 code of 2 or 3 letters")
         }
         output.append(language.lowercased())
         index = 1

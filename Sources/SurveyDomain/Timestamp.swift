@@ -4,9 +4,12 @@ import Foundation
 /// e.g. `2026-11-29T11:22:11.123+00:00`.
 public enum Timestamp {
     public static func format(_ date: Date) -> String {
-        let milliseconds = (date.timeIntervalSince1970 * 1000).rounded(.down)
-        let seconds = Int64((milliseconds / 1000).rounded(.down))
-        let millisecond = Int64(milliseconds) - seconds * 1000
+        // Whole microseconds first (what the database stores, exactly), then truncate to
+        // milliseconds in integer arithmetic, so binary floating point cannot shift a digit.
+        let micros = Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
+        let milliseconds = micros >= 0 ? micros / 1000 : (micros - 999) / 1000
+        let seconds = milliseconds >= 0 ? milliseconds / 1000 : (milliseconds - 999) / 1000
+        let millisecond = milliseconds - seconds * 1000
         var days = seconds / 86_400
         var secondOfDay = seconds % 86_400
         if secondOfDay < 0 {

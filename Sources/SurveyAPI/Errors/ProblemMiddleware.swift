@@ -33,6 +33,12 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
                 return Problem(status: .contentTooLarge, detail: "The body is larger than \(maximumBodySize / 1024) KiB.")
             }
             return Problem(status: error.status, detail: error.body)
+        case let error as any HTTPResponseError:
+            // Hummingbird's own client errors, e.g. a body over the size limit.
+            if error.status == .contentTooLarge {
+                return Problem(status: .contentTooLarge, detail: "The body is larger than \(maximumBodySize / 1024) KiB.")
+            }
+            return Problem(status: error.status)
         case StorageError.notFound:
             return .notFound()
         case let error as PostgresError where error.isUnavailable:

@@ -1,0 +1,153 @@
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import SurveyDomain
+import Testing
+
+/// Every class of bad input gets a clear problem+json error naming what is wrong, and
+/// nothing is written.
+@Suite struct BadInputTests {
+    let harness: Harness
+    init() async throws { harness = try await Harness() }
+
+    struct Case: Sendable, CustomTestStringConvertible {
+        var label: String
+        var body: String
+        var status: HTTPResponse.Status = .badRequest
+        var fields: [String] = []
+        var testDescription: String { label }
+    }
+
+    static func survey(name: String = #""waffles""#, interactionType: String = #""general""#, questions: String = #"[{"body":"q","language":"en-GB"}]"#) -> String {
+        #"{"name":\#(name),"interactionType":\#(interactionType),"questions":\#(questions)}"#
+    }
+
+    static let createCases: [Case] = [
+        Case(label: "malformed JSON", body: #"{"name": "#),
+        Case(label: "not an object", body: #"["waffles"]"#),
+        Case(label: "a bare string", body: #""waffles""#),
+        Case(label: "empty body", body: ""),
+        Case(label: "missing everything", body: "{}", fields: ["name", "interactionType", "questions"]),
+        Case(label: "wrong types", body: #"{"name":5,"interactionType":true,"questions":"q"}"#, fields: ["name", "interactionType", "questions"]),
+        Case(label: "null name", body: survey(name: "null"), fields: ["name"]),
+        Case(label: "empty name", body: survey(name: #""""#), fields: ["name"]),
+        Case(label: "blank name", body: survey(name: #""   ""#), fields: ["name"]),
+        Case(label: "name too long", body: survey(name: "\"" + String(repeating: "n", count: 201) + "\""), fields: ["name"]),
+        Case(label: "interactionType too long", body: survey(interactionType: "\"" + String(repeating: "t", count: 101) + "\""), fields: ["interactionType"]),
+        Case(label: "NUL in name", body: survey(name: #""wa\u0000ffles""#), fields: ["name"]),
+        Case(label: "no questions", body: survey(questions: "[]"), fields: ["questions"]),
+        Case(
+            label: "too many questions",
+            body: survey(questions: "[" + (0..<51).map { #"{"body":"q","language":"x-q\#($0)"}"# }.joined(separator: ",") + "]"),
+            fields: ["questions"]),
+        Case(label: "question not an object", body: survey(questions: #"[{"body":"q","language":"en"}, 3]"#), fields: ["questions[1]"]),
+        Case(
+            label: "question fields wrong",
+            body: survey(questions: #"[{"body":"","language":"english"},{"body":7,"language":null}]"#),
+            fields: ["questions[0].body", "questions[0].language", "questions[1].body", "questions[1].language"]),
+        Case(
+            label: "question body too long",
+            body: survey(questions: #"[{"body":"\#(String(repeating: "b", count: 1001))","language":"en"}]"#),
+            fields: ["questions[0].body"]),
+        Case(
+            label: "duplicate language in one body",
+            body: survey(questions: #"[{"body":"a","language":"en-GB"},{"body":"b","language":"fr"},{"body":"c","language":"EN-gb"}]"#),
+            fields: ["questions[2].language"]),
+        Case(label: "every field wrong at once", body: #"{"name":"","interactionType":"","questions":[{}]}"#,
+             fields: ["name", "interactionType", "questions[0].body", "questions[0].language"]),
+    ]
+
+    @Test(arguments: createCases)
+    func createSurveyRejects(_ testCase: Case) async throws {
+        let tenant = try await harness.company()
+        try await harness.test { client in
+            let response = try await client.send(.post, "\(base)/surveys", headers: tenant.headers, body: testCase.body)
+            response.expectProblem(testCase.status)
+            #expect(response.errorFields == testCase.fields)
+            #expect(response.object["detail"] is String)
+        }
+        #expect(try await harness.count("surveys", company: tenant.id) == 0)
+        #expect(try await harness.count("questions", company: tenant.id) == 0)
+    }
+
+    @Test func addQuestionRejectsBadFields() async throws {
+        let tenant = try await harness.company()
+        try await harness.test { client in
+            let created = try await client.send(.post, "\(base)/surveys", headers: tenant.headers, body: Self.survey())
+            let id = try #require(created.object["id"] as? Int)
+            for (body, fields) in [
+                (#"{"body":"","language":"nl-BE"}"#, ["body"]),
+                (#"{"body":"x"}"#, ["language"]),
+                (#"{"body":"x","language":"nl_BE"}"#, ["language"]),
+                (#"{"body":["x"],"language":1}"#, ["body", "language"]),
+            ] {
+                let response = try await client.send(.post, "\(base)/surveys/\(id)/question", headers: tenant.headers, body: body)
+                response.expectProblem(.badRequest)
+                #expect(response.errorFields == fields, "\(body)")
+            }
+            try await client.send(.post, "\(base)/surveys/\(id)/question", headers: tenant.headers, body: "nope")
+                .expectProblem(.badRequest)
+        }
+        #expect(try await harness.count("questions", company: tenant.id) == 1)
+    }
+
+    @Test func bodiesOverOneMebibyteAreRefusedWith413() async throws {
+        let tenant = try await harness.company()
+        let huge = Self.survey(name: "\"" + String(repeating: "n", count: 1024 * 1024) + "\"")
+        try await harness.test { client in
+            try await client.send(.post, "\(base)/surveys", headers: tenant.headers, body: huge).expectProblem(.contentTooLarge)
+        }
+        #expect(try await harness.count("surveys", company: tenant.id) == 0)
+    }
+
+    @Test func otherContentTypesAreRefusedWith415() async throws {
+        let tenant = try await harness.company()
+        var plain = tenant.headers
+        plain[.contentType] = "text/plain"
+        var jsonWithCharset = tenant.headers
+        jsonWithCharset[.contentType] = "application/json; charset=utf-8"
+        try await harness.test { [plain, jsonWithCharset] client in
+            try await client.send(.post, "\(base)/surveys", headers: plain, body: Self.survey())
+                .expectProblem(.unsupportedMediaType)
+            // A charset parameter is fine.
+            #expect(try await client.send(.post, "\(base)/surveys", headers: jsonWithCharset, body: Self.survey()).status == .created)
+        }
+    }
+
+    @Test func idsMustBePositiveIntegers() async throws {
+        let tenant = try await harness.company()
+        try await harness.test { client in
+            for id in ["abc", "0", "-3", "1.5", "99999999999999999999999"] {
+                for method: HTTPRequest.Method in [.get, .delete] {
+                    let response = try await client.send(method, "\(base)/surveys/\(id)", headers: tenant.headers)
+                    response.expectProblem(.badRequest)
+                    #expect(response.errorFields == ["id"])
+                }
+                let response = try await client.send(
+                    .post, "\(base)/surveys/\(id)/question", headers: tenant.headers, body: #"{"body":"x","language":"en"}"#)
+                response.expectProblem(.badRequest)
+            }
+            try await client.send(.get, "\(base)/surveys/9223372036854775807", headers: tenant.headers).expectProblem(.notFound)
+        }
+    }
+
+    @Test func unknownRoutesAre404AndWrongMethods405WithAllow() async throws {
+        let tenant = try await harness.company()
+        try await harness.test { client in
+            for path in ["/", "/nope", "\(base)/nope", "\(base)/surveys/1/questions", "/survey/2.0.0/surveys"] {
+                try await client.send(.get, path, headers: tenant.headers).expectProblem(.notFound)
+            }
+            for (method, path, allow) in [
+                (HTTPRequest.Method.put, "\(base)/surveys", "GET, POST"),
+                (.delete, "\(base)/surveys", "GET, POST"),
+                (.patch, "\(base)/surveys/1", "DELETE, GET"),
+                (.post, "\(base)/surveys/1", "DELETE, GET"),
+                (.get, "\(base)/surveys/1/question", "POST"),
+            ] {
+                let response = try await client.send(method, path, headers: tenant.headers)
+                response.expectProblem(.methodNotAllowed)
+                #expect(response.headers[.allow] == allow)
+            }
+        }
+    }
+}
