@@ -129,6 +129,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "SurveyStorageTests",
+            dependencies: ["Postgres", "SurveyDomain", "SurveyStorage", "TestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "SurveyAPITests",
             dependencies: [
                 "Postgres",

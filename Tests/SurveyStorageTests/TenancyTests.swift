@@ -1,0 +1,186 @@
+import Foundation
+import Postgres
+import SurveyDomain
+import SurveyStorage
+import TestSupport
+import Testing
+
+/// Row-level security is the floor under the bearer tokens: even a query that forgot its
+/// `WHERE company_id` cannot see or write another company's rows.
+@Suite struct TenancyTests {
+    let database: Database
+    let superuser: PostgresClient
+
+    init() async throws {
+        database = try await TestDatabase.application()
+        superuser = try await TestDatabase.superuser()
+    }
+
+    func newCompany() async throws -> CompanyID {
+        try await CompanyRepository(database: database).create(name: "Tenant \(UInt32.random(in: 0...UInt32.max))").0.id
+    }
+
+    /// Every table with a `company_id` column has RLS enabled and forced, with a policy.
+    @Test func catalogAudit() async throws {
+        let rows = try await superuser.withConnection { connection in
+            try await connection.query(
+                """
+                SELECT c.relname::text, c.relrowsecurity, c.relforcerowsecurity,
+                       (SELECT count(*)::int FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = 'tenant_isolation')
+                  FROM pg_class c
+                  JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+                   AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'company_id' AND NOT a.attisdropped)
+                 ORDER BY 1
+                """)
+        }
+        let tables = try rows.map { try $0.decode((String, Bool, Bool, Int).self) }
+        #expect(tables.map(\.0) == ["api_tokens", "companies", "questions", "surveys"])
+        for (table, enabled, forced, policies) in tables {
+            #expect(enabled, "\(table) has row-level security disabled")
+            #expect(forced, "\(table) does not force row-level security")
+            #expect(policies == 1, "\(table) lacks the tenant_isolation policy")
+        }
+        // company_id is bigint everywhere, and leads every primary key.
+        let keys = try await superuser.withConnection { connection in
+            try await connection.query(
+                """
+                SELECT c.relname::text, format_type(a.atttypid, a.atttypmod),
+                       (SELECT a2.attname::text FROM pg_constraint k JOIN pg_attribute a2
+                          ON a2.attrelid = k.conrelid AND a2.attnum = k.conkey[1]
+                         WHERE k.conrelid = c.oid AND k.contype = 'p')
+                  FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'company_id'
+                  JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = 'public' AND c.relkind = 'r'
+                """)
+        }
+        for row in keys {
+            let (table, type, leading) = try row.decode((String, String, String).self)
+            #expect(type == "bigint", "\(table)")
+            #expect(leading == "company_id", "\(table)")
+        }
+        // ...and every unique constraint and foreign key of a tenant table.
+        let constraints = try await superuser.withConnection { connection in
+            try await connection.query(
+                """
+                SELECT k.conname::text, a.attname::text
+                  FROM pg_constraint k
+                  JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
+                  JOIN pg_class c ON c.oid = k.conrelid
+                  JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = 'public' AND k.contype IN ('u', 'f', 'p') AND c.relname <> 'schema_migrations'
+                """)
+        }
+        #expect(!constraints.isEmpty)
+        for row in constraints {
+            let (name, first) = try row.decode((String, String).self)
+            #expect(first == "company_id", "\(name) does not lead with company_id")
+        }
+    }
+
+    @Test func theApplicationRoleIsUnprivileged() async throws {
+        let row = try await superuser.withConnection { connection in
+            try await connection.query(
+                """
+                SELECT rolcanlogin, rolsuper, rolbypassrls, rolcreaterole, rolcreatedb,
+                       (SELECT count(*)::int FROM pg_class WHERE relowner = r.oid),
+                       (SELECT count(*)::int FROM pg_proc WHERE proowner = r.oid)
+                  FROM pg_roles r WHERE rolname = 'survey_app'
+                """
+            ).one()
+        }
+        let (login, superuserFlag, bypass, createRole, createDB, ownedRelations, ownedFunctions) = try row.decode(
+            (Bool, Bool, Bool, Bool, Bool, Int, Int).self)
+        #expect(!login && !superuserFlag && !bypass && !createRole && !createDB)
+        #expect(ownedRelations == 0 && ownedFunctions == 0)
+    }
+
+    @Test func theApplicationPoolRunsAsSurveyApp() async throws {
+        let (user, session) = try await database.client.withConnection { connection in
+            try await connection.query("SELECT current_user::text, session_user::text").one().decode((String, String).self)
+        }
+        #expect(user == "survey_app")
+        #expect(session != "survey_app")
+    }
+
+    @Test func withoutATenantNothingIsVisible() async throws {
+        let company = try await newCompany()
+        _ = try await SurveyRepository(database: database).create(
+            NewSurvey(name: "s", interactionType: "t", questions: [.init(body: "q", language: try LanguageTag(parsing: "en"))]),
+            company: company)
+        try await database.client.withConnection { connection in
+            for table in ["companies", "api_tokens", "surveys", "questions"] {
+                let count = try await connection.query("SELECT count(*)::int FROM \(identifier: table)").one().decode(Int.self)
+                #expect(count == 0, "\(table) shows rows with no tenant set")
+            }
+        }
+        // The superuser sees them: the rows are there.
+        #expect(
+            try await superuser.withConnection { connection in
+                try await connection.query("SELECT count(*)::int FROM surveys WHERE company_id = \(company)").one().decode(Int.self)
+            } == 1)
+    }
+
+    @Test func aTenantSeesOnlyItsOwnRowsAndCannotWriteAnothers() async throws {
+        let mine = try await newCompany()
+        let theirs = try await newCompany()
+        let surveys = SurveyRepository(database: database)
+        let question = NewQuestion(body: "q", language: try LanguageTag(parsing: "en"))
+        let their = try await surveys.create(NewSurvey(name: "theirs", interactionType: "t", questions: [question]), company: theirs)
+
+        try await database.withTenant(mine) { connection in
+            // No WHERE clause at all: still only this company's rows.
+            let names = try await connection.query("SELECT name FROM surveys").map { try $0.decode(String.self) }
+            #expect(!names.contains("theirs"))
+            let updated = try await connection.query("DELETE FROM surveys WHERE survey_id = \(their.id)")
+            #expect(updated.affectedRows == 0)
+        }
+        let error = await #expect(throws: PostgresError.self) {
+            try await database.withTenant(mine) { connection in
+                try await connection.query(
+                    "INSERT INTO surveys (company_id, name, interaction_type) VALUES (\(theirs), \("sneaky"), \("t"))")
+            }
+        }
+        #expect(error?.sqlState == PostgresError.SQLState.insufficientPrivilege)
+        #expect(try await surveys.find(their.id, company: theirs) == their)
+    }
+
+    @Test func theTenantSettingEndsWithItsTransaction() async throws {
+        var configuration = PostgresClient.Configuration(connection: .init(url: try TestDatabase.url(), applicationName: "tenant-leak-test"))
+        configuration.maximumConnections = 1
+        let client = PostgresClient(configuration: configuration, logger: TestDatabase.logger)
+        let scoped = Database(client: client)
+        let company = try await newCompany()
+        let inside = try await scoped.withTenant(company) { connection in
+            try await connection.query("SELECT current_setting('app.company_id', true)").one().decode(String?.self)
+        }
+        #expect(inside == String(company.rawValue))
+        // The same (only) pooled connection, next borrower: nothing left behind.
+        let after = try await client.withConnection { connection in
+            try await connection.query("SELECT current_setting('app.company_id', true)").one().decode(String?.self)
+        }
+        #expect(after == nil || after == "")
+    }
+
+    /// Production: a dedicated login role, member of survey_app, logs in directly.
+    @Test func aDedicatedLoginRoleMemberOfSurveyAppWorks() async throws {
+        let role = "survey_api_\(UInt32.random(in: 0...UInt32.max))"
+        try await superuser.withConnection { connection in
+            try await connection.simpleQuery("CREATE ROLE \(role) LOGIN NOINHERIT IN ROLE survey_app")
+        }
+        var components = try #require(URLComponents(string: try TestDatabase.url()))
+        components.user = role
+        let pool = Database(client: Database.applicationPool(
+            url: try #require(components.string), applicationName: "surveyd-serve", maximumConnections: 1, logger: TestDatabase.logger))
+        let company = try await newCompany()
+        let (user, count) = try await pool.withTenant(company) { connection in
+            try await connection.query("SELECT current_user::text, (SELECT count(*)::int FROM companies)").one().decode((String, Int).self)
+        }
+        #expect(user == "survey_app")
+        #expect(count == 1)
+        await pool.client.shutDown()
+        try await superuser.withConnection { connection in
+            try await connection.simpleQuery("DROP ROLE \(role)")
+        }
+    }
+}
