@@ -128,6 +128,12 @@ let package = Package(
             dependencies: ["SurveyDomain"],
             swiftSettings: swiftSettings
         ),
+        // Runs the built `surveyd` binary as an operator would.
+        .testTarget(
+            name: "CommandLineTests",
+            dependencies: ["Postgres", "TestSupport"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "SurveyStorageTests",
             dependencies: ["Postgres", "SurveyDomain", "SurveyStorage", "TestSupport"],

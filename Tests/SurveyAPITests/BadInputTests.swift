@@ -2,6 +2,10 @@ import Foundation
 import HTTPTypes
 import HummingbirdTesting
 import SurveyDomain
+import Hummingbird
+import SurveyAPI
+import SurveyStorage
+import TestSupport
 import Testing
 
 /// Every class of bad input gets a clear problem+json error naming what is wrong, and
@@ -148,6 +152,24 @@ import Testing
                 response.expectProblem(.methodNotAllowed)
                 #expect(response.headers[.allow] == allow)
             }
+        }
+    }
+}
+
+/// When the database is down, clients hear 503 with Retry-After, never a 500 or a hang.
+@Suite struct DatabaseUnavailableTests {
+    @Test func answers503WithRetryAfter() async throws {
+        let unreachable = Database(client: Database.applicationPool(
+            url: "postgresql://nobody@/none?host=/nonexistent-surveyd-socket&connect_timeout=1",
+            applicationName: "surveyd-serve", maximumConnections: 2, logger: TestDatabase.logger))
+        let application = Application(router: buildRouter(configuration: .init(), database: unreachable))
+        try await application.test(.router) { client in
+            let start = ContinuousClock.now
+            let response = try await client.send(
+                .get, "\(base)/surveys", headers: [.authorization: "Bearer nps_live_" + String(repeating: "A", count: 43)])
+            response.expectProblem(.serviceUnavailable)
+            #expect(response.headers[.retryAfter] == "1")
+            #expect(ContinuousClock.now - start < .seconds(3))
         }
     }
 }

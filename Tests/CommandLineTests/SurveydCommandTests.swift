@@ -1,0 +1,84 @@
+import Foundation
+import Postgres
+import TestSupport
+import Testing
+
+/// `surveyd` as an operator runs it: migrate a fresh database, create a company, issue
+/// and revoke tokens; each connection named for pg_stat_activity.
+@Suite struct SurveydCommandTests {
+    /// The `surveyd` binary SwiftPM built next to the test bundle.
+    static var executable: URL {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("surveyd")
+    }
+
+    struct Output {
+        var status: Int32
+        var standardOutput: String
+        var standardError: String
+    }
+
+    func run(_ arguments: [String], environment: [String: String]) throws -> Output {
+        let process = Process()
+        process.executableURL = Self.executable
+        process.arguments = arguments
+        var merged = ProcessInfo.processInfo.environment
+        merged["LOG_LEVEL"] = "warning"
+        for (key, value) in environment { merged[key] = value }
+        process.environment = merged
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Output(
+            status: process.terminationStatus, standardOutput: String(decoding: stdout, as: UTF8.self),
+            standardError: String(decoding: stderr, as: UTF8.self))
+    }
+
+    @Test func migrateCompanyAndTokenCommands() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.executable.path), "build surveyd first")
+        let url = try await TestDatabase.scratchDatabase("cli")
+        let environment = ["DATABASE_URL": url, "SURVEYD_SQL_DIR": TestDatabase.sqlDirectory]
+
+        let migrate = try run(["migrate"], environment: environment)
+        #expect(migrate.status == 0, "\(migrate.standardError)")
+        #expect(migrate.standardOutput.contains("Applied: 0001_"))
+        let again = try run(["migrate"], environment: environment)
+        #expect(again.standardOutput == "Database is up to date.\n")
+
+        let created = try run(["company", "create", "--name", "Gaufres SA"], environment: environment)
+        #expect(created.status == 0, "\(created.standardError)")
+        let lines = created.standardOutput.split(separator: "\n").map(String.init)
+        let companyID = try #require(lines.first?.split(separator: " ").dropFirst().first.flatMap { Int($0) })
+        let token = try #require(lines.last)
+        #expect(token.hasPrefix("nps_live_"))
+        // The privileged login is reported on stderr, never the token.
+        #expect(!created.standardError.contains(token))
+
+        let connection = try await TestDatabase.connect(url: url)
+        let hash = try await connection.query(
+            "SELECT encode(token_hash, 'hex') FROM api_tokens WHERE company_id = \(companyID)").one().decode(String.self)
+        #expect(!hash.isEmpty)
+
+        let issued = try run(["token", "create", "--company", String(companyID)], environment: environment)
+        #expect(issued.status == 0, "\(issued.standardError)")
+        let tokenID = try #require(issued.standardOutput.split(separator: " ").dropFirst(2).first.flatMap { Int($0) })
+        let revoked = try run(["token", "revoke", String(tokenID)], environment: environment)
+        #expect(revoked.status == 0, "\(revoked.standardError)")
+        let revokedAt = try await connection.query(
+            "SELECT revoked_at IS NOT NULL FROM api_tokens WHERE token_id = \(tokenID)").one().decode(Bool.self)
+        #expect(revokedAt)
+
+        let unknown = try run(["token", "revoke", "999999999"], environment: environment)
+        #expect(unknown.status != 0)
+        let missingURL = try run(["migrate"], environment: ["DATABASE_URL": "", "MIGRATION_DATABASE_URL": ""])
+        #expect(missingURL.status != 0)
+        #expect(missingURL.standardError.contains("DATABASE_URL is not set"))
+        let badName = try run(["company", "create", "--name", ""], environment: environment)
+        #expect(badName.status != 0)
+        await connection.close()
+    }
+}
