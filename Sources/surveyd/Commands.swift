@@ -34,10 +34,11 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         let logger = Environment.logger("surveyd.serve")
         guard let port = Int(Environment.value("PORT") ?? "8080"), (1...65535).contains(port) else {
-            throw ValidationError("PORT must be a port number")
+            throw Environment.Invalid(name: "PORT", hint: "must be a port number from 1 to 65535")
         }
         let database = Database(client: Database.applicationPool(
-            url: try Environment.databaseURL(), applicationName: "surveyd-serve", maximumConnections: 20, logger: logger))
+            url: try Environment.databaseURL(), applicationName: "surveyd-serve",
+            maximumConnections: try Environment.maximumConnections(default: 20), logger: logger))
         let configuration = APIConfiguration(
             host: Environment.value("HOST") ?? "0.0.0.0", port: port, adminToken: Environment.value("ADMIN_TOKEN"))
         if configuration.adminToken == nil { logger.notice("ADMIN_TOKEN is not set: the admin API is disabled") }
@@ -55,7 +56,8 @@ struct WorkerCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = Environment.logger("surveyd.worker")
         let database = Database(client: Database.applicationPool(
-            url: try Environment.databaseURL(), applicationName: "surveyd-worker", maximumConnections: 4, logger: logger))
+            url: try Environment.databaseURL(), applicationName: "surveyd-worker",
+            maximumConnections: try Environment.maximumConnections(default: 4), logger: logger))
         let group = ServiceGroup(
             configuration: .init(
                 services: [.init(service: database.client), .init(service: Worker(database: database, logger: logger))],

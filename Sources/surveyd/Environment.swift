@@ -9,6 +9,12 @@ enum Environment {
         var description: String { "\(name) is not set: \(hint)" }
     }
 
+    struct Invalid: Error, CustomStringConvertible {
+        let name: String
+        let hint: String
+        var description: String { "\(name) is invalid: \(hint)" }
+    }
+
     static func value(_ name: String) -> String? {
         ProcessInfo.processInfo.environment[name].flatMap { $0.isEmpty ? nil : $0 }
     }
@@ -18,6 +24,15 @@ enum Environment {
             throw Missing(name: "DATABASE_URL", hint: "a libpq URI such as postgresql://user@host/db")
         }
         return url
+    }
+
+    /// The pool size, `DATABASE_MAX_CONNECTIONS`, else the command's default.
+    static func maximumConnections(default value: Int) throws -> Int {
+        guard let text = Self.value("DATABASE_MAX_CONNECTIONS") else { return value }
+        guard let number = Int(text), (1...500).contains(number) else {
+            throw Invalid(name: "DATABASE_MAX_CONNECTIONS", hint: "must be a number from 1 to 500, got \(text)")
+        }
+        return number
     }
 
     static func migrationDatabaseURL() throws -> String {

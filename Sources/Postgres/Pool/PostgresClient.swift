@@ -35,6 +35,8 @@ public final class PostgresClient: Service, Sendable {
     private struct State: ~Copyable {
         var machine: PoolStateMachine<ContinuousClock>
         var connections: [Int: PostgresConnection] = [:]
+        /// The pool's id of each open connection, to find it again on release.
+        var ids: [ObjectIdentifier: Int] = [:]
         var waiting: [Int: CheckedContinuation<PostgresConnection, any Error>] = [:]
         var timers: [Int: Task<Void, Never>] = [:]
         var nextRequestID = 0
@@ -190,8 +192,11 @@ public final class PostgresClient: Service, Sendable {
             logger.debug("closing postgres connection returned broken or inside a transaction")
         }
         perform(state.withLock { state in
-            guard let id = state.connections.first(where: { $0.value === connection })?.key else { return [] }
-            if !reusable { state.connections[id] = nil }
+            guard let id = state.ids[ObjectIdentifier(connection)] else { return [] }
+            if !reusable {
+                state.connections[id] = nil
+                state.ids[ObjectIdentifier(connection)] = nil
+            }
             return state.machine.connectionReleased(id, reusable: reusable, now: clock.now)
         }, closing: reusable ? [] : [connection])
     }
@@ -209,7 +214,11 @@ public final class PostgresClient: Service, Sendable {
                     continuation.resume(returning: connection)
                 }
             case .fail(let request, let failure):
-                let (continuation, lastError) = state.withLock { ($0.waiting.removeValue(forKey: request), $0.lastError) }
+                let (continuation, lastError) = state.withLock { state in
+                    // A timer that fired is done; forget its handle.
+                    state.timers[request] = nil
+                    return (state.waiting.removeValue(forKey: request), state.lastError)
+                }
                 continuation?.resume(throwing: error(for: failure, lastError: lastError))
                 if failure == .timeout { metrics.timeouts.increment() }
             case .startTimer(let request, let deadline):
@@ -223,9 +232,12 @@ public final class PostgresClient: Service, Sendable {
             case .createConnection:
                 Task { await self.openConnection() }
             case .close(let id):
-                if let connection = state.withLock({ $0.connections.removeValue(forKey: id) }) {
-                    toClose.append(connection)
+                let connection = state.withLock { state -> PostgresConnection? in
+                    guard let connection = state.connections.removeValue(forKey: id) else { return nil }
+                    state.ids[ObjectIdentifier(connection)] = nil
+                    return connection
                 }
+                if let connection { toClose.append(connection) }
             }
         }
         for connection in toClose {
@@ -247,6 +259,7 @@ public final class PostgresClient: Service, Sendable {
             perform(state.withLock { state in
                 state.nextConnectionID += 1
                 state.connections[state.nextConnectionID] = connection
+                state.ids[ObjectIdentifier(connection)] = state.nextConnectionID
                 return state.machine.connectionEstablished(state.nextConnectionID, now: clock.now)
             })
         } catch {
