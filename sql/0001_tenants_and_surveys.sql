@@ -7,15 +7,26 @@
 
 -- The application's role: no login, no superuser, no BYPASSRLS, owns nothing.
 -- `surveyd serve` switches to it (SET ROLE) or logs in as a member of it.
+-- Roles belong to the cluster, not the database, and the advisory lock below is per
+-- database: migrations of two databases at once may both try to create a role, so a
+-- duplicate is not an error.
 DO $$
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'survey_app') THEN
+    BEGIN
         CREATE ROLE survey_app NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
-    END IF;
+    EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+    END;
     -- Owns authenticate_api_token() and may read tokens across tenants, nothing else.
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'survey_auth') THEN
+    BEGIN
         CREATE ROLE survey_auth NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
-    END IF;
+    EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+    END;
+    -- The operator's command line: what the application may do, plus finding a token's
+    -- company by its id (`surveyd token revoke ID`).
+    BEGIN
+        CREATE ROLE survey_admin NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE IN ROLE survey_app;
+    EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+    END;
 END
 $$;
 
@@ -122,17 +133,17 @@ GRANT USAGE, CREATE ON SCHEMA public TO survey_auth;
 ALTER FUNCTION authenticate_api_token(bytea) OWNER TO survey_auth;
 ALTER FUNCTION api_token_company(bigint) OWNER TO survey_auth;
 REVOKE CREATE ON SCHEMA public FROM survey_auth;
+REVOKE survey_auth FROM CURRENT_USER;
 REVOKE ALL ON FUNCTION authenticate_api_token(bytea) FROM PUBLIC;
 REVOKE ALL ON FUNCTION api_token_company(bigint) FROM PUBLIC;
 
 -- What the application may do, and nothing more.
 GRANT USAGE ON SCHEMA public TO survey_app;
-GRANT EXECUTE ON FUNCTION authenticate_api_token(bytea), api_token_company(bigint) TO survey_app;
+GRANT EXECUTE ON FUNCTION authenticate_api_token(bytea) TO survey_app;
+GRANT EXECUTE ON FUNCTION api_token_company(bigint) TO survey_admin;
 GRANT SELECT, INSERT ON companies TO survey_app;
 GRANT SELECT, INSERT, UPDATE (revoked_at) ON api_tokens TO survey_app;
 GRANT SELECT, INSERT, DELETE ON surveys TO survey_app;
 GRANT SELECT, INSERT, DELETE ON questions TO survey_app;
 -- The admin API reserves a company id before it can set the tenant to insert the row.
 GRANT USAGE ON SEQUENCE companies_company_id_seq TO survey_app;
--- Readiness checks compare the applied migrations with the build's.
-GRANT SELECT ON schema_migrations TO survey_app;

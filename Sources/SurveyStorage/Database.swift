@@ -8,26 +8,38 @@ import Synchronization
 public struct Database: Sendable {
     public let client: PostgresClient
 
-    /// The role `serve` and the worker run every query as; created by the migrations.
-    public static let applicationRole = "survey_app"
-
     public init(client: PostgresClient) {
         self.client = client
     }
 
-    /// A pool whose connections switch to `survey_app` before first use.
+    /// The unprivileged roles the migrations create; every query runs as one of them.
+    public enum Role: String, Sendable {
+        /// `serve`: the tenant API and the webhooks.
+        case application = "survey_app"
+        /// `worker`: the SMS queue and the delivery columns of requests.
+        case worker = "survey_worker"
+        /// The operator's command line: the application's rights, plus finding a token's company.
+        case admin = "survey_admin"
+    }
+
+    /// A pool whose connections switch to `role` before first use.
     ///
-    /// In production `url` logs in as a dedicated role that is a member of `survey_app`.
+    /// In production `url` logs in as a dedicated role that is a member of `role`.
     /// Where it logs in as a privileged role (local runs, Compose), `SET ROLE` still makes
-    /// every query run as `survey_app`, and a warning says so once.
+    /// every query run as `role`, and a warning says so once.
+    ///
+    /// Sessions also get a `statement_timeout` and an `idle_in_transaction_session_timeout`,
+    /// so neither a runaway query nor a stuck transaction holds a connection for long.
     public static func applicationPool(
-        url: String, applicationName: String, maximumConnections: Int = 10, logger: Logger
+        url: String, applicationName: String, role: Role = .application, maximumConnections: Int = 10,
+        statementTimeout: Duration = .seconds(30), logger: Logger
     ) -> PostgresClient {
         var configuration = PostgresClient.Configuration(
             connection: .init(url: url, applicationName: applicationName))
         configuration.maximumConnections = maximumConnections
         configuration.minimumConnections = min(2, maximumConnections)
         let warned = Atomic<Bool>(false)
+        let timeoutMilliseconds = statementTimeout.components.seconds * 1000
         configuration.connectionSetup = { connection in
             let row = try await connection.query(
                 "SELECT current_user::text, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user"
@@ -35,10 +47,15 @@ public struct Database: Sendable {
             let (user, superuser, bypassRLS) = try row?.decode((String, Bool, Bool).self) ?? ("?", false, false)
             if superuser || bypassRLS, !warned.exchange(true, ordering: .relaxed) {
                 logger.warning(
-                    "DATABASE_URL logs in as a privileged role; switching every connection to \(applicationRole). In production, log in as a dedicated role that is a member of \(applicationRole).",
+                    "DATABASE_URL logs in as a privileged role; switching every connection to \(role.rawValue). In production, log in as a dedicated role that is a member of \(role.rawValue).",
                     metadata: ["role": "\(user)"])
             }
-            try await connection.simpleQuery("SET ROLE \(applicationRole)")
+            try await connection.simpleQuery(
+                """
+                SET ROLE \(role.rawValue);
+                SET statement_timeout = \(timeoutMilliseconds);
+                SET idle_in_transaction_session_timeout = \(timeoutMilliseconds * 2)
+                """)
         }
         return PostgresClient(configuration: configuration, logger: logger)
     }
@@ -46,6 +63,7 @@ public struct Database: Sendable {
     /// Runs `body` in a transaction scoped to one company: row-level security shows and
     /// accepts only that company's rows. The setting is transaction-local, so it ends with
     /// the transaction and can never leak to the next user of the pooled connection.
+    @discardableResult
     public func withTenant<Result>(
         _ company: CompanyID, _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {

@@ -81,7 +81,7 @@ public struct SurveyRepository: Sendable {
         return Question(id: try row.decode(QuestionID.self, column: "question_id"), body: question.body, language: question.language)
     }
 
-    private func surveys(
+    func surveys(
         where id: SurveyID?, after: SurveyID?, limit: Int, company: CompanyID, on connection: PostgresConnection
     ) async throws -> [Survey] {
         // One round trip: the page of surveys with their questions aggregated as arrays,

@@ -18,12 +18,17 @@ struct Migrate: AsyncParsableCommand {
         let migrator = try Migrator(directory: Environment.sqlDirectory())
         let threadPool = NIOThreadPool(numberOfThreads: 1)
         threadPool.start()
-        defer { threadPool.shutdownGracefully { _ in } }
         let connection = try await PostgresConnection.connect(
             configuration: .init(url: try Environment.migrationDatabaseURL(), applicationName: "surveyd-migrate"),
-            threadPool: threadPool, logger: logger)
-        defer { Task { await connection.close() } }
-        let applied = try await migrator.migrate(on: connection, logger: logger)
+            threadPool: threadPool, ownsThreadPool: true, logger: logger)
+        let applied: [String]
+        do {
+            applied = try await migrator.migrate(on: connection, logger: logger)
+        } catch {
+            await connection.close()
+            throw error
+        }
+        await connection.close()
         print(applied.isEmpty ? "Database is up to date." : "Applied: \(applied.joined(separator: ", "))")
     }
 }
@@ -40,7 +45,8 @@ struct Serve: AsyncParsableCommand {
             url: try Environment.databaseURL(), applicationName: "surveyd-serve",
             maximumConnections: try Environment.maximumConnections(default: 20), logger: logger))
         let configuration = APIConfiguration(
-            host: Environment.value("HOST") ?? "0.0.0.0", port: port, adminToken: Environment.value("ADMIN_TOKEN"))
+            host: Environment.value("HOST") ?? "0.0.0.0", port: port, adminToken: Environment.value("ADMIN_TOKEN"),
+            destinationHasher: try Environment.destinationHasher())
         if configuration.adminToken == nil { logger.notice("ADMIN_TOKEN is not set: the admin API is disabled") }
         let application = buildApplication(configuration: configuration, database: database, logger: logger)
         try await ServiceGroup(
@@ -55,6 +61,7 @@ struct WorkerCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = Environment.logger("surveyd.worker")
+        _ = try Environment.destinationHasher()
         let database = Database(client: Database.applicationPool(
             url: try Environment.databaseURL(), applicationName: "surveyd-worker",
             maximumConnections: try Environment.maximumConnections(default: 4), logger: logger))
@@ -70,7 +77,8 @@ struct WorkerCommand: AsyncParsableCommand {
 func withDatabase<Result>(_ label: String, _ body: (Database) async throws -> Result) async throws -> Result {
     let logger = Environment.logger(label)
     let client = Database.applicationPool(
-        url: try Environment.databaseURL(), applicationName: "surveyd-admin", maximumConnections: 1, logger: logger)
+        url: try Environment.databaseURL(), applicationName: "surveyd-admin", role: .admin, maximumConnections: 1,
+        logger: logger)
     do {
         let result = try await body(Database(client: client))
         await client.shutDown()

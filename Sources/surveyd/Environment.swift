@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SurveyDomain
 
 /// Settings read from the environment (12-factor), with the errors a user can act on.
 enum Environment {
@@ -33,6 +34,11 @@ enum Environment {
             throw Invalid(name: "DATABASE_MAX_CONNECTIONS", hint: "must be a number from 1 to 500, got \(text)")
         }
         return number
+    }
+
+    /// The key of the phone-number hashes; `serve` and `worker` refuse to start without it.
+    static func destinationHasher() throws -> DestinationHasher {
+        try DestinationHasher(hexKey: value("DESTINATION_HASH_KEY"))
     }
 
     static func migrationDatabaseURL() throws -> String {

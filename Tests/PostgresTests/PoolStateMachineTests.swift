@@ -110,6 +110,22 @@ struct ManualClock: Clock {
         #expect(pool.leaseRequested(6, now: at(0.3)) == [.createConnection, .startTimer(6, deadline: at(5.3))])
     }
 
+    @Test func waitersAreServedByANewAttemptOnceTheBackoffEnds() {
+        var pool = machine(max: 2)
+        _ = pool.leaseRequested(1, now: t0)
+        _ = pool.connectionEstablished(100, now: t0)
+        // A second request opens a second connection, which fails while the first is out.
+        #expect(pool.leaseRequested(2, now: t0) == [.createConnection, .startTimer(2, deadline: at(5))])
+        #expect(pool.connectionFailed(now: t0) == [.scheduleRetry(at: at(0.1))])
+        // The first comes back broken during the backoff: closed, and the retry stands.
+        #expect(pool.connectionReleased(100, reusable: false, now: at(0.05)) == [.close(100), .scheduleRetry(at: at(0.1))])
+        #expect(pool.retryDue(now: at(0.05)) == [])
+        #expect(pool.retryDue(now: at(0.1)) == [.createConnection])
+        #expect(pool.connectionEstablished(101, now: at(0.2)) == [.cancelTimer(2), .lease(101, to: 2)])
+        // Nobody waits any more: nothing to retry.
+        #expect(pool.retryDue(now: at(1)) == [])
+    }
+
     @Test func tickKeepsTheMinimumAndClosesConnectionsIdleTooLong() {
         var pool = machine(min: 1, max: 3)
         #expect(pool.tick(now: t0) == [.createConnection])

@@ -157,6 +157,32 @@ import Testing
         #expect(second != first)
     }
 
+    @Test func aBackendKilledWhileLeasedFailsThatCallAndIsReplaced() async throws {
+        let client = try pool(max: 1)
+        let error = await #expect(throws: PostgresError.self) {
+            try await client.withConnection { connection in
+                try await TestDatabase.superuser().withConnection { admin in
+                    try await admin.query("SELECT pg_terminate_backend(\(connection.backendPID))")
+                }
+                try await Task.sleep(for: .milliseconds(100))
+                try await connection.query("SELECT 1")
+            }
+        }
+        #expect(error?.isUnavailable == true)
+        let value = try await client.withConnection { try await $0.query("SELECT 41 + 1").one().decode(Int.self) }
+        #expect(value == 42)
+    }
+
+    @Test func nulCharactersAreRefusedNotTruncated() async throws {
+        let client = try pool(max: 1)
+        let error = await #expect(throws: PostgresError.self) {
+            try await client.withConnection { try await $0.query("SELECT \("a\u{0}b")::text") }
+        }
+        #expect(error?.code == .encoding)
+        // The connection is fine afterwards.
+        #expect(try await client.withConnection { try await $0.query("SELECT 1").one().decode(Int.self) } == 1)
+    }
+
     @Test func aConnectionReturnedInsideATransactionIsNotReused() async throws {
         let client = try pool(max: 1)
         let first = try await client.withConnection { connection in

@@ -3,6 +3,7 @@ import HTTPTypes
 import HummingbirdTesting
 import SurveyDomain
 import Hummingbird
+import Postgres
 import SurveyAPI
 import SurveyStorage
 import TestSupport
@@ -72,6 +73,32 @@ import Testing
             response.expectProblem(testCase.status)
             #expect(response.errorFields == testCase.fields)
             #expect(response.object["detail"] is String)
+        }
+        #expect(try await harness.count("surveys", company: tenant.id) == 0)
+        #expect(try await harness.count("questions", company: tenant.id) == 0)
+    }
+
+    /// A failure inside the transaction, after the survey row was written, leaves nothing:
+    /// a test-only trigger makes the second question's insert fail.
+    @Test func aFailureMidTransactionLeavesNoPartialWrite() async throws {
+        let tenant = try await harness.company()
+        try await harness.superuser().withConnection { connection in
+            try await connection.simpleQuery(
+                """
+                CREATE OR REPLACE FUNCTION test_fail_on_marker() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF NEW.body LIKE 'fail-here-%' THEN RAISE EXCEPTION 'injected failure'; END IF;
+                    RETURN NEW;
+                END $$;
+                CREATE OR REPLACE TRIGGER test_fail_on_marker BEFORE INSERT ON questions
+                    FOR EACH ROW EXECUTE FUNCTION test_fail_on_marker();
+                """)
+        }
+        let body = Self.survey(questions: #"[{"body":"fine","language":"en"},{"body":"fail-here-\#(UUID())","language":"fr"}]"#)
+        try await harness.test { client in
+            let response = try await client.send(.post, "\(base)/surveys", headers: tenant.headers, body: body)
+            response.expectProblem(.internalServerError)
+            #expect(!response.text.contains("injected"))
         }
         #expect(try await harness.count("surveys", company: tenant.id) == 0)
         #expect(try await harness.count("questions", company: tenant.id) == 0)
@@ -165,7 +192,7 @@ import Testing
         let unreachable = Database(client: Database.applicationPool(
             url: "postgresql://nobody@/none?host=/nonexistent-surveyd-socket&connect_timeout=1",
             applicationName: "surveyd-serve", maximumConnections: 2, logger: TestDatabase.logger))
-        let application = Application(router: buildRouter(configuration: .init(), database: unreachable))
+        let application = Application(router: buildRouter(configuration: Harness.configuration(), database: unreachable))
         try await application.test(.router) { client in
             let start = ContinuousClock.now
             let response = try await client.send(

@@ -17,12 +17,20 @@ struct Harness {
 
     let database: Database
 
+    /// A fixed key for tests: hashes are then predictable.
+    static let hashKey = String(repeating: "5a", count: 32)
+    static let hasher = try! DestinationHasher(hexKey: hashKey)
+
+    static func configuration(adminToken: String? = Harness.adminToken) -> APIConfiguration {
+        APIConfiguration(adminToken: adminToken, destinationHasher: hasher)
+    }
+
     init() async throws {
         database = try await TestDatabase.application()
     }
 
     func application(adminToken: String? = Harness.adminToken) -> some ApplicationProtocol {
-        Application(router: buildRouter(configuration: .init(adminToken: adminToken), database: database))
+        Application(router: buildRouter(configuration: Harness.configuration(adminToken: adminToken), database: database))
     }
 
     /// Runs `body` with a test client of the application.
@@ -90,6 +98,7 @@ extension TestResponse {
         #expect(object["status"] as? Int == status.code, sourceLocation: sourceLocation)
         #expect(object["title"] is String, sourceLocation: sourceLocation)
         #expect(object["type"] is String, sourceLocation: sourceLocation)
+        #expect(object["detail"] is String, "a problem without detail: \(text)", sourceLocation: sourceLocation)
     }
 }
 

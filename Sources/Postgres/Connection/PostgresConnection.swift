@@ -34,17 +34,21 @@ public final class PostgresConnection: @unchecked Sendable {
     private let cancelHandle: OpaquePointer?
     private let threadPool: NIOThreadPool
     private let noticeSink: NoticeSink
-    /// The statement running now, if any, so cancellation only interrupts that one.
-    private let inFlight = Mutex<UInt64?>(nil)
+    /// The statement running now, if any, so cancellation only interrupts that one; and a
+    /// statement cancelled before it started, so it never starts.
+    private let inFlight = Mutex<(running: UInt64?, cancelledBeforeStart: UInt64?)>((nil, nil))
     private let nextTicket = Atomic<UInt64>(0)
     private let closed = Atomic<Bool>(false)
+    /// Set for connections that own their thread pool (dedicated ones), shut down on close.
+    private let ownsThreadPool: Bool
 
     /// The server process serving this connection (`pg_backend_pid()`).
     public let backendPID: Int32
     let logger: Logger
 
-    private init(handle: OpaquePointer, threadPool: NIOThreadPool, logger: Logger) {
+    private init(handle: OpaquePointer, threadPool: NIOThreadPool, ownsThreadPool: Bool, logger: Logger) {
         self.handle = handle
+        self.ownsThreadPool = ownsThreadPool
         self.cancelHandle = PQgetCancel(handle)
         self.threadPool = threadPool
         self.logger = logger
@@ -59,18 +63,27 @@ public final class PostgresConnection: @unchecked Sendable {
     deinit {
         if !closed.load(ordering: .acquiring) { PQfinish(handle) }
         if let cancelHandle { PQfreeCancel(cancelHandle) }
+        if ownsThreadPool { threadPool.shutdownGracefully { _ in } }
     }
 
     /// Opens a connection and prepares its session: UTC, ISO dates, UTF-8.
+    ///
+    /// With `ownsThreadPool`, the connection shuts `threadPool` down when it closes: for a
+    /// dedicated connection (LISTEN) with a thread of its own.
     public static func connect(
-        configuration: Configuration, threadPool: NIOThreadPool, logger: Logger
+        configuration: Configuration, threadPool: NIOThreadPool, ownsThreadPool: Bool = false, logger: Logger
     ) async throws -> PostgresConnection {
         let connection = try await threadPool.runBlocking { () throws(PostgresError) -> PostgresConnection in
             // Later keywords override earlier ones, and the URL expands in place of `dbname`:
             // so the URL may override the timeout, and our application_name overrides the URL's.
-            let keywords = ["connect_timeout", "dbname", "application_name", "client_encoding"]
+            // TCP keepalives notice a peer that vanished without closing (a half-open
+            // connection); they do not apply to Unix sockets.
+            let keywords = [
+                "connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
+                "dbname", "application_name", "client_encoding",
+            ]
             let values = [
-                String(configuration.connectTimeoutSeconds), configuration.url,
+                String(configuration.connectTimeoutSeconds), "1", "30", "10", "3", configuration.url,
                 configuration.applicationName, "UTF8",
             ]
             let handle = withCStringArray(keywords) { keywords in
@@ -86,7 +99,7 @@ public final class PostgresConnection: @unchecked Sendable {
                 PQfinish(handle)
                 throw PostgresError(code: .connectionFailed, message: message)
             }
-            return PostgresConnection(handle: handle, threadPool: threadPool, logger: logger)
+            return PostgresConnection(handle: handle, threadPool: threadPool, ownsThreadPool: ownsThreadPool, logger: logger)
         }
         do {
             try await connection.simpleQuery(
@@ -107,8 +120,13 @@ public final class PostgresConnection: @unchecked Sendable {
         let ticket = nextTicket.wrappingAdd(1, ordering: .relaxed).newValue
         return try await withTaskCancellationHandler {
             try await threadPool.runBlocking { () throws(PostgresError) -> PostgresRows in
-                self.inFlight.withLock { $0 = ticket }
-                defer { self.inFlight.withLock { $0 = nil } }
+                try self.inFlight.withLock { state throws(PostgresError) in
+                    if state.cancelledBeforeStart == ticket {
+                        throw PostgresError(code: .server, sqlState: PostgresError.SQLState.queryCanceled, message: "cancelled before it started")
+                    }
+                    state.running = ticket
+                }
+                defer { self.inFlight.withLock { $0.running = nil } }
                 return try self.execute(query)
             }
         } onCancel: {
@@ -120,6 +138,9 @@ public final class PostgresConnection: @unchecked Sendable {
     /// migrations. Values never go here: use `query(_:)`.
     public func simpleQuery(_ script: String) async throws {
         try await threadPool.runBlocking { () throws(PostgresError) in
+            guard !script.utf8.contains(0) else {
+                throw PostgresError(code: .encoding, message: "the script contains a NUL character")
+            }
             let result = PQexec(self.handle, script)
             defer { PQclear(result) }
             _ = try self.check(result, sql: script)
@@ -129,7 +150,14 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Closes the connection. Safe to call more than once.
     public func close() async {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        _ = try? await threadPool.runBlocking { PQfinish(self.handle) }
+        do {
+            try await threadPool.runBlocking { PQfinish(self.handle) }
+        } catch {
+            // The thread pool is already shut down: finish here. PQfinish only sends a
+            // Terminate message and closes the socket, so it does not wait on the server.
+            PQfinish(handle)
+        }
+        if ownsThreadPool { try? await threadPool.shutdownGracefully() }
     }
 
     /// Whether the connection can go back to a pool: open, and not inside a transaction.
@@ -216,6 +244,10 @@ public final class PostgresConnection: @unchecked Sendable {
     // MARK: - Internals (run on the thread pool)
 
     private func execute(_ query: PostgresQuery) throws(PostgresError) -> PostgresRows {
+        // C strings end at NUL: a value containing one would be cut short without a word.
+        if query.sql.utf8.contains(0) || query.bindings.contains(where: { $0?.utf8.contains(0) == true }) {
+            throw PostgresError(code: .encoding, message: "a query or parameter contains a NUL character", query: query.sql)
+        }
         let result = withCStringArray(query.bindings) { values in
             PQexecParams(handle, query.sql, Int32(query.bindings.count), nil, values, nil, nil, 0)
         }
@@ -268,13 +300,24 @@ public final class PostgresConnection: @unchecked Sendable {
         return PostgresRows(columns: columns, values: rows, affectedRows: affected)
     }
 
+    /// Asks the server to stop the statement `ticket`, from a thread of its own:
+    /// `PQcancel` opens a connection and waits for the server, and the caller is whatever
+    /// thread cancelled the task (often one of the cooperative pool's).
     private func cancel(ticket: UInt64) {
-        inFlight.withLock { running in
-            // Holding the lock keeps the statement from finishing and the next one starting
-            // before the cancel request reaches the server.
-            guard running == ticket, let cancelHandle else { return }
-            var buffer = [CChar](repeating: 0, count: 256)
-            _ = PQcancel(cancelHandle, &buffer, Int32(buffer.count))
+        let running = inFlight.withLock { state -> Bool in
+            if state.running == ticket { return true }
+            state.cancelledBeforeStart = ticket
+            return false
+        }
+        guard running else { return }
+        Thread.detachNewThread {
+            self.inFlight.withLock { state in
+                // Holding the lock keeps the statement from finishing and the next one
+                // starting before the cancel request reaches the server.
+                guard state.running == ticket, let cancelHandle = self.cancelHandle else { return }
+                var buffer = [CChar](repeating: 0, count: 256)
+                _ = PQcancel(cancelHandle, &buffer, Int32(buffer.count))
+            }
         }
     }
 }

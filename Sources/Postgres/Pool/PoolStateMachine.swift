@@ -35,6 +35,8 @@ struct PoolStateMachine<Clock: _Concurrency.Clock> where Clock.Duration == Durat
         case cancelTimer(RequestID)
         case createConnection
         case close(ConnectionID)
+        /// Call `retryDue(now:)` at this instant: requests wait and the backoff ends then.
+        case scheduleRetry(at: Instant)
     }
 
     private struct Waiter {
@@ -108,8 +110,9 @@ struct PoolStateMachine<Clock: _Concurrency.Clock> where Clock.Duration == Durat
         consecutiveFailures += 1
         retryNotBefore = now.advanced(by: backoff(afterFailures: consecutiveFailures))
         guard totalConnections == 0 else {
-            // Others are open: waiters will get one of those when it comes back.
-            return []
+            // Others are open: waiters may get one of those when it comes back, and a new
+            // attempt is made for them once the backoff ends.
+            return waiters.isEmpty ? [] : [.scheduleRetry(at: retryNotBefore!)]
         }
         // Nothing is open and the server refused us: fail the waiters fast.
         let failed = waiters
@@ -123,9 +126,13 @@ struct PoolStateMachine<Clock: _Concurrency.Clock> where Clock.Duration == Durat
         guard leased.remove(connection) != nil else { return [] }
         if !reusable || isShutDown {
             var actions: [Action] = [.close(connection)]
-            if !isShutDown, !waiters.isEmpty, connecting < waiters.count, !isBackingOff(at: now) {
-                connecting += 1
-                actions.append(.createConnection)
+            if !isShutDown, !waiters.isEmpty, connecting < waiters.count {
+                if isBackingOff(at: now) {
+                    actions.append(.scheduleRetry(at: retryNotBefore!))
+                } else {
+                    connecting += 1
+                    actions.append(.createConnection)
+                }
             }
             return actions
         }
@@ -144,8 +151,23 @@ struct PoolStateMachine<Clock: _Concurrency.Clock> where Clock.Duration == Durat
         return [.cancelTimer(request), .fail(request, .cancelled)]
     }
 
+    /// A scheduled retry is due: open connections for the requests still waiting.
+    mutating func retryDue(now: Instant) -> [Action] {
+        if isShutDown || isBackingOff(at: now) { return [] }
+        return openForWaiters()
+    }
+
+    private mutating func openForWaiters() -> [Action] {
+        var actions: [Action] = []
+        while connecting < waiters.count, totalConnections < configuration.maximumConnections {
+            connecting += 1
+            actions.append(.createConnection)
+        }
+        return actions
+    }
+
     /// Periodic upkeep: close connections idle too long above the minimum, open connections
-    /// up to the minimum (once any backoff has passed).
+    /// up to the minimum and for waiting requests (once any backoff has passed).
     mutating func tick(now: Instant) -> [Action] {
         if isShutDown { return [] }
         var actions: [Action] = []
@@ -161,6 +183,7 @@ struct PoolStateMachine<Clock: _Concurrency.Clock> where Clock.Duration == Durat
                 connecting += 1
                 actions.append(.createConnection)
             }
+            actions += openForWaiters()
         }
         return actions
     }

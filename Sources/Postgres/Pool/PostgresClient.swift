@@ -42,6 +42,8 @@ public final class PostgresClient: Service, Sendable {
         var nextRequestID = 0
         var nextConnectionID = 0
         var lastError: PostgresError?
+        /// Connections being closed; the thread pool stays up until they are.
+        var closing = 0
     }
 
     public let configuration: Configuration
@@ -103,10 +105,25 @@ public final class PostgresClient: Service, Sendable {
 
     /// Opens a connection outside the pool, on the pool's threads, for long-lived uses such
     /// as `LISTEN`. The caller closes it.
+    /// It gets a thread of its own, so waiting for notifications never takes one from
+    /// the pool.
     public func makeDedicatedConnection() async throws -> PostgresConnection {
-        let connection = try await PostgresConnection.connect(
-            configuration: configuration.connection, threadPool: threadPool, logger: logger)
-        if let setup = configuration.connectionSetup { try await setup(connection) }
+        let thread = NIOThreadPool(numberOfThreads: 1)
+        thread.start()
+        let connection: PostgresConnection
+        do {
+            connection = try await PostgresConnection.connect(
+                configuration: configuration.connection, threadPool: thread, ownsThreadPool: true, logger: logger)
+        } catch {
+            try? await thread.shutdownGracefully()
+            throw error
+        }
+        do {
+            if let setup = configuration.connectionSetup { try await setup(connection) }
+        } catch {
+            await connection.close()
+            throw error
+        }
         return connection
     }
 
@@ -127,7 +144,7 @@ public final class PostgresClient: Service, Sendable {
     public func shutDown() async {
         perform(state.withLock { $0.machine.shutDown() })
         let deadline = clock.now.advanced(by: .seconds(10))
-        while clock.now < deadline, !state.withLock({ $0.machine.isDrained }) {
+        while clock.now < deadline, !state.withLock({ $0.machine.isDrained && $0.closing == 0 }) {
             try? await Task.sleep(for: .milliseconds(10))
         }
         try? await threadPool.shutdownGracefully()
@@ -224,9 +241,19 @@ public final class PostgresClient: Service, Sendable {
             case .startTimer(let request, let deadline):
                 let timer = Task { [clock] in
                     do { try await clock.sleep(until: deadline) } catch { return }
-                    self.perform(self.state.withLock { $0.machine.timerFired(request) })
+                    self.perform(self.state.withLock { state in
+                        // Removes itself even if the request was served meanwhile and the
+                        // cancel came before this handle was stored.
+                        state.timers[request] = nil
+                        return state.machine.timerFired(request)
+                    })
                 }
                 state.withLock { $0.timers[request] = timer }
+            case .scheduleRetry(let instant):
+                Task { [clock] in
+                    try? await clock.sleep(until: instant)
+                    self.perform(self.state.withLock { $0.machine.retryDue(now: clock.now) })
+                }
             case .cancelTimer(let request):
                 state.withLock { $0.timers.removeValue(forKey: request) }?.cancel()
             case .createConnection:
@@ -240,8 +267,14 @@ public final class PostgresClient: Service, Sendable {
                 if let connection { toClose.append(connection) }
             }
         }
-        for connection in toClose {
-            Task { await connection.close() }
+        if !toClose.isEmpty {
+            state.withLock { $0.closing += toClose.count }
+            for connection in toClose {
+                Task {
+                    await connection.close()
+                    self.state.withLock { $0.closing -= 1 }
+                }
+            }
         }
         publishMetrics()
     }

@@ -1,6 +1,7 @@
 import Hummingbird
 import Logging
 import Postgres
+import SurveyDomain
 import SurveyStorage
 
 /// What `serve` needs besides the database, read from the environment by `surveyd`.
@@ -9,11 +10,19 @@ public struct APIConfiguration: Sendable {
     public var port: Int
     /// Enables the admin API; `nil` leaves it unrouted (404).
     public var adminToken: String?
+    /// Turns phone numbers into the keyed hashes the database keeps.
+    public var destinationHasher: DestinationHasher
+    public var sendingPolicy: SendingPolicy
 
-    public init(host: String = "0.0.0.0", port: Int = 8080, adminToken: String? = nil) {
+    public init(
+        host: String = "0.0.0.0", port: Int = 8080, adminToken: String? = nil, destinationHasher: DestinationHasher,
+        sendingPolicy: SendingPolicy = SendingPolicy()
+    ) {
         self.host = host
         self.port = port
         self.adminToken = adminToken
+        self.destinationHasher = destinationHasher
+        self.sendingPolicy = sendingPolicy
     }
 }
 
@@ -29,8 +38,12 @@ public func buildRouter(configuration: APIConfiguration, database: Database) -> 
     let tenantAPI = router.group(RouterPath(apiBasePath))
         .add(middleware: TokenAuthMiddleware(companies: CompanyRepository(database: database)))
         .group(context: TenantRequestContext.self)
-    SurveyController(surveys: SurveyRepository(database: database))
-        .addRoutes(to: Routes(group: tenantAPI, prefix: apiBasePath, table: table))
+    let tenantRoutes = Routes(group: tenantAPI, prefix: apiBasePath, table: table)
+    SurveyController(surveys: SurveyRepository(database: database)).addRoutes(to: tenantRoutes)
+    SendController(
+        sends: SendRepository(database: database, policy: configuration.sendingPolicy),
+        idempotency: IdempotencyRepository(database: database), hasher: configuration.destinationHasher
+    ).addRoutes(to: tenantRoutes)
 
     if let adminToken = configuration.adminToken, !adminToken.isEmpty {
         let admin = router.group("admin").add(middleware: AdminAuthMiddleware(adminToken: adminToken))

@@ -32,13 +32,16 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             if error.status == .contentTooLarge {
                 return Problem(status: .contentTooLarge, detail: "The body is larger than \(maximumBodySize / 1024) KiB.")
             }
-            return Problem(status: error.status, detail: error.body)
+            if error.status == .notFound, error.body == nil {
+                return .notFound("No route for \(request.method) \(request.uri.path).")
+            }
+            return Problem(status: error.status, detail: error.body ?? error.status.reasonPhrase + ".")
         case let error as any HTTPResponseError:
             // Hummingbird's own client errors, e.g. a body over the size limit.
             if error.status == .contentTooLarge {
                 return Problem(status: .contentTooLarge, detail: "The body is larger than \(maximumBodySize / 1024) KiB.")
             }
-            return Problem(status: error.status)
+            return Problem(status: error.status, detail: error.status.reasonPhrase + ".")
         case StorageError.notFound:
             return .notFound()
         case let error as PostgresError where error.isUnavailable:

@@ -44,12 +44,16 @@ enum JSONValue: Decodable, Equatable, Sendable {
     /// Reads a request body as one JSON object: 415 for another content type, 413 past
     /// the size limit, 400 for anything that is not a JSON object.
     static func object(from request: Request, context: some RequestContext) async throws -> [String: JSONValue] {
+        try object(from: try await request.body.collect(upTo: context.maxUploadSize), request: request)
+    }
+
+    /// The same, for a body already read (when its bytes are needed too).
+    static func object(from buffer: ByteBuffer, request: Request) throws -> [String: JSONValue] {
         if let contentType = request.headers[.contentType], let mediaType = MediaType(from: contentType),
             !(mediaType.type == .application && (mediaType.subType == "json" || mediaType.subType.hasSuffix("+json")))
         {
             throw Problem(status: .unsupportedMediaType, detail: "Send the body as application/json.")
         }
-        let buffer = try await request.body.collect(upTo: context.maxUploadSize)
         guard buffer.readableBytes > 0 else { throw Problem.malformedJSON("The body is empty; a JSON object is expected.") }
         let value: JSONValue
         do {

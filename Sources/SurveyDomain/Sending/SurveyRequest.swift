@@ -1,0 +1,64 @@
+import Foundation
+
+public enum RequestTag {}
+public typealias RequestID = Identifier<RequestTag>
+
+/// The channels a survey can be sent on. A channel is a unit of its own: its name on the
+/// wire, how a destination is read, and (in the worker) how a message goes out.
+public enum Channel: String, Sendable, CaseIterable {
+    case sms = "SMS"
+}
+
+/// One validated item of a send call.
+public struct SurveyRequestDraft: Sendable, Equatable {
+    public var channel: Channel
+    public var destination: PhoneNumber
+    public var segments: [String]
+    public var referenceID: String?
+    public var language: LanguageTag?
+
+    public init(channel: Channel, destination: PhoneNumber, segments: [String], referenceID: String?, language: LanguageTag?) {
+        self.channel = channel
+        self.destination = destination
+        self.segments = segments
+        self.referenceID = referenceID
+        self.language = language
+    }
+}
+
+/// Why a valid item was not queued.
+public enum SkipReason: String, Sendable, Equatable {
+    /// This company surveyed the number within its `resurveyDays`.
+    case recentlySurveyed = "recently-surveyed"
+    /// The number replied STOP.
+    case optedOut = "opted-out"
+    /// The number has an open survey (from any company): a reply would be ambiguous.
+    case destinationBusy = "destination-busy"
+}
+
+/// What became of one item, in input order.
+public enum SendResult: Sendable, Equatable {
+    case queued(RequestID)
+    case skipped(SkipReason)
+}
+
+public enum SendLimits {
+    public static let requestsPerCall = 1...1000
+    public static let segmentsPerRequest = 0...20
+    public static let segmentLength = 1...64
+    public static let referenceIDLength = 1...128
+    public static let idempotencyKeyLength = 1...255
+}
+
+/// Timing rules of the sending pipeline.
+public struct SendingPolicy: Sendable {
+    /// How long after sending a reply still counts.
+    public var responseWindow: Duration
+    /// How long a job may keep retrying before it fails.
+    public var maximumJobAge: Duration
+
+    public init(responseWindow: Duration = .seconds(72 * 3600), maximumJobAge: Duration = .seconds(3600)) {
+        self.responseWindow = responseWindow
+        self.maximumJobAge = maximumJobAge
+    }
+}

@@ -1,0 +1,74 @@
+import Foundation
+import Postgres
+import SurveyDomain
+
+/// `Idempotency-Key` for calls that create things: the first response to a key is stored
+/// with what it created, in the same transaction, and replayed for 24 hours.
+public struct IdempotencyRepository: Sendable {
+    let database: Database
+
+    /// How long a key is remembered.
+    public static let retention = 24 * 3600
+    /// How long a claim by a request still running holds before it is presumed dead.
+    public static let claimSeconds = 120
+
+    public init(database: Database) {
+        self.database = database
+    }
+
+    public enum Claim: Equatable, Sendable {
+        /// First use (or an expired one): go ahead, then `store` the response.
+        case proceed
+        /// Seen before with the same request: answer this again.
+        case replay(status: Int, body: String)
+        /// Seen before with another request.
+        case mismatch
+        /// The first request with this key is still running.
+        case inProgress
+    }
+
+    /// Claims `key` for a request whose fingerprint is `requestHash`, in a transaction of its own
+    /// so a concurrent request with the same key sees the claim at once.
+    public func claim(_ key: String, requestHash: Data, company: CompanyID) async throws -> Claim {
+        try await database.withTenant(company) { connection in
+            let claimed = try await connection.query(
+                """
+                INSERT INTO idempotency_keys (company_id, key, request_hash, locked_until)
+                VALUES (\(company), \(key), \(requestHash), now() + make_interval(secs => \(Self.claimSeconds)))
+                ON CONFLICT (company_id, key) DO UPDATE
+                   SET request_hash = EXCLUDED.request_hash, locked_until = EXCLUDED.locked_until,
+                       status = NULL, body = NULL, created_at = now()
+                 WHERE idempotency_keys.created_at < now() - make_interval(secs => \(Self.retention))
+                    OR (idempotency_keys.status IS NULL AND idempotency_keys.locked_until < now())
+                RETURNING 1
+                """)
+            if !claimed.isEmpty { return .proceed }
+            let row = try await connection.query(
+                "SELECT request_hash, status, body FROM idempotency_keys WHERE company_id = \(company) AND key = \(key)"
+            ).one()
+            let (storedHash, status, body) = try row.decode((Data, Int?, String?).self)
+            guard storedHash == requestHash else { return .mismatch }
+            guard let status, let body else { return .inProgress }
+            return .replay(status: status, body: body)
+        }
+    }
+
+    /// Stores the response for a claimed key, on the connection (and so in the transaction)
+    /// that did the work.
+    public func store(_ key: String, status: Int, body: String, company: CompanyID, on connection: PostgresConnection) async throws {
+        try await connection.query(
+            """
+            UPDATE idempotency_keys SET status = \(status), body = \(body), locked_until = NULL
+             WHERE company_id = \(company) AND key = \(key)
+            """)
+    }
+
+    /// Releases a claim whose request failed without a response worth replaying, so the
+    /// client can retry with the same key.
+    public func release(_ key: String, company: CompanyID) async throws {
+        try await database.withTenant(company) { connection in
+            try await connection.query(
+                "DELETE FROM idempotency_keys WHERE company_id = \(company) AND key = \(key) AND status IS NULL")
+        }
+    }
+}
