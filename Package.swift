@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
@@ -70,6 +71,7 @@ let package = Package(
         .target(
             name: "SurveyAPI",
             dependencies: [
+                "SMSGateway",
                 "SurveyDomain",
                 "SurveyStorage",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -78,13 +80,27 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // The SMS worker (the sending pipeline fills it in).
+        // SMS providers (Twilio's HTTP API, console, accept-all) and Twilio's webhook
+        // signatures. Knows nothing of surveys or the database.
+        .target(
+            name: "SMSGateway",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The SMS worker: claims jobs from the queue, sends them, records the outcome.
         .target(
             name: "SurveyWorker",
             dependencies: [
+                "Postgres",
+                "SMSGateway",
                 "SurveyDomain",
                 "SurveyStorage",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
@@ -98,8 +114,12 @@ let package = Package(
                 "SurveyStorage",
                 "SurveyAPI",
                 "SurveyWorker",
+                "SMSGateway",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

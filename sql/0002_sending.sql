@@ -50,6 +50,8 @@ CREATE TABLE survey_requests (
 -- "Recently surveyed": this company's requests to a number, newest first.
 CREATE INDEX survey_requests_by_destination ON survey_requests (company_id, destination_hash, created_at DESC);
 CREATE INDEX survey_requests_by_survey ON survey_requests (company_id, survey_id, created_at);
+-- Usage (billing): what was sent in a month.
+CREATE INDEX survey_requests_sent ON survey_requests (company_id, sent_at) WHERE sent_at IS NOT NULL;
 
 -- The queue. Small and hot: finished jobs are deleted, so autovacuum is made eager.
 CREATE TABLE sms_jobs (
@@ -158,13 +160,13 @@ GRANT SELECT, INSERT ON sms_jobs TO survey_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON idempotency_keys TO survey_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON open_surveys TO survey_app;
 GRANT SELECT, INSERT, DELETE ON opt_outs TO survey_app;
-GRANT SELECT ON provider_messages TO survey_app;
+GRANT SELECT, DELETE ON provider_messages TO survey_app;
 GRANT SELECT, INSERT, DELETE ON inbound_messages TO survey_app;
 GRANT USAGE ON SEQUENCE survey_requests_request_id_seq TO survey_app;
 
 -- The worker.
 GRANT SELECT, UPDATE (leased_until, run_at, attempts), DELETE ON sms_jobs TO survey_worker;
-GRANT SELECT (company_id, request_id, destination_hash, status, respond_by),
+GRANT SELECT (company_id, request_id, destination_hash, status, failure, respond_by),
       UPDATE (status, failure, provider_message_id, sms_segments, sent_at, failed_at, respond_by)
       ON survey_requests TO survey_worker;
 GRANT SELECT, UPDATE (expires_at), DELETE ON open_surveys TO survey_worker;

@@ -1,4 +1,9 @@
 import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import SMSGateway
 import Logging
 import NIOPosix
 import Postgres
@@ -34,20 +39,24 @@ struct Migrate: AsyncParsableCommand {
 }
 
 struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Serve the HTTP API (HOST, PORT, DATABASE_URL, ADMIN_TOKEN).")
+    static let configuration = CommandConfiguration(
+        abstract: "Serve the HTTP API (HOST, PORT, DATABASE_URL, DESTINATION_HASH_KEY, ADMIN_TOKEN, TWILIO_AUTH_TOKEN, PUBLIC_BASE_URL).")
 
     func run() async throws {
         let logger = Environment.logger("surveyd.serve")
-        guard let port = Int(Environment.value("PORT") ?? "8080"), (1...65535).contains(port) else {
-            throw Environment.Invalid(name: "PORT", hint: "must be a port number from 1 to 65535")
-        }
+        let port = try Environment.port()
         let database = Database(client: Database.applicationPool(
             url: try Environment.databaseURL(), applicationName: "surveyd-serve",
             maximumConnections: try Environment.maximumConnections(default: 20), logger: logger))
-        let configuration = APIConfiguration(
+        var configuration = APIConfiguration(
             host: Environment.value("HOST") ?? "0.0.0.0", port: port, adminToken: Environment.value("ADMIN_TOKEN"),
-            destinationHasher: try Environment.destinationHasher())
+            destinationHasher: try Environment.destinationHasher(), sendingPolicy: try Environment.sendingPolicy())
         if configuration.adminToken == nil { logger.notice("ADMIN_TOKEN is not set: the admin API is disabled") }
+        if let authToken = Environment.value("TWILIO_AUTH_TOKEN") {
+            configuration.webhooks = .init(authToken: authToken, publicBaseURL: Environment.publicBaseURL(port: port))
+        } else {
+            logger.notice("TWILIO_AUTH_TOKEN is not set: the SMS webhooks (replies, delivery statuses) are disabled")
+        }
         let application = buildApplication(configuration: configuration, database: database, logger: logger)
         try await ServiceGroup(
             configuration: .init(
@@ -57,19 +66,88 @@ struct Serve: AsyncParsableCommand {
 }
 
 struct WorkerCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "worker", abstract: "Run the SMS worker (DATABASE_URL).")
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Send queued SMS (DATABASE_URL, DESTINATION_HASH_KEY, SMS_PROVIDER, SMS_RATE_LIMIT, TWILIO_*).")
 
     func run() async throws {
         let logger = Environment.logger("surveyd.worker")
         _ = try Environment.destinationHasher()
-        let database = Database(client: Database.applicationPool(
-            url: try Environment.databaseURL(), applicationName: "surveyd-worker",
-            maximumConnections: try Environment.maximumConnections(default: 4), logger: logger))
+        let policy = try Environment.sendingPolicy()
+        let pool = Database.applicationPool(
+            url: try Environment.databaseURL(), applicationName: "surveyd-worker", role: .worker,
+            maximumConnections: try Environment.maximumConnections(default: 4), logger: logger)
+        let database = Database(client: pool)
+        var workerConfiguration = SMSWorker.Configuration()
+        workerConfiguration.ratePerSecond = try Environment.double("SMS_RATE_LIMIT", default: 100, range: 0.1...100_000)
+        workerConfiguration.batchSize = Int(try Environment.double("SMS_BATCH_SIZE", default: 500, range: 1...10_000))
+        workerConfiguration.concurrency = Int(try Environment.double("SMS_CONCURRENCY", default: 64, range: 1...4096))
+
+        let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Environment.httpClientConfiguration(workerConfiguration.concurrency))
+        let provider: any SMSProvider
+        switch Environment.value("SMS_PROVIDER") ?? "console" {
+        case "twilio":
+            provider = TwilioProvider(configuration: try Environment.twilio(), client: httpClient, logger: logger)
+        case "console":
+            provider = ConsoleProvider(logger: logger)
+        case "accept-all":
+            provider = AcceptingProvider()
+        case let other:
+            throw Environment.Invalid(name: "SMS_PROVIDER", hint: "must be twilio, console or accept-all, got \(other)")
+        }
+        let worker = SMSWorker(
+            queue: QueueRepository(database: database, policy: policy), client: pool, provider: provider,
+            configuration: workerConfiguration, logger: logger)
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: database.client), .init(service: Worker(database: database, logger: logger))],
+                services: [.init(service: pool), .init(service: worker)],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        do {
+            try await group.run()
+        } catch {
+            try? await httpClient.shutdown()
+            throw error
+        }
+        try await httpClient.shutdown()
+    }
+}
+
+/// `surveyd sms reply`: plays the provider for local demos, posting a signed reply.
+struct SMSCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sms", abstract: "Local SMS tools.", subcommands: [Reply.self])
+
+    struct Reply: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Post a correctly signed inbound SMS to the running server, as the provider would (PUBLIC_BASE_URL, TWILIO_AUTH_TOKEN).")
+
+        @Option(help: "The sender, in E.164 (e.g. +32470000000).")
+        var from: String
+
+        @Option(help: "The text of the reply (e.g. 9, STOP).")
+        var body: String
+
+        func run() async throws {
+            guard let authToken = Environment.value("TWILIO_AUTH_TOKEN") else {
+                throw Environment.Missing(name: "TWILIO_AUTH_TOKEN", hint: "the token the server checks webhook signatures with")
+            }
+            let base = Environment.publicBaseURL(port: try Environment.port())
+            let url = base + "/webhooks/twilio/sms"
+            let parameters = [
+                ("MessageSid", "SM" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()),
+                ("From", from), ("To", Environment.value("SMS_SENDER") ?? "+3200000"), ("Body", body),
+            ]
+            var request = HTTPClientRequest(url: url)
+            request.method = .POST
+            request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+            request.headers.add(
+                name: "X-Twilio-Signature", value: TwilioSignature.sign(url: url, parameters: parameters, authToken: authToken))
+            request.body = .bytes(ByteBuffer(string: FormURLEncoding.encode(parameters)))
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+            let text = String(buffer: try await response.body.collect(upTo: 64 * 1024))
+            print("\(response.status.code) \(text)")
+            guard (200..<300).contains(response.status.code) else { throw ExitCode.failure }
+        }
     }
 }
 

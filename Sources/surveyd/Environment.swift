@@ -1,5 +1,8 @@
 import Foundation
+import AsyncHTTPClient
+import NIOCore
 import Logging
+import SMSGateway
 import SurveyDomain
 
 /// Settings read from the environment (12-factor), with the errors a user can act on.
@@ -39,6 +42,51 @@ enum Environment {
     /// The key of the phone-number hashes; `serve` and `worker` refuse to start without it.
     static func destinationHasher() throws -> DestinationHasher {
         try DestinationHasher(hexKey: value("DESTINATION_HASH_KEY"))
+    }
+
+    static func port() throws -> Int {
+        guard let port = Int(value("PORT") ?? "8080"), (1...65535).contains(port) else {
+            throw Invalid(name: "PORT", hint: "must be a port number from 1 to 65535")
+        }
+        return port
+    }
+
+    /// Where the provider reaches us; part of what webhook signatures cover.
+    static func publicBaseURL(port: Int) -> String {
+        let url = value("PUBLIC_BASE_URL") ?? "http://localhost:\(port)"
+        return url.hasSuffix("/") ? String(url.dropLast()) : url
+    }
+
+    static func double(_ name: String, default defaultValue: Double, range: ClosedRange<Double>) throws -> Double {
+        guard let text = value(name) else { return defaultValue }
+        guard let number = Double(text), range.contains(number) else {
+            throw Invalid(name: name, hint: "must be a number from \(range.lowerBound) to \(range.upperBound), got \(text)")
+        }
+        return number
+    }
+
+    static func sendingPolicy() throws -> SendingPolicy {
+        let hours = try double("RESPONSE_WINDOW_HOURS", default: 72, range: 1...720)
+        return SendingPolicy(responseWindow: .seconds(Int(hours * 3600)))
+    }
+
+    static func twilio() throws -> TwilioProvider.Configuration {
+        func required(_ name: String) throws -> String {
+            guard let text = value(name) else { throw Missing(name: name, hint: "needed with SMS_PROVIDER=twilio") }
+            return text
+        }
+        return TwilioProvider.Configuration(
+            apiBaseURL: value("TWILIO_API_BASE_URL") ?? "https://api.twilio.com", accountSID: try required("TWILIO_ACCOUNT_SID"),
+            authToken: try required("TWILIO_AUTH_TOKEN"), from: try required("SMS_SENDER"),
+            // Without a public URL the provider cannot reach us: no delivery callbacks then.
+            statusCallback: value("PUBLIC_BASE_URL") == nil ? nil : publicBaseURL(port: 0) + "/webhooks/twilio/status")
+    }
+
+    static func httpClientConfiguration(_ concurrency: Int) -> HTTPClient.Configuration {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = concurrency
+        configuration.timeout = .init(connect: .seconds(5), read: .seconds(15))
+        return configuration
     }
 
     static func migrationDatabaseURL() throws -> String {

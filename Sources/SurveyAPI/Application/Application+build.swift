@@ -13,11 +13,26 @@ public struct APIConfiguration: Sendable {
     /// Turns phone numbers into the keyed hashes the database keeps.
     public var destinationHasher: DestinationHasher
     public var sendingPolicy: SendingPolicy
+    /// Enables `/webhooks/twilio/...`; `nil` leaves them unrouted.
+    public var webhooks: Webhooks?
+
+    public struct Webhooks: Sendable {
+        /// The provider's auth token, which signs every webhook.
+        public var authToken: String
+        /// Our public base URL as the provider calls it, e.g. `https://api.example.com`.
+        public var publicBaseURL: String
+
+        public init(authToken: String, publicBaseURL: String) {
+            self.authToken = authToken
+            self.publicBaseURL = publicBaseURL.hasSuffix("/") ? String(publicBaseURL.dropLast()) : publicBaseURL
+        }
+    }
 
     public init(
         host: String = "0.0.0.0", port: Int = 8080, adminToken: String? = nil, destinationHasher: DestinationHasher,
-        sendingPolicy: SendingPolicy = SendingPolicy()
+        sendingPolicy: SendingPolicy = SendingPolicy(), webhooks: Webhooks? = nil
     ) {
+        self.webhooks = webhooks
         self.host = host
         self.port = port
         self.adminToken = adminToken
@@ -44,6 +59,15 @@ public func buildRouter(configuration: APIConfiguration, database: Database) -> 
         sends: SendRepository(database: database, policy: configuration.sendingPolicy),
         idempotency: IdempotencyRepository(database: database), hasher: configuration.destinationHasher
     ).addRoutes(to: tenantRoutes)
+    UsageController(replies: ReplyRepository(database: database)).addRoutes(to: tenantRoutes)
+
+    if let webhooks = configuration.webhooks {
+        let group = router.group("webhooks/twilio")
+        WebhookController<AppRequestContext>(
+            configuration: .init(authToken: webhooks.authToken, publicBaseURL: webhooks.publicBaseURL),
+            replies: ReplyRepository(database: database), hasher: configuration.destinationHasher
+        ).addRoutes(to: Routes(group: group, prefix: "webhooks/twilio", table: table))
+    }
 
     if let adminToken = configuration.adminToken, !adminToken.isEmpty {
         let admin = router.group("admin").add(middleware: AdminAuthMiddleware(adminToken: adminToken))

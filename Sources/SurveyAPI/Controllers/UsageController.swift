@@ -1,0 +1,42 @@
+import Foundation
+import Hummingbird
+import SurveyDomain
+import SurveyStorage
+
+/// `GET /usage?month=YYYY-MM`: messages sent and SMS segments billed in a month (UTC).
+struct UsageController {
+    let replies: ReplyRepository
+
+    func addRoutes(to routes: Routes<TenantRequestContext>) {
+        routes.on(.get, "usage", use: usage)
+    }
+
+    struct Usage: JSONResponse {
+        var month: String
+        var messages: Int
+        var segments: Int
+        var json: JSONDocument {
+            .object([("month", .string(month)), ("messages", .integer(Int64(messages))), ("segments", .integer(Int64(segments)))])
+        }
+    }
+
+    @Sendable func usage(request: Request, context: TenantRequestContext) async throws -> JSONReply<Usage> {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let (year, month): (Int, Int)
+        if let text = request.uri.queryParameters["month"] {
+            let parts = text.split(separator: "-")
+            guard parts.count == 2, parts[0].count == 4, parts[1].count == 2, let y = Int(parts[0]), let m = Int(parts[1]),
+                (2000...9999).contains(y), (1...12).contains(m)
+            else { throw Problem.invalidField("month", "must be a month as YYYY-MM, e.g. 2026-11") }
+            (year, month) = (y, m)
+        } else {
+            let now = calendar.dateComponents([.year, .month], from: Date())
+            (year, month) = (now.year!, now.month!)
+        }
+        let start = calendar.date(from: DateComponents(year: year, month: month, day: 1))!
+        let end = calendar.date(byAdding: .month, value: 1, to: start)!
+        let (messages, segments) = try await replies.usage(company: context.company, from: start, to: end)
+        return JSONReply(body: Usage(month: String(format: "%04d-%02d", year, month), messages: messages, segments: segments))
+    }
+}

@@ -1,0 +1,212 @@
+import Foundation
+import Postgres
+import SurveyDomain
+
+/// The SMS job queue, as the worker (role `survey_worker`) sees it: claim a batch with a
+/// lease, record outcomes in one transaction per batch, and give up on jobs whose lease
+/// ran out (their outcome is unknown, so they are never sent again).
+public struct QueueRepository: Sendable {
+    let database: Database
+    let policy: SendingPolicy
+
+    public init(database: Database, policy: SendingPolicy) {
+        self.database = database
+        self.policy = policy
+    }
+
+    public struct Job: Sendable, Equatable {
+        public var company: CompanyID
+        public var id: Int64
+        public var request: RequestID
+        public var destinationHash: Data
+        /// The raw E.164 number; it exists only while the job does.
+        public var destination: String
+        public var body: String
+        /// Including the one this claim starts.
+        public var attempts: Int
+        public var createdAt: Date
+    }
+
+    public enum Outcome: Sendable, Equatable {
+        case sent(providerMessageID: String, segments: Int)
+        /// Final: the request fails with this reason (`permanent`, `uncertain`, `opted-out`,
+        /// `retries-exhausted`).
+        case failed(reason: String)
+        case retry(after: Duration)
+        /// Not attempted (the worker is stopping): back to the queue as it was.
+        case release
+    }
+
+    /// Claims up to `limit` jobs that are due, marking them leased in a commit of their own,
+    /// before any is sent.
+    public func claim(limit: Int, lease: Duration) async throws -> [Job] {
+        try await database.client.withTransaction { connection in
+            try await connection.query(
+                """
+                WITH due AS (
+                    SELECT company_id, job_id FROM sms_jobs
+                     WHERE leased_until IS NULL AND run_at <= now()
+                     ORDER BY run_at
+                     LIMIT \(limit)
+                     FOR UPDATE SKIP LOCKED
+                )
+                UPDATE sms_jobs AS j
+                   SET leased_until = now() + make_interval(secs => \(Int(lease.components.seconds))), attempts = j.attempts + 1
+                  FROM due
+                 WHERE j.company_id = due.company_id AND j.job_id = due.job_id
+                RETURNING j.company_id, j.job_id, j.request_id, j.destination_hash, j.destination, j.body, j.attempts, j.created_at
+                """
+            ).map { row in
+                let (company, id, request, hash, destination, body, attempts, createdAt) = try row.decode(
+                    (CompanyID, Int64, RequestID, Data, String, String, Int, Date).self)
+                return Job(
+                    company: company, id: id, request: request, destinationHash: hash, destination: destination, body: body,
+                    attempts: attempts, createdAt: createdAt)
+            }
+        }
+    }
+
+    /// Which of these numbers opted out (checked just before sending).
+    public func optedOut(_ hashes: [Data]) async throws -> Set<Data> {
+        guard !hashes.isEmpty else { return [] }
+        return try await database.client.withConnection { connection in
+            Set(try await connection.query("SELECT destination_hash FROM opt_outs WHERE destination_hash = ANY(\(hashes)::bytea[])")
+                .map { try $0.decode(Data.self) })
+        }
+    }
+
+    /// Records a batch of outcomes in one transaction: sent and failed jobs leave the queue
+    /// (and their numbers with them), retried ones go back with a later `run_at`.
+    public func complete(_ outcomes: [(Job, Outcome)]) async throws {
+        guard !outcomes.isEmpty else { return }
+        var sent: [(Job, String, Int)] = []
+        var failed: [(Job, String)] = []
+        var retried: [(Job, Duration)] = []
+        var released: [Job] = []
+        for (job, outcome) in outcomes {
+            switch outcome {
+            case .sent(let id, let segments): sent.append((job, id, segments))
+            case .failed(let reason): failed.append((job, reason))
+            case .retry(let delay): retried.append((job, delay))
+            case .release: released.append(job)
+            }
+        }
+        let windowSeconds = Int(policy.responseWindow.components.seconds)
+        try await database.client.withTransaction { connection in
+            if !sent.isEmpty {
+                let companies = sent.map(\.0.company.rawValue)
+                let requests = sent.map(\.0.request.rawValue)
+                try await deleteJobs(sent.map(\.0), on: connection)
+                // A request reaped as `uncertain` meanwhile gets the truth now we know it.
+                try await connection.query(
+                    """
+                    UPDATE survey_requests AS r
+                       SET status = 'sent', failure = NULL, failed_at = NULL, sent_at = now(),
+                           provider_message_id = t.message_id, sms_segments = t.segments,
+                           respond_by = now() + make_interval(secs => \(windowSeconds))
+                      FROM unnest(\(companies)::bigint[], \(requests)::bigint[], \(sent.map(\.1))::text[], \(sent.map(\.2))::int[])
+                           AS t(company_id, request_id, message_id, segments)
+                     WHERE r.company_id = t.company_id AND r.request_id = t.request_id
+                       AND (r.status = 'queued' OR (r.status = 'failed' AND r.failure = 'uncertain'))
+                    """)
+                try await connection.query(
+                    """
+                    INSERT INTO provider_messages (provider_message_id, company_id, request_id)
+                    SELECT * FROM unnest(\(sent.map(\.1))::text[], \(companies)::bigint[], \(requests)::bigint[])
+                    ON CONFLICT DO NOTHING
+                    """)
+                // The number stays busy for the response window, from now.
+                try await connection.query(
+                    """
+                    UPDATE open_surveys AS o SET expires_at = now() + make_interval(secs => \(windowSeconds))
+                      FROM unnest(\(companies)::bigint[], \(requests)::bigint[]) AS t(company_id, request_id)
+                     WHERE o.destination_hash = ANY(\(sent.map(\.0.destinationHash))::bytea[])
+                       AND o.company_id = t.company_id AND o.request_id = t.request_id
+                    """)
+            }
+            if !failed.isEmpty {
+                let companies = failed.map(\.0.company.rawValue)
+                let requests = failed.map(\.0.request.rawValue)
+                try await deleteJobs(failed.map(\.0), on: connection)
+                try await markFailed(companies: companies, requests: requests, reasons: failed.map(\.1), on: connection)
+                try await freeDestinations(failed.map(\.0.destinationHash), companies: companies, requests: requests, on: connection)
+            }
+            if !retried.isEmpty {
+                try await connection.query(
+                    """
+                    UPDATE sms_jobs AS j
+                       SET leased_until = NULL, run_at = now() + make_interval(secs => t.delay)
+                      FROM unnest(\(retried.map(\.0.company.rawValue))::bigint[], \(retried.map(\.0.id))::bigint[],
+                                  \(retried.map { Double($0.1.components.seconds) + Double($0.1.components.attoseconds) / 1e18 })::float8[])
+                           AS t(company_id, job_id, delay)
+                     WHERE j.company_id = t.company_id AND j.job_id = t.job_id
+                    """)
+            }
+            if !released.isEmpty {
+                try await connection.query(
+                    """
+                    UPDATE sms_jobs AS j SET leased_until = NULL, attempts = greatest(j.attempts - 1, 0)
+                      FROM unnest(\(released.map(\.company.rawValue))::bigint[], \(released.map(\.id))::bigint[]) AS t(company_id, job_id)
+                     WHERE j.company_id = t.company_id AND j.job_id = t.job_id
+                    """)
+            }
+        }
+    }
+
+    /// Jobs whose lease ran out while being sent: a worker died between the claim and the
+    /// record of the outcome, so nobody knows whether the SMS went out. They fail as
+    /// `uncertain` and are never sent again. Returns how many.
+    @discardableResult
+    public func failExpiredLeases() async throws -> Int {
+        try await database.client.withTransaction { connection in
+            let expired = try await connection.query(
+                """
+                DELETE FROM sms_jobs WHERE leased_until < now()
+                RETURNING company_id, request_id, destination_hash
+                """
+            ).map { try $0.decode((Int64, Int64, Data).self) }
+            guard !expired.isEmpty else { return 0 }
+            let companies = expired.map(\.0)
+            let requests = expired.map(\.1)
+            try await markFailed(
+                companies: companies, requests: requests, reasons: Array(repeating: "uncertain", count: expired.count), on: connection)
+            try await freeDestinations(expired.map(\.2), companies: companies, requests: requests, on: connection)
+            return expired.count
+        }
+    }
+
+    /// How many jobs wait and how old the oldest is, for metrics.
+    public func depth() async throws -> (jobs: Int, oldest: Date?) {
+        try await database.client.withConnection { connection in
+            try await connection.query("SELECT count(*)::bigint, min(created_at) FROM sms_jobs").one().decode((Int, Date?).self)
+        }
+    }
+
+    private func deleteJobs(_ jobs: [Job], on connection: PostgresConnection) async throws {
+        try await connection.query(
+            """
+            DELETE FROM sms_jobs AS j
+             USING unnest(\(jobs.map(\.company.rawValue))::bigint[], \(jobs.map(\.id))::bigint[]) AS t(company_id, job_id)
+             WHERE j.company_id = t.company_id AND j.job_id = t.job_id
+            """)
+    }
+
+    private func markFailed(companies: [Int64], requests: [Int64], reasons: [String], on connection: PostgresConnection) async throws {
+        try await connection.query(
+            """
+            UPDATE survey_requests AS r SET status = 'failed', failure = t.reason, failed_at = now()
+              FROM unnest(\(companies)::bigint[], \(requests)::bigint[], \(reasons)::text[]) AS t(company_id, request_id, reason)
+             WHERE r.company_id = t.company_id AND r.request_id = t.request_id AND r.status = 'queued'
+            """)
+    }
+
+    /// A failed request no longer holds its number.
+    private func freeDestinations(_ hashes: [Data], companies: [Int64], requests: [Int64], on connection: PostgresConnection) async throws {
+        try await connection.query(
+            """
+            DELETE FROM open_surveys AS o
+             USING unnest(\(hashes)::bytea[], \(companies)::bigint[], \(requests)::bigint[]) AS t(hash, company_id, request_id)
+             WHERE o.destination_hash = t.hash AND o.company_id = t.company_id AND o.request_id = t.request_id
+            """)
+    }
+}

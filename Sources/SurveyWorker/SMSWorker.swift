@@ -1,0 +1,224 @@
+import Foundation
+import Logging
+import Metrics
+import Postgres
+import SMSGateway
+import ServiceLifecycle
+import Synchronization
+import SurveyDomain
+import SurveyStorage
+
+/// The SMS worker: claims due jobs in batches, sends them through the provider at the
+/// configured rate, and records every outcome. Several run side by side safely: claims
+/// use `FOR UPDATE SKIP LOCKED`, and a claimed job is committed as leased before its SMS
+/// goes out, so no job is ever sent twice.
+public struct SMSWorker: Service {
+    public struct Configuration: Sendable {
+        /// Jobs claimed at once; their outcomes are committed together.
+        public var batchSize = 500
+        /// How long a claim holds. Far longer than one send (the provider's timeout), so a
+        /// live worker always records its outcome first.
+        public var lease: Duration = .seconds(120)
+        /// Polling interval when LISTEN/NOTIFY says nothing (a fallback).
+        public var pollInterval: Duration = .seconds(1)
+        /// Messages in flight to the provider at once.
+        public var concurrency = 64
+        /// Messages per second towards the provider.
+        public var ratePerSecond: Double = 100
+        public var retry = RetryPolicy()
+        /// How often to fail jobs whose lease ran out.
+        public var reapInterval: Duration = .seconds(5)
+
+        public init() {}
+    }
+
+    let queue: QueueRepository
+    let client: PostgresClient
+    let provider: any SMSProvider
+    let configuration: Configuration
+    let logger: Logger
+    let limiter: RateLimiter
+    let metrics = WorkerMetrics()
+
+    public init(
+        queue: QueueRepository, client: PostgresClient, provider: any SMSProvider, configuration: Configuration, logger: Logger
+    ) {
+        self.queue = queue
+        self.client = client
+        self.provider = provider
+        self.configuration = configuration
+        self.logger = logger
+        self.limiter = RateLimiter(perSecond: configuration.ratePerSecond, burst: max(1, Int(configuration.ratePerSecond / 10)))
+    }
+
+    public func run() async throws {
+        let wakeup = Wakeup()
+        let stopping = StopFlag()
+        logger.info("worker started", metadata: ["rate_per_second": "\(configuration.ratePerSecond)", "batch": "\(configuration.batchSize)"])
+        await withGracefulShutdownHandler {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await listen(wakeup: wakeup) }
+                await process(wakeup: wakeup, stopping: stopping)
+                group.cancelAll()
+            }
+        } onGracefulShutdown: {
+            stopping.set()
+            wakeup.ring()
+        }
+        logger.info("worker stopped")
+    }
+
+    // MARK: The loop
+
+    func process(wakeup: Wakeup, stopping: StopFlag) async {
+        let clock = ContinuousClock()
+        var lastReap = clock.now - configuration.reapInterval
+        while !stopping.isSet {
+            do {
+                if clock.now - lastReap >= configuration.reapInterval {
+                    lastReap = clock.now
+                    let reaped = try await queue.failExpiredLeases()
+                    if reaped > 0 {
+                        metrics.failed(reason: "uncertain", count: reaped)
+                        logger.warning("jobs whose lease ran out failed as uncertain", metadata: ["count": "\(reaped)"])
+                    }
+                }
+                let jobs = try await queue.claim(limit: configuration.batchSize, lease: configuration.lease)
+                if jobs.isEmpty {
+                    await wakeup.wait(timeout: configuration.pollInterval)
+                    continue
+                }
+                let outcomes = await send(jobs, stopping: stopping)
+                try await record(outcomes)
+            } catch {
+                logger.error("worker cycle failed", metadata: ["error": "\(String(reflecting: error))"])
+                await wakeup.wait(timeout: configuration.pollInterval)
+            }
+        }
+    }
+
+    /// Sends a batch with bounded concurrency, at the configured rate. Jobs not yet started
+    /// when the worker is asked to stop are released, untouched.
+    func send(_ jobs: [QueueRepository.Job], stopping: StopFlag) async -> [(QueueRepository.Job, QueueRepository.Outcome)] {
+        let optedOut: Set<Data>
+        do {
+            optedOut = try await queue.optedOut(jobs.map(\.destinationHash))
+        } catch {
+            // Cannot check: send nothing now, try again shortly.
+            return jobs.map { ($0, .release) }
+        }
+        return await withTaskGroup(of: (QueueRepository.Job, QueueRepository.Outcome).self) { group in
+            var results: [(QueueRepository.Job, QueueRepository.Outcome)] = []
+            results.reserveCapacity(jobs.count)
+            var pending = jobs[...]
+            func startNext() {
+                guard let job = pending.popFirst() else { return }
+                group.addTask { (job, await attempt(job, optedOut: optedOut.contains(job.destinationHash), stopping: stopping)) }
+            }
+            for _ in 0..<min(configuration.concurrency, jobs.count) { startNext() }
+            while let result = await group.next() {
+                results.append(result)
+                startNext()
+            }
+            return results
+        }
+    }
+
+    func attempt(_ job: QueueRepository.Job, optedOut: Bool, stopping: StopFlag) async -> QueueRepository.Outcome {
+        if optedOut { return .failed(reason: "opted-out") }
+        if stopping.isSet { return .release }
+        do {
+            try await limiter.acquire()
+        } catch {
+            return .release
+        }
+        if stopping.isSet { return .release }
+        let result = await provider.send(OutgoingSMS(to: job.destination, body: job.body))
+        switch result {
+        case .accepted(let id):
+            return .sent(providerMessageID: id, segments: SMSSegments(body: job.body).count)
+        case .optedOut:
+            return .failed(reason: "opted-out")
+        case .permanent(let reason):
+            logger.info("SMS refused by the provider", metadata: ["request_id": "\(job.request)", "reason": "\(reason)"])
+            return .failed(reason: "permanent")
+        case .uncertain(let reason):
+            logger.warning("SMS outcome unknown; not retried", metadata: ["request_id": "\(job.request)", "reason": "\(reason)"])
+            return .failed(reason: "uncertain")
+        case .retryable(let reason, let retryAfter):
+            let age = Duration.seconds(Date().timeIntervalSince(job.createdAt))
+            switch configuration.retry.decide(attempts: job.attempts, age: age, retryAfter: retryAfter) {
+            case .retry(let delay):
+                logger.info("SMS will be retried", metadata: ["request_id": "\(job.request)", "reason": "\(reason)", "attempt": "\(job.attempts)"])
+                return .retry(after: delay)
+            case .giveUp:
+                return .failed(reason: "retries-exhausted")
+            }
+        }
+    }
+
+    /// Records a batch's outcomes, retrying a few times if the database blips. If it never
+    /// succeeds the leases run out and the jobs fail as uncertain: never sent twice.
+    func record(_ outcomes: [(QueueRepository.Job, QueueRepository.Outcome)]) async throws {
+        var delay = Duration.milliseconds(100)
+        for attempt in 1...5 {
+            do {
+                try await queue.complete(outcomes)
+                metrics.count(outcomes.map(\.1))
+                return
+            } catch {
+                if attempt == 5 { throw error }
+                logger.warning("recording outcomes failed; retrying", metadata: ["error": "\(String(reflecting: error))"])
+                try? await Task.sleep(for: delay)
+                delay *= 2
+            }
+        }
+    }
+
+    /// Rings `wakeup` on every NOTIFY of the enqueueing transactions; reconnects after errors.
+    func listen(wakeup: Wakeup) async {
+        while !Task.isCancelled {
+            do {
+                let connection = try await client.makeDedicatedConnection()
+                defer { Task { await connection.close() } }
+                try await connection.listen(SendRepository.notificationChannel)
+                while !Task.isCancelled {
+                    if try await !connection.notifications(timeout: .milliseconds(500)).isEmpty { wakeup.ring() }
+                }
+            } catch {
+                if Task.isCancelled { return }
+                logger.warning("LISTEN connection lost; polling until it is back", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+}
+
+final class StopFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+    func set() { value.store(true, ordering: .releasing) }
+    var isSet: Bool { value.load(ordering: .acquiring) }
+}
+
+/// SMS counters through swift-metrics; labelled by outcome only, never by tenant.
+struct WorkerMetrics: Sendable {
+    let sent = Counter(label: "sms_sent_total")
+    let retried = Counter(label: "sms_retried_total")
+
+    func failed(reason: String, count: Int) {
+        Counter(label: "sms_failed_total", dimensions: [("reason", reason)]).increment(by: count)
+    }
+
+    func count(_ outcomes: [QueueRepository.Outcome]) {
+        var failures: [String: Int] = [:]
+        for outcome in outcomes {
+            switch outcome {
+            case .sent: sent.increment()
+            case .retry: retried.increment()
+            case .failed(let reason): failures[reason, default: 0] += 1
+            case .release: break
+            }
+        }
+        for (reason, count) in failures { failed(reason: reason, count: count) }
+    }
+}
