@@ -159,6 +159,25 @@ let package = Package(
             dependencies: ["Postgres", "SurveyDomain", "SurveyStorage", "TestSupport"],
             swiftSettings: swiftSettings
         ),
+        // The whole pipeline against a fake Twilio gateway (a real local HTTP server).
+        .testTarget(
+            name: "SendingPipelineTests",
+            dependencies: [
+                "Postgres",
+                "SMSGateway",
+                "SurveyAPI",
+                "SurveyDomain",
+                "SurveyStorage",
+                "SurveyWorker",
+                "TestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "SurveyAPITests",
             dependencies: [

@@ -114,8 +114,6 @@ AS $$
      WHERE t.token_hash = presented_hash
        AND t.revoked_at IS NULL;
 $$;
--- Changing the owner needs membership in survey_auth; a superuser has it, and a
--- non-superuser migrator created the role above (CREATEROLE), which lets it grant itself.
 -- The operator's CLI revokes a token by its id alone, before it knows the company.
 CREATE FUNCTION api_token_company(wanted_token_id bigint)
 RETURNS bigint
@@ -127,13 +125,28 @@ AS $$
     SELECT t.company_id FROM public.api_tokens AS t WHERE t.token_id = wanted_token_id;
 $$;
 
--- The new owner also needs CREATE on the schema for the moment of the change.
-GRANT survey_auth TO CURRENT_USER;
+-- Changing the owner needs membership in survey_auth: a superuser has it; a non-superuser
+-- migrator (CREATEROLE) grants it to itself for the moment of the change. (Not for a
+-- superuser: role memberships are cluster-wide, and migrations of other databases would
+-- queue behind this transaction's.) The new owner also needs CREATE on the schema.
+DO $$
+BEGIN
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        EXECUTE 'GRANT survey_auth TO CURRENT_USER';
+    END IF;
+END
+$$;
 GRANT USAGE, CREATE ON SCHEMA public TO survey_auth;
 ALTER FUNCTION authenticate_api_token(bytea) OWNER TO survey_auth;
 ALTER FUNCTION api_token_company(bigint) OWNER TO survey_auth;
 REVOKE CREATE ON SCHEMA public FROM survey_auth;
-REVOKE survey_auth FROM CURRENT_USER;
+DO $$
+BEGIN
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        EXECUTE 'REVOKE survey_auth FROM CURRENT_USER';
+    END IF;
+END
+$$;
 REVOKE ALL ON FUNCTION authenticate_api_token(bytea) FROM PUBLIC;
 REVOKE ALL ON FUNCTION api_token_company(bigint) FROM PUBLIC;
 

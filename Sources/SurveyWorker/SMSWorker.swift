@@ -73,7 +73,7 @@ public struct SMSWorker: Service {
     func process(wakeup: Wakeup, stopping: StopFlag) async {
         let clock = ContinuousClock()
         var lastReap = clock.now - configuration.reapInterval
-        while !stopping.isSet {
+        while !stopping.isSet, !Task.isCancelled {
             do {
                 if clock.now - lastReap >= configuration.reapInterval {
                     lastReap = clock.now

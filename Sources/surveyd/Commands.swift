@@ -82,6 +82,7 @@ struct WorkerCommand: AsyncParsableCommand {
         workerConfiguration.ratePerSecond = try Environment.double("SMS_RATE_LIMIT", default: 100, range: 0.1...100_000)
         workerConfiguration.batchSize = Int(try Environment.double("SMS_BATCH_SIZE", default: 500, range: 1...10_000))
         workerConfiguration.concurrency = Int(try Environment.double("SMS_CONCURRENCY", default: 64, range: 1...4096))
+        workerConfiguration.lease = .seconds(try Environment.double("SMS_LEASE_SECONDS", default: 120, range: 1...3600))
 
         let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Environment.httpClientConfiguration(workerConfiguration.concurrency))
         let provider: any SMSProvider

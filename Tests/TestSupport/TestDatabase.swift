@@ -57,20 +57,40 @@ public enum TestDatabase {
         return try url(database: name)
     }
 
-    /// A single connection, outside any pool.
+    /// A new database with the schema migrated, for tests that need the whole database to
+    /// themselves (a worker takes every job it can see).
+    public static func migratedScratchDatabase(_ label: String) async throws -> String {
+        let url = try await scratchDatabase(label)
+        let connection = try await connect(url: url, applicationName: "surveyd-migrate")
+        do {
+            try await Migrator(directory: sqlDirectory).migrate(on: connection, logger: logger)
+        } catch {
+            await connection.close()
+            throw error
+        }
+        await connection.close()
+        return url
+    }
+
+    /// A single connection, outside any pool, with a thread of its own (as `surveyd migrate`
+    /// has): connections sharing a few threads could starve each other while the server
+    /// makes them wait on each other's locks.
     public static func connect(url: String, applicationName: String = "surveyd-tests") async throws -> PostgresConnection {
-        try await PostgresConnection.connect(
-            configuration: .init(url: url, applicationName: applicationName), threadPool: Shared.threadPool, logger: logger)
+        let thread = NIOThreadPool(numberOfThreads: 1)
+        thread.start()
+        do {
+            return try await PostgresConnection.connect(
+                configuration: .init(url: url, applicationName: applicationName), threadPool: thread, ownsThreadPool: true,
+                logger: logger)
+        } catch {
+            try? await thread.shutdownGracefully()
+            throw error
+        }
     }
 }
 
 private actor Shared {
     static let instance = Shared()
-    static let threadPool: NIOThreadPool = {
-        let pool = NIOThreadPool(numberOfThreads: 4)
-        pool.start()
-        return pool
-    }()
 
     private var superuserClient: PostgresClient?
     private var applicationDatabase: Task<Database, any Error>?

@@ -1,0 +1,168 @@
+import AsyncHTTPClient
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import Postgres
+import SMSGateway
+import SurveyAPI
+import SurveyDomain
+import SurveyStorage
+import SurveyWorker
+import ServiceLifecycle
+import TestSupport
+import Testing
+
+/// A whole installation for one test: its own migrated database (a worker takes every job
+/// it can see), the API as `serve` builds it, workers, and a fake Twilio gateway.
+struct Pipeline {
+    static let publicBaseURL = "http://surveyd.test"
+    static let sender = "+3288000"
+    static let hashKey = String(repeating: "7e", count: 32)
+    static let hasher = try! DestinationHasher(hexKey: hashKey)
+
+    let url: String
+    let database: Database
+    let workerPool: PostgresClient
+    let superuser: PostgresClient
+    let gateway: FakeTwilio
+    let httpClient: HTTPClient
+
+    static func make(_ label: String) async throws -> Pipeline {
+        let url = try await TestDatabase.migratedScratchDatabase(label)
+        var superuserConfiguration = PostgresClient.Configuration(connection: .init(url: url, applicationName: "tests-superuser"))
+        superuserConfiguration.maximumConnections = 2
+        return Pipeline(
+            url: url,
+            database: Database(client: Database.applicationPool(
+                url: url, applicationName: "surveyd-serve", maximumConnections: 8, logger: TestDatabase.logger)),
+            workerPool: Database.applicationPool(
+                url: url, applicationName: "surveyd-worker", role: .worker, maximumConnections: 4, logger: TestDatabase.logger),
+            superuser: PostgresClient(configuration: superuserConfiguration, logger: TestDatabase.logger),
+            gateway: try await FakeTwilio.start(),
+            httpClient: HTTPClient(eventLoopGroupProvider: .singleton))
+    }
+
+    func close() async {
+        gateway.stop()
+        try? await httpClient.shutdown()
+        await database.client.shutDown()
+        await workerPool.shutDown()
+        await superuser.shutDown()
+    }
+
+    var apiConfiguration: APIConfiguration {
+        APIConfiguration(
+            adminToken: nil, destinationHasher: Self.hasher,
+            webhooks: .init(authToken: FakeTwilio.authToken, publicBaseURL: Self.publicBaseURL))
+    }
+
+    func api<Value: Sendable>(_ body: @Sendable (any TestClientProtocol) async throws -> Value) async throws -> Value {
+        try await Application(router: buildRouter(configuration: apiConfiguration, database: database))
+            .test(.router) { client in try await body(client) }
+    }
+
+    func company() async throws -> (id: CompanyID, headers: HTTPFields) {
+        let (company, _, token) = try await CompanyRepository(database: database).create(name: "Pipeline company")
+        return (company.id, [.authorization: "Bearer \(token.secret)", .contentType: "application/json"])
+    }
+
+    /// Creates a survey and sends it to `numbers`; returns the request ids in order.
+    func send(to numbers: [String], headers: HTTPFields, client: any TestClientProtocol, body: String = "How likely are you to recommend us, 0-10?") async throws -> [Int] {
+        let created = try await client.execute(
+            uri: "/survey/1.0.0/surveys", method: .post, headers: headers,
+            body: ByteBuffer(string: #"{"name":"n","interactionType":"t","questions":[{"body":"\#(body)","language":"en"}]}"#))
+        let survey = try #require(try JSONSerialization.jsonObject(with: Data(created.body.readableBytesView)) as? [String: Any])["id"] as! Int
+        let items = numbers.map { #"{"channel":"SMS","destination":"\#($0)","segments":["vip"]}"# }.joined(separator: ",")
+        let response = try await client.execute(
+            uri: "/survey/1.0.0/surveys/\(survey)/send", method: .post, headers: headers,
+            body: ByteBuffer(string: #"{"requests":[\#(items)]}"#))
+        #expect(response.status == .accepted)
+        let results = try #require(try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any])["results"] as! [[String: Any]]
+        return results.compactMap { $0["requestId"] as? Int }
+    }
+
+    func provider(timeout: Duration = .seconds(5)) -> TwilioProvider {
+        TwilioProvider(
+            configuration: .init(
+                apiBaseURL: gateway.baseURL, accountSID: FakeTwilio.accountSID, authToken: FakeTwilio.authToken, from: Self.sender,
+                statusCallback: Self.publicBaseURL + "/webhooks/twilio/status", timeout: timeout),
+            client: httpClient, logger: TestDatabase.logger)
+    }
+
+    static var fastWorker: SMSWorker.Configuration {
+        var configuration = SMSWorker.Configuration()
+        configuration.pollInterval = .milliseconds(100)
+        configuration.ratePerSecond = 5000
+        configuration.retry = RetryPolicy(maximumAttempts: 4, maximumAge: .seconds(60), baseDelay: .milliseconds(50), maximumDelay: .milliseconds(200))
+        configuration.reapInterval = .milliseconds(200)
+        return configuration
+    }
+
+    func worker(_ configuration: SMSWorker.Configuration = Pipeline.fastWorker, provider: (any SMSProvider)? = nil) -> SMSWorker {
+        SMSWorker(
+            queue: QueueRepository(database: Database(client: workerPool), policy: SendingPolicy()), client: workerPool,
+            provider: provider ?? self.provider(), configuration: configuration, logger: TestDatabase.logger)
+    }
+
+    /// Runs workers until `done` holds (or the timeout), then shuts them down gracefully.
+    func run(_ workers: [SMSWorker], timeout: Duration = .seconds(20), until done: @Sendable () async throws -> Bool) async throws {
+        let group = ServiceGroup(configuration: .init(services: workers.map { .init(service: $0) }, logger: TestDatabase.logger))
+        let running = Task { try await group.run() }
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline, !(try await done()) {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        await group.triggerGracefulShutdown()
+        try await running.value
+    }
+
+    func jobsLeft() async throws -> Int {
+        try await superuser.withConnection { try await $0.query("SELECT count(*)::int FROM sms_jobs").one().decode(Int.self) }
+    }
+
+    func request(_ id: Int) async throws -> (status: String, failure: String?, score: Int?, badReplies: Int, messageID: String?, segments: Int?) {
+        try await superuser.withConnection { connection in
+            try await connection.query(
+                """
+                SELECT status, failure, score::int, bad_replies, provider_message_id, sms_segments
+                  FROM survey_requests WHERE request_id = \(id)
+                """
+            ).one().decode((String, String?, Int?, Int, String?, Int?).self)
+        }
+    }
+
+    /// Posts a webhook signed as the provider signs it.
+    func webhook(_ path: String, _ parameters: [(String, String)], client: any TestClientProtocol, signature: String? = nil) async throws -> TestResponse {
+        let url = Self.publicBaseURL + path
+        let signed = signature ?? TwilioSignature.sign(url: url, parameters: parameters, authToken: FakeTwilio.authToken)
+        return try await client.execute(
+            uri: path, method: .post,
+            headers: [.contentType: "application/x-www-form-urlencoded", HTTPField.Name("X-Twilio-Signature")!: signed],
+            body: ByteBuffer(string: FormURLEncoding.encode(parameters)))
+    }
+
+    func reply(from number: String, _ body: String, client: any TestClientProtocol, sid: String = "SM\(UUID().uuidString)") async throws -> TestResponse {
+        try await webhook(
+            "/webhooks/twilio/sms", [("MessageSid", sid), ("From", number), ("To", Self.sender), ("Body", body)], client: client)
+    }
+
+    /// Every row of every table, as JSON text.
+    func dump() async throws -> String {
+        try await superuser.withConnection { connection in
+            let tables = try await connection.query(
+                "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1").map { try $0.decode(String.self) }
+            var text = ""
+            for table in tables {
+                for row in try await connection.query("SELECT row_to_json(t)::text FROM \(identifier: table) AS t") {
+                    text += table + " " + (try row.decode(String.self)) + "\n"
+                }
+            }
+            return text
+        }
+    }
+}
+
+func phone() -> String { "+3247\(UInt32.random(in: 1_000_000...9_999_999))" }
