@@ -88,7 +88,11 @@ struct WorkerCommand: AsyncParsableCommand {
         let provider: any SMSProvider
         switch Environment.value("SMS_PROVIDER") ?? "console" {
         case "twilio":
-            provider = TwilioProvider(configuration: try Environment.twilio(), client: httpClient, logger: logger)
+            var twilio = try Environment.twilio()
+            // An attempt must end well within its lease, or another worker would take its
+            // outcome for unknown.
+            twilio.timeout = min(twilio.timeout, workerConfiguration.lease / 2)
+            provider = TwilioProvider(configuration: twilio, client: httpClient, logger: logger)
         case "console":
             provider = ConsoleProvider(logger: logger)
         case "accept-all":

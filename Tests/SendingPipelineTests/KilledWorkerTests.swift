@@ -1,0 +1,89 @@
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import Postgres
+import TestSupport
+import Testing
+
+/// Real `surveyd worker` processes, killed with SIGKILL mid-batch and restarted: no SMS is
+/// sent twice and none is lost (each is sent once, or failed as `uncertain`).
+@Suite struct KilledWorkerTests {
+    static var executable: URL {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("surveyd")
+    }
+
+    func startWorker(_ pipeline: Pipeline) throws -> Process {
+        let process = Process()
+        process.executableURL = Self.executable
+        process.arguments = ["worker"]
+        var environment = ProcessInfo.processInfo.environment
+        environment.merge(
+            [
+                "DATABASE_URL": pipeline.url, "DESTINATION_HASH_KEY": Pipeline.hashKey, "SMS_PROVIDER": "twilio",
+                "TWILIO_API_BASE_URL": pipeline.gateway.baseURL, "TWILIO_ACCOUNT_SID": FakeTwilio.accountSID,
+                "TWILIO_AUTH_TOKEN": FakeTwilio.authToken, "SMS_SENDER": Pipeline.sender, "SMS_RATE_LIMIT": "400",
+                "SMS_BATCH_SIZE": "40", "SMS_LEASE_SECONDS": "2", "LOG_LEVEL": "critical",
+            ], uniquingKeysWith: { _, new in new })
+        process.environment = environment
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
+    @Test func sigkillMidBatchNeverSendsTwiceNorLoses() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.executable.path), "build surveyd first")
+        let pipeline = try await Pipeline.make("sigkill")
+        pipeline.gateway.setLatency(.milliseconds(3))
+        let tenant = try await pipeline.company()
+        let numbers = Array(Set((0..<400).map { _ in phone() }))
+        let ids = try await pipeline.api { client in
+            try await pipeline.send(to: numbers, headers: tenant.headers, client: client)
+        }
+        #expect(ids.count == numbers.count)
+
+        // Kill workers while they send, several times; once politely (SIGTERM).
+        for round in 0..<5 {
+            let worker = try startWorker(pipeline)
+            try await Task.sleep(for: .milliseconds(Int.random(in: 250...600)))
+            kill(worker.processIdentifier, round == 2 ? SIGTERM : SIGKILL)
+            worker.waitUntilExit()
+        }
+        // One left alive finishes the rest; killed leases run out and fail as uncertain.
+        let last = try startWorker(pipeline)
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline, try await pipeline.jobsLeft() > 0 {
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        kill(last.processIdentifier, SIGTERM)
+        last.waitUntilExit()
+        #expect(try await pipeline.jobsLeft() == 0)
+
+        let received = Dictionary(grouping: pipeline.gateway.received, by: \.to).mapValues(\.count)
+        #expect(received.values.allSatisfy { $0 == 1 }, "a number got more than one SMS")
+        let rows = try await pipeline.superuser.withConnection { connection in
+            try await connection.query("SELECT status, failure, provider_message_id FROM survey_requests")
+                .map { try $0.decode((String, String?, String?).self) }
+        }
+        #expect(rows.count == numbers.count)
+        let accepted = Set(pipeline.gateway.accepted.compactMap(\.sid))
+        var sent = 0
+        var uncertain = 0
+        for (status, failure, messageID) in rows {
+            switch (status, failure) {
+            case ("sent", nil):
+                sent += 1
+                #expect(messageID.map(accepted.contains) == true)
+            case ("failed", "uncertain"?):
+                uncertain += 1
+            default:
+                Issue.record("unexpected final state \(status) \(failure ?? "")")
+            }
+        }
+        print("sigkill test: \(sent) sent, \(uncertain) uncertain, \(received.count) received by the gateway")
+        #expect(sent + uncertain == numbers.count)
+        #expect(sent >= received.count - uncertain)
+        #expect(sent > 0)
+        await pipeline.close()
+    }
+}
