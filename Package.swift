@@ -138,6 +138,13 @@ let package = Package(
             path: "Tests/TestSupport",
             swiftSettings: swiftSettings
         ),
+        // A fast stand-in for Twilio's Messages API, for benchmarks (bench/sending.py).
+        .executableTarget(
+            name: "fake-twilio",
+            dependencies: [.product(name: "Hummingbird", package: "hummingbird")],
+            path: "bench/FakeTwilioServer",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "PostgresTests",
             dependencies: ["Postgres", "TestSupport"],
@@ -157,6 +164,11 @@ let package = Package(
         .testTarget(
             name: "SurveyStorageTests",
             dependencies: ["Postgres", "SurveyDomain", "SurveyStorage", "TestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SurveyWorkerTests",
+            dependencies: ["SurveyWorker"],
             swiftSettings: swiftSettings
         ),
         // The whole pipeline against a fake Twilio gateway (a real local HTTP server).

@@ -15,7 +15,8 @@ public final class RateLimiter: Sendable {
         precondition(rate > 0)
         interval = .nanoseconds(Int64(1e9 / rate))
         self.burst = interval * max(burst - 1, 0)
-        nextSlot = Mutex(ContinuousClock.now)
+        // Start with a full bucket: the first `burst` calls go at once.
+        nextSlot = Mutex(ContinuousClock.now - self.burst)
     }
 
     /// Waits for a slot. Cancellation ends the wait early (the slot is then lost, which is safe).

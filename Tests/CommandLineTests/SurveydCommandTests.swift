@@ -79,6 +79,14 @@ import Testing
         #expect(missingURL.standardError.contains("DATABASE_URL is not set"))
         let badName = try run(["company", "create", "--name", ""], environment: environment)
         #expect(badName.status != 0)
+        // serve and worker refuse to start without a valid phone-number hash key.
+        for command in ["serve", "worker"] {
+            for key in ["", "not-hex", String(repeating: "a", count: 63)] {
+                let refused = try run([command], environment: environment.merging(["DESTINATION_HASH_KEY": key, "PORT": "1"]) { $1 })
+                #expect(refused.status != 0)
+                #expect(refused.standardError.contains("DESTINATION_HASH_KEY"), "\(refused.standardError)")
+            }
+        }
         await connection.close()
     }
 }

@@ -75,6 +75,25 @@ import Testing
         await pipeline.close()
     }
 
+    @Test func repliesAfterTheResponseWindowAreIgnored() async throws {
+        let pipeline = try await Pipeline.make("window")
+        let tenant = try await pipeline.company()
+        let number = phone()
+        try await pipeline.api { client in
+            let ids = try await pipeline.send(to: [number], headers: tenant.headers, client: client)
+            try await pipeline.run([pipeline.worker()]) { try await pipeline.jobsLeft() == 0 }
+            try await pipeline.superuser.withConnection { connection in
+                try await connection.query("UPDATE survey_requests SET respond_by = now() - interval '1 second'")
+            }
+            _ = try await pipeline.reply(from: number, "10", client: client)
+            _ = try await pipeline.reply(from: number, "meh", client: client)
+            let request = try await pipeline.request(ids[0])
+            #expect(request.score == nil)
+            #expect(request.badReplies == 0)
+        }
+        await pipeline.close()
+    }
+
     @Test func webhooksWithABadSignatureAreRefusedAndRecordNothing() async throws {
         let pipeline = try await Pipeline.make("signature")
         try await pipeline.api { client in

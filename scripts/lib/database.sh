@@ -271,6 +271,10 @@ _surveyd_pg_fail_with_log() {
 # so a changed socket directory or setting applies at the next start.
 _surveyd_pg_write_conf() {
     local conf="$PRIVATE_PG_DATA/surveyd.conf" socket_dir="${PRIVATE_PG_SOCKET_DIR//\'/\'\'}"
+    # Throwaway clusters (tests, local runs) skip durability for speed; benchmarks set
+    # SURVEYD_PG_DURABLE=1 so commits cost what they cost in production.
+    local durable=off
+    if [[ "${SURVEYD_PG_DURABLE:-0}" == 1 ]]; then durable=on; fi
     _surveyd_pg_as_owner tee "$conf" >/dev/null <<EOF
 # Written by scripts/lib/database.sh on every start; edits are lost.
 listen_addresses = ''
@@ -278,10 +282,9 @@ port = $SURVEYD_PG_PORT
 unix_socket_directories = '$socket_dir'
 # Owner (and root) only: authentication is trust.
 unix_socket_permissions = 0700
-# Throwaway clusters: durability is not needed, speed is.
-fsync = off
-synchronous_commit = off
-full_page_writes = off
+fsync = $durable
+synchronous_commit = $durable
+full_page_writes = $durable
 max_connections = 200
 shared_buffers = 256MB
 EOF

@@ -1,19 +1,26 @@
 /// One-dimensional arrays (`text[]`, `bigint[]`, ...) in PostgreSQL's text array format.
 extension Array: PostgresEncodable where Element: PostgresEncodable {
     public var postgresText: String? {
-        let items = map { element -> String in
-            guard let text = element.postgresText else { return "NULL" }
+        // Built as bytes: arrays of a thousand values are common (set-based inserts).
+        var bytes: [UInt8] = [UInt8(ascii: "{")]
+        bytes.reserveCapacity(count * 16)
+        for (index, element) in enumerated() {
+            if index > 0 { bytes.append(UInt8(ascii: ",")) }
+            guard let text = element.postgresText else {
+                bytes.append(contentsOf: "NULL".utf8)
+                continue
+            }
             // Always quote: it is correct for every element type and spares special cases
             // for empty strings, "NULL", braces, commas and spaces.
-            var quoted = "\""
-            for character in text {
-                if character == "\"" || character == "\\" { quoted.append("\\") }
-                quoted.append(character)
+            bytes.append(UInt8(ascii: "\""))
+            for byte in text.utf8 {
+                if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { bytes.append(UInt8(ascii: "\\")) }
+                bytes.append(byte)
             }
-            quoted.append("\"")
-            return quoted
+            bytes.append(UInt8(ascii: "\""))
         }
-        return "{" + items.joined(separator: ",") + "}"
+        bytes.append(UInt8(ascii: "}"))
+        return String(decoding: bytes, as: UTF8.self)
     }
 }
 

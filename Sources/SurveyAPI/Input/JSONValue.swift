@@ -1,33 +1,16 @@
 import Foundation
 import Hummingbird
 
-/// A JSON document as parsed, before validation: decoding into loose values first lets
-/// validation report every bad field with its path, instead of stopping at the first
-/// type mismatch as `Decodable` would.
-enum JSONValue: Decodable, Equatable, Sendable {
+/// A JSON document as parsed (by `JSONParser`), before validation: parsing into loose
+/// values first lets validation report every bad field with its path, instead of stopping
+/// at the first type mismatch as `Decodable` would.
+enum JSONValue: Equatable, Sendable {
     case null
     case bool(Bool)
     case number(Double)
     case string(String)
     case array([JSONValue])
     case object([String: JSONValue])
-
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if container.decodeNil() {
-            self = .null
-        } else if let value = try? container.decode(Bool.self) {
-            self = .bool(value)
-        } else if let value = try? container.decode(Double.self) {
-            self = .number(value)
-        } else if let value = try? container.decode(String.self) {
-            self = .string(value)
-        } else if let value = try? container.decode([JSONValue].self) {
-            self = .array(value)
-        } else {
-            self = .object(try container.decode([String: JSONValue].self))
-        }
-    }
 
     /// How the value is named in error messages.
     var kind: String {
@@ -57,9 +40,9 @@ enum JSONValue: Decodable, Equatable, Sendable {
         guard buffer.readableBytes > 0 else { throw Problem.malformedJSON("The body is empty; a JSON object is expected.") }
         let value: JSONValue
         do {
-            value = try JSONDecoder().decode(JSONValue.self, from: Data(buffer.readableBytesView))
+            value = try JSONParser.parse(Array(buffer.readableBytesView))
         } catch {
-            throw Problem.malformedJSON("The body could not be parsed as JSON.")
+            throw Problem.malformedJSON("The body is not valid JSON: \(error.message) at byte \(error.offset).")
         }
         guard case .object(let object) = value else {
             throw Problem.malformedJSON("The body must be a JSON object, not \(value.kind).")

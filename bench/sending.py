@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""Sending pipeline benchmark: API acceptance rate, worker drain rate, enqueue-to-gateway latency.
+
+    bench/sending.py [--calls 40] [--drain 100000] [--latency-samples 200]
+
+Builds surveyd and fake-twilio in release mode, starts a private PostgreSQL cluster with
+durable commits (fsync and synchronous_commit on), a fresh database, `surveyd serve`, and
+measures on this machine:
+
+1. acceptance: POST /surveys/{id}/send with 1000 fresh numbers per call, from 4 client
+   threads; survey requests accepted (queued) per second;
+2. drain: N jobs queued, then one `surveyd worker` started; jobs per second until the queue
+   is empty, once with SMS_PROVIDER=accept-all (the queue's own ceiling) and once with
+   SMS_PROVIDER=twilio against the local fake gateway;
+3. latency: with an idle worker LISTENing, single-request sends one at a time; time from
+   the call to the message reaching the gateway, p50 and p99.
+
+Everything runs on loopback and stops by itself. Prints a Markdown table for
+docs/BENCHMARKS.md.
+"""
+import argparse
+import http.client
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+API_PORT = 18080
+GATEWAY_PORT = 19099
+HASH_KEY = "ab" * 32
+AUTH_TOKEN = "bench-auth-token"
+ACCOUNT = "ACbench"
+
+
+def bash(script, env=None):
+    return subprocess.run(["bash", "-c", script], cwd=ROOT, check=True, capture_output=True, text=True, env=env).stdout.strip()
+
+
+def database_url():
+    env = dict(os.environ, SURVEYD_PG_DURABLE="1")
+    return bash(
+        "source scripts/lib/database.sh && ensure_system_packages && start_private_postgres bench >&2 "
+        "&& recreate_database surveyd_bench >&2 && private_database_url surveyd_bench",
+        env=env,
+    ).splitlines()[-1]
+
+
+def psql(url, sql):
+    return subprocess.run(["psql", url, "-Atc", sql], check=True, capture_output=True, text=True).stdout.strip()
+
+
+class Client:
+    """One keep-alive HTTP connection."""
+
+    def __init__(self, port, token=None):
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.token = token
+
+    def request(self, method, path, body=None):
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = "Bearer " + self.token
+        data = json.dumps(body) if body is not None else None
+        self.connection.request(method, path, body=data, headers=headers)
+        response = self.connection.getresponse()
+        payload = response.read()
+        return response.status, json.loads(payload) if payload else None
+
+
+def numbers(count):
+    # Unique Belgian mobile numbers.
+    start = random.randrange(10_000_000, 80_000_000)
+    return ["+324%08d" % (start + i) for i in range(count)]
+
+
+def wait_for(port, path="/", timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            connection.request("GET", path)
+            connection.getresponse().read()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"nothing listening on {port}")
+
+
+def percentile(values, fraction):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=40, help="send calls of 1000 requests for the acceptance rate")
+    parser.add_argument("--drain", type=int, default=100_000, help="jobs queued for each drain measurement")
+    parser.add_argument("--latency-samples", type=int, default=200)
+    args = parser.parse_args()
+
+    print("building (release)...", file=sys.stderr)
+    subprocess.run(["swift", "build", "-c", "release", "--product", "surveyd"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["swift", "build", "-c", "release", "--product", "fake-twilio"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    bin_dir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
+    surveyd = os.path.join(bin_dir, "surveyd")
+
+    url = database_url()
+    env = dict(
+        os.environ, DATABASE_URL=url, DESTINATION_HASH_KEY=HASH_KEY, PORT=str(API_PORT), HOST="127.0.0.1",
+        LOG_LEVEL="error", SURVEYD_SQL_DIR=os.path.join(ROOT, "sql"), TWILIO_AUTH_TOKEN=AUTH_TOKEN,
+        DATABASE_MAX_CONNECTIONS="16",
+    )
+    subprocess.run([surveyd, "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+    token = subprocess.run([surveyd, "company", "create", "--name", "bench"], env=env, check=True, capture_output=True, text=True).stdout.split()[-1]
+    # Every number is new to this company; the rule that skips recently surveyed numbers still runs.
+    processes = []
+    try:
+        serve = subprocess.Popen([surveyd, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        processes.append(serve)
+        gateway = subprocess.Popen([os.path.join(bin_dir, "fake-twilio"), str(GATEWAY_PORT)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        processes.append(gateway)
+        wait_for(API_PORT, "/survey/1.0.0/surveys")
+        wait_for(GATEWAY_PORT, "/received")
+
+        api = Client(API_PORT, token)
+        status, survey = api.request("POST", "/survey/1.0.0/surveys", {
+            "name": "bench", "interactionType": "general",
+            "questions": [{"body": "How likely are you to recommend us to a friend, 0-10?", "language": "en-GB"}],
+        })
+        assert status == 201, survey
+        send_path = f"/survey/1.0.0/surveys/{survey['id']}/send"
+
+        def send_calls(count, threads=4):
+            """Sends `count` calls of 1000 fresh numbers from `threads` threads; returns (queued, seconds)."""
+            bodies = [{"requests": [{"channel": "SMS", "destination": n, "segments": ["bench", "vip"]} for n in numbers(1000)]} for _ in range(count)]
+            queued = [0] * threads
+            def worker(index):
+                client = Client(API_PORT, token)
+                for body in bodies[index::threads]:
+                    status, result = client.request("POST", send_path, body)
+                    assert status == 202, (status, result)
+                    queued[index] += sum(1 for r in result["results"] if r["status"] == "queued")
+            started = time.perf_counter()
+            pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+            for thread in pool:
+                thread.start()
+            for thread in pool:
+                thread.join()
+            return sum(queued), time.perf_counter() - started
+
+        results = {}
+        # 1. Acceptance (no worker running: jobs pile up, which the drain uses next).
+        send_calls(2)  # warm up
+        queued, seconds = send_calls(args.calls)
+        results["acceptance"] = queued / seconds
+        print(f"acceptance: {queued} requests in {seconds:.2f} s = {queued / seconds:,.0f}/s", file=sys.stderr)
+
+        def drain(provider):
+            psql(url, "DELETE FROM sms_jobs")
+            queued, _ = send_calls(args.drain // 1000)
+            jobs = int(psql(url, "SELECT count(*) FROM sms_jobs"))
+            worker_env = dict(env, SMS_PROVIDER=provider, SMS_RATE_LIMIT="100000", SMS_BATCH_SIZE="1000", SMS_CONCURRENCY="128",
+                              TWILIO_API_BASE_URL=f"http://127.0.0.1:{GATEWAY_PORT}", TWILIO_ACCOUNT_SID=ACCOUNT, SMS_SENDER="+3288000",
+                              DATABASE_MAX_CONNECTIONS="4")
+            started = time.perf_counter()
+            worker = subprocess.Popen([surveyd, "worker"], env=worker_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            processes.append(worker)
+            while int(psql(url, "SELECT count(*) FROM sms_jobs")) > 0:
+                time.sleep(0.05)
+                if time.perf_counter() - started > 600:
+                    raise SystemExit("drain did not finish in 10 minutes")
+            seconds = time.perf_counter() - started
+            worker.terminate()
+            worker.wait()
+            processes.remove(worker)
+            sent = int(psql(url, "SELECT count(*) FROM survey_requests WHERE status = 'sent'"))
+            print(f"drain ({provider}): {jobs} jobs in {seconds:.2f} s = {jobs / seconds:,.0f}/s ({sent} sent in total)", file=sys.stderr)
+            return jobs / seconds
+
+        # 2. Drain rates. Earlier requests hold their numbers; these are all new.
+        results["drain_accept_all"] = drain("accept-all")
+        Client(GATEWAY_PORT).request("DELETE", "/received")
+        results["drain_twilio"] = drain("twilio")
+        _, received = Client(GATEWAY_PORT).request("GET", "/received")
+        print(f"gateway received {received['count']} messages", file=sys.stderr)
+
+        # 3. Latency, idle worker.
+        Client(GATEWAY_PORT).request("DELETE", "/received")
+        worker_env = dict(env, SMS_PROVIDER="twilio", SMS_RATE_LIMIT="100000", TWILIO_API_BASE_URL=f"http://127.0.0.1:{GATEWAY_PORT}",
+                          TWILIO_ACCOUNT_SID=ACCOUNT, SMS_SENDER="+3288000")
+        worker = subprocess.Popen([surveyd, "worker"], env=worker_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        processes.append(worker)
+        time.sleep(2)
+        sent_at = {}
+        gateway_client = Client(GATEWAY_PORT)
+        for number in numbers(args.latency_samples):
+            sent_at[number] = time.time()
+            status, _ = api.request("POST", send_path, {"requests": [{"channel": "SMS", "destination": number}]})
+            assert status == 202
+            deadline = time.time() + 5
+            while time.time() < deadline:
+                _, received = gateway_client.request("GET", "/received")
+                if number in received["arrivals"]:
+                    break
+                time.sleep(0.001)
+            time.sleep(0.02)  # idle between samples
+        _, received = gateway_client.request("GET", "/received")
+        latencies = [(received["arrivals"][n] - t) * 1000 for n, t in sent_at.items() if n in received["arrivals"]]
+        results["latency_p50"] = statistics.median(latencies)
+        results["latency_p99"] = percentile(latencies, 0.99)
+        print(f"latency: {len(latencies)} samples, p50 {results['latency_p50']:.1f} ms, p99 {results['latency_p99']:.1f} ms", file=sys.stderr)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    cpu = bash("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
+    print()
+    print(f"Machine: {os.cpu_count()} cores ({cpu}), PostgreSQL 15 with fsync and synchronous_commit on, all on loopback.")
+    print()
+    print("| measure | result | target |")
+    print("| --- | --- | --- |")
+    print(f"| API acceptance, batches of 1000 | {results['acceptance']:,.0f} requests/s | ≥ 20,000/s |")
+    print(f"| worker drain, accept-all provider | {results['drain_accept_all']:,.0f} jobs/s | ≥ 10,000/s |")
+    print(f"| worker drain, Twilio provider to the fake gateway | {results['drain_twilio']:,.0f} SMS/s | ≥ 3,000/s |")
+    print(f"| enqueue → gateway latency, idle | p50 {results['latency_p50']:.1f} ms, p99 {results['latency_p99']:.1f} ms | p50 ≤ 10 ms |")
+
+
+if __name__ == "__main__":
+    main()
