@@ -25,6 +25,8 @@ public struct QueueRepository: Sendable {
         /// Including the one this claim starts.
         public var attempts: Int
         public var createdAt: Date
+        /// The number replied STOP since the job was queued: it must not be sent.
+        public var optedOut: Bool
     }
 
     public enum Outcome: Sendable, Equatable {
@@ -38,7 +40,7 @@ public struct QueueRepository: Sendable {
     }
 
     /// Claims up to `limit` jobs that are due, marking them leased in a commit of their own,
-    /// before any is sent.
+    /// before any is sent; each says whether its number opted out meanwhile.
     public func claim(limit: Int, lease: Duration) async throws -> [Job] {
         try await database.client.withTransaction { connection in
             try await connection.query(
@@ -54,24 +56,16 @@ public struct QueueRepository: Sendable {
                    SET leased_until = now() + make_interval(secs => \(Int(lease.components.seconds))), attempts = j.attempts + 1
                   FROM due
                  WHERE j.company_id = due.company_id AND j.job_id = due.job_id
-                RETURNING j.company_id, j.job_id, j.request_id, j.destination_hash, j.destination, j.body, j.attempts, j.created_at
+                RETURNING j.company_id, j.job_id, j.request_id, j.destination_hash, j.destination, j.body, j.attempts, j.created_at,
+                          EXISTS (SELECT 1 FROM opt_outs AS o WHERE o.destination_hash = j.destination_hash)
                 """
             ).map { row in
-                let (company, id, request, hash, destination, body, attempts, createdAt) = try row.decode(
-                    (CompanyID, Int64, RequestID, Data, String, String, Int, Date).self)
+                let (company, id, request, hash, destination, body, attempts, createdAt, optedOut) = try row.decode(
+                    (CompanyID, Int64, RequestID, Data, String, String, Int, Date, Bool).self)
                 return Job(
                     company: company, id: id, request: request, destinationHash: hash, destination: destination, body: body,
-                    attempts: attempts, createdAt: createdAt)
+                    attempts: attempts, createdAt: createdAt, optedOut: optedOut)
             }
-        }
-    }
-
-    /// Which of these numbers opted out (checked just before sending).
-    public func optedOut(_ hashes: [Data]) async throws -> Set<Data> {
-        guard !hashes.isEmpty else { return [] }
-        return try await database.client.withConnection { connection in
-            Set(try await connection.query("SELECT destination_hash FROM opt_outs WHERE destination_hash = ANY(\(hashes)::bytea[])")
-                .map { try $0.decode(Data.self) })
         }
     }
 
@@ -119,9 +113,9 @@ public struct QueueRepository: Sendable {
                 try await connection.query(
                     """
                     UPDATE open_surveys AS o SET expires_at = now() + make_interval(secs => \(windowSeconds))
-                      FROM unnest(\(companies)::bigint[], \(requests)::bigint[]) AS t(company_id, request_id)
-                     WHERE o.destination_hash = ANY(\(sent.map(\.0.destinationHash))::bytea[])
-                       AND o.company_id = t.company_id AND o.request_id = t.request_id
+                      FROM unnest(\(sent.map(\.0.destinationHash))::bytea[], \(companies)::bigint[], \(requests)::bigint[])
+                           AS t(hash, company_id, request_id)
+                     WHERE o.destination_hash = t.hash AND o.company_id = t.company_id AND o.request_id = t.request_id
                     """)
             }
             if !failed.isEmpty {

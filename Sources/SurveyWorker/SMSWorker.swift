@@ -28,6 +28,9 @@ public struct SMSWorker: Service {
         public var retry = RetryPolicy()
         /// How often to fail jobs whose lease ran out.
         public var reapInterval: Duration = .seconds(5)
+        /// Claim-send-record loops running side by side, so one batch's database work
+        /// overlaps another's sending.
+        public var lanes = 2
 
         public init() {}
     }
@@ -58,7 +61,11 @@ public struct SMSWorker: Service {
         await withGracefulShutdownHandler {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await listen(wakeup: wakeup) }
-                await process(wakeup: wakeup, stopping: stopping)
+                await withTaskGroup(of: Void.self) { lanes in
+                    for lane in 0..<max(1, configuration.lanes) {
+                        lanes.addTask { await process(lane: lane, wakeup: wakeup, stopping: stopping) }
+                    }
+                }
                 group.cancelAll()
             }
         } onGracefulShutdown: {
@@ -70,12 +77,13 @@ public struct SMSWorker: Service {
 
     // MARK: The loop
 
-    func process(wakeup: Wakeup, stopping: StopFlag) async {
+    func process(lane: Int, wakeup: Wakeup, stopping: StopFlag) async {
         let clock = ContinuousClock()
         var lastReap = clock.now - configuration.reapInterval
         while !stopping.isSet, !Task.isCancelled {
             do {
-                if clock.now - lastReap >= configuration.reapInterval {
+                // One lane reaps; they would only race for the same rows.
+                if lane == 0, clock.now - lastReap >= configuration.reapInterval {
                     lastReap = clock.now
                     let reaped = try await queue.failExpiredLeases()
                     if reaped > 0 {
@@ -100,20 +108,13 @@ public struct SMSWorker: Service {
     /// Sends a batch with bounded concurrency, at the configured rate. Jobs not yet started
     /// when the worker is asked to stop are released, untouched.
     func send(_ jobs: [QueueRepository.Job], stopping: StopFlag) async -> [(QueueRepository.Job, QueueRepository.Outcome)] {
-        let optedOut: Set<Data>
-        do {
-            optedOut = try await queue.optedOut(jobs.map(\.destinationHash))
-        } catch {
-            // Cannot check: send nothing now, try again shortly.
-            return jobs.map { ($0, .release) }
-        }
-        return await withTaskGroup(of: (QueueRepository.Job, QueueRepository.Outcome).self) { group in
+        await withTaskGroup(of: (QueueRepository.Job, QueueRepository.Outcome).self) { group in
             var results: [(QueueRepository.Job, QueueRepository.Outcome)] = []
             results.reserveCapacity(jobs.count)
             var pending = jobs[...]
             func startNext() {
                 guard let job = pending.popFirst() else { return }
-                group.addTask { (job, await attempt(job, optedOut: optedOut.contains(job.destinationHash), stopping: stopping)) }
+                group.addTask { (job, await attempt(job, stopping: stopping)) }
             }
             for _ in 0..<min(configuration.concurrency, jobs.count) { startNext() }
             while let result = await group.next() {
@@ -124,8 +125,8 @@ public struct SMSWorker: Service {
         }
     }
 
-    func attempt(_ job: QueueRepository.Job, optedOut: Bool, stopping: StopFlag) async -> QueueRepository.Outcome {
-        if optedOut { return .failed(reason: "opted-out") }
+    func attempt(_ job: QueueRepository.Job, stopping: StopFlag) async -> QueueRepository.Outcome {
+        if job.optedOut { return .failed(reason: "opted-out") }
         if stopping.isSet { return .release }
         do {
             try await limiter.acquire()

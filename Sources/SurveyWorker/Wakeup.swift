@@ -1,29 +1,29 @@
 import Synchronization
 
-/// A doorbell: any number of rings before the next wait make one wake-up, which is how
-/// a burst of NOTIFYs (one per enqueueing transaction) is debounced.
+/// A doorbell: any number of rings while nobody waits make one wake-up, which is how a
+/// burst of NOTIFYs (one per enqueueing transaction) is debounced. A ring wakes every
+/// waiter (the worker's lanes).
 final class Wakeup: Sendable {
     private struct State {
         var rung = false
-        var waiter: (id: Int, continuation: CheckedContinuation<Void, Never>)?
+        var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
         var nextID = 0
     }
     private let state = Mutex(State())
 
     func ring() {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            guard let waiter = state.waiter else {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            guard !state.waiters.isEmpty else {
                 state.rung = true
-                return nil
+                return []
             }
-            state.waiter = nil
-            return waiter.continuation
+            defer { state.waiters.removeAll() }
+            return Array(state.waiters.values)
         }
-        waiter?.resume()
+        for waiter in waiters { waiter.resume() }
     }
 
-    /// Returns when rung (at once if it rang since the last wait), or after `timeout`.
-    /// One waiter at a time (the worker's loop).
+    /// Returns when rung (at once if it rang while nobody waited), or after `timeout`.
     func wait(timeout: Duration) async {
         await withCheckedContinuation { continuation in
             let id = state.withLock { state -> Int? in
@@ -32,7 +32,7 @@ final class Wakeup: Sendable {
                     return nil
                 }
                 state.nextID += 1
-                state.waiter = (state.nextID, continuation)
+                state.waiters[state.nextID] = continuation
                 return state.nextID
             }
             guard let id else {
@@ -41,12 +41,7 @@ final class Wakeup: Sendable {
             }
             Task {
                 try? await Task.sleep(for: timeout)
-                let expired = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
-                    guard let waiter = state.waiter, waiter.id == id else { return nil }
-                    state.waiter = nil
-                    return waiter.continuation
-                }
-                expired?.resume()
+                self.state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
             }
         }
     }
