@@ -88,33 +88,34 @@ public struct QueueRepository: Sendable {
         let windowSeconds = Int(policy.responseWindow.components.seconds)
         try await database.client.withTransaction { connection in
             if !sent.isEmpty {
-                let companies = sent.map(\.0.company.rawValue)
-                let requests = sent.map(\.0.request.rawValue)
-                try await deleteJobs(sent.map(\.0), on: connection)
-                // A request reaped as `uncertain` meanwhile gets the truth now we know it.
+                // One statement: the arrays are parsed once and the four changes travel
+                // together (the worker's hottest path).
                 try await connection.query(
                     """
-                    UPDATE survey_requests AS r
-                       SET status = 'sent', failure = NULL, failed_at = NULL, sent_at = now(),
-                           provider_message_id = t.message_id, sms_segments = t.segments,
-                           respond_by = now() + make_interval(secs => \(windowSeconds))
-                      FROM unnest(\(companies)::bigint[], \(requests)::bigint[], \(sent.map(\.1))::text[], \(sent.map(\.2))::int[])
-                           AS t(company_id, request_id, message_id, segments)
-                     WHERE r.company_id = t.company_id AND r.request_id = t.request_id
-                       AND (r.status = 'queued' OR (r.status = 'failed' AND r.failure = 'uncertain'))
-                    """)
-                try await connection.query(
-                    """
-                    INSERT INTO provider_messages (provider_message_id, company_id, request_id)
-                    SELECT * FROM unnest(\(sent.map(\.1))::text[], \(companies)::bigint[], \(requests)::bigint[])
-                    ON CONFLICT DO NOTHING
-                    """)
-                // The number stays busy for the response window, from now.
-                try await connection.query(
-                    """
+                    WITH t AS (
+                        SELECT * FROM unnest(\(sent.map(\.0.company.rawValue))::bigint[], \(sent.map(\.0.id))::bigint[],
+                                             \(sent.map(\.0.request.rawValue))::bigint[], \(sent.map(\.0.destinationHash))::bytea[],
+                                             \(sent.map(\.1))::text[], \(sent.map(\.2))::int[])
+                               AS t(company_id, job_id, request_id, hash, message_id, segments)
+                    ), done AS (
+                        DELETE FROM sms_jobs AS j USING t WHERE j.company_id = t.company_id AND j.job_id = t.job_id
+                    ), requests AS (
+                        -- A request reaped as `uncertain` meanwhile gets the truth now we know it.
+                        UPDATE survey_requests AS r
+                           SET status = 'sent', failure = NULL, failed_at = NULL, sent_at = now(),
+                               provider_message_id = t.message_id, sms_segments = t.segments,
+                               respond_by = now() + make_interval(secs => \(windowSeconds))
+                          FROM t
+                         WHERE r.company_id = t.company_id AND r.request_id = t.request_id
+                           AND (r.status = 'queued' OR (r.status = 'failed' AND r.failure = 'uncertain'))
+                    ), messages AS (
+                        INSERT INTO provider_messages (provider_message_id, company_id, request_id)
+                        SELECT message_id, company_id, request_id FROM t
+                        ON CONFLICT DO NOTHING
+                    )
+                    -- The number stays busy for the response window, from now.
                     UPDATE open_surveys AS o SET expires_at = now() + make_interval(secs => \(windowSeconds))
-                      FROM unnest(\(sent.map(\.0.destinationHash))::bytea[], \(companies)::bigint[], \(requests)::bigint[])
-                           AS t(hash, company_id, request_id)
+                      FROM t
                      WHERE o.destination_hash = t.hash AND o.company_id = t.company_id AND o.request_id = t.request_id
                     """)
             }

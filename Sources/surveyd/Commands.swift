@@ -83,6 +83,7 @@ struct WorkerCommand: AsyncParsableCommand {
         workerConfiguration.batchSize = Int(try Environment.double("SMS_BATCH_SIZE", default: 500, range: 1...10_000))
         workerConfiguration.concurrency = Int(try Environment.double("SMS_CONCURRENCY", default: 64, range: 1...4096))
         workerConfiguration.lease = .seconds(try Environment.double("SMS_LEASE_SECONDS", default: 120, range: 1...3600))
+        workerConfiguration.lanes = Int(try Environment.double("SMS_LANES", default: 2, range: 1...16))
 
         let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Environment.httpClientConfiguration(workerConfiguration.concurrency))
         let provider: any SMSProvider
