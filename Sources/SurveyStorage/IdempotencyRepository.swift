@@ -31,6 +31,13 @@ public struct IdempotencyRepository: Sendable {
     /// so a concurrent request with the same key sees the claim at once.
     public func claim(_ key: String, requestHash: Data, company: CompanyID) async throws -> Claim {
         try await database.withTenant(company) { connection in
+            // Keys past their 24 hours are forgotten (their fingerprints with them).
+            try await connection.query(
+                """
+                DELETE FROM idempotency_keys
+                 WHERE company_id = \(company) AND created_at < now() - make_interval(secs => \(Self.retention))
+                   AND key <> \(key)
+                """)
             let claimed = try await connection.query(
                 """
                 INSERT INTO idempotency_keys (company_id, key, request_hash, locked_until)

@@ -48,6 +48,7 @@ public struct QueueRepository: Sendable {
                 WITH due AS (
                     SELECT company_id, job_id FROM sms_jobs
                      WHERE leased_until IS NULL AND run_at <= now()
+                       AND created_at > now() - make_interval(secs => \(Int(policy.maximumJobAge.components.seconds)))
                      ORDER BY run_at
                      LIMIT \(limit)
                      FOR UPDATE SKIP LOCKED
@@ -69,6 +70,15 @@ public struct QueueRepository: Sendable {
         }
     }
 
+    /// Which of these numbers opted out, checked again just before sending a chunk.
+    public func optedOut(_ hashes: [Data]) async throws -> Set<Data> {
+        guard !hashes.isEmpty else { return [] }
+        return try await database.client.withConnection { connection in
+            Set(try await connection.query("SELECT destination_hash FROM opt_outs WHERE destination_hash = ANY(\(hashes)::bytea[])")
+                .map { try $0.decode(Data.self) })
+        }
+    }
+
     /// Records a batch of outcomes in one transaction: sent and failed jobs leave the queue
     /// (and their numbers with them), retried ones go back with a later `run_at`.
     public func complete(_ outcomes: [(Job, Outcome)]) async throws {
@@ -77,6 +87,9 @@ public struct QueueRepository: Sendable {
         var failed: [(Job, String)] = []
         var retried: [(Job, Duration)] = []
         var released: [Job] = []
+        // Rows of open_surveys are locked in hash order everywhere (sends too), so a batch
+        // and a concurrent send can never deadlock.
+        let outcomes = outcomes.sorted { $0.0.destinationHash.lexicographicallyPrecedes($1.0.destinationHash) }
         for (job, outcome) in outcomes {
             switch outcome {
             case .sent(let id, let segments): sent.append((job, id, segments))
@@ -150,21 +163,26 @@ public struct QueueRepository: Sendable {
 
     /// Jobs whose lease ran out while being sent: a worker died between the claim and the
     /// record of the outcome, so nobody knows whether the SMS went out. They fail as
-    /// `uncertain` and are never sent again. Returns how many.
+    /// `uncertain` and are never sent again. Jobs older than the maximum age fail as
+    /// `expired`. Returns how many.
     @discardableResult
     public func failExpiredLeases() async throws -> Int {
         try await database.client.withTransaction { connection in
+            // Leased past the lease: unknown outcome. Never claimed within the maximum age
+            // (workers down, queue backed up): too late to survey, its slot may be gone.
             let expired = try await connection.query(
                 """
-                DELETE FROM sms_jobs WHERE leased_until < now()
-                RETURNING company_id, request_id, destination_hash
+                DELETE FROM sms_jobs
+                 WHERE leased_until < now()
+                    OR (leased_until IS NULL AND created_at < now() - make_interval(secs => \(Int(policy.maximumJobAge.components.seconds))))
+                RETURNING company_id, request_id, destination_hash, CASE WHEN leased_until IS NULL THEN 'expired' ELSE 'uncertain' END
                 """
-            ).map { try $0.decode((Int64, Int64, Data).self) }
+            ).map { try $0.decode((Int64, Int64, Data, String).self) }
+                .sorted { $0.2.lexicographicallyPrecedes($1.2) }
             guard !expired.isEmpty else { return 0 }
             let companies = expired.map(\.0)
             let requests = expired.map(\.1)
-            try await markFailed(
-                companies: companies, requests: requests, reasons: Array(repeating: "uncertain", count: expired.count), on: connection)
+            try await markFailed(companies: companies, requests: requests, reasons: expired.map(\.3), on: connection)
             try await freeDestinations(expired.map(\.2), companies: companies, requests: requests, on: connection)
             return expired.count
         }

@@ -33,6 +33,28 @@ public struct SendRepository: Sendable {
         _ items: [Item], survey surveyID: SurveyID, company: CompanyID,
         record: (@Sendable ([SendResult], PostgresConnection) async throws -> Void)? = nil
     ) async throws -> [SendResult] {
+        // Lock order is by hash everywhere, but a deadlock with some other writer stays
+        // possible in principle; the transaction is safe to run again from the start.
+        var attempt = 1
+        while true {
+            do {
+                return try await enqueueOnce(items, survey: surveyID, company: company, record: record)
+            } catch let error as PostgresError
+                where attempt < 3
+                && (error.sqlState == PostgresError.SQLState.deadlockDetected || error.sqlState == PostgresError.SQLState.serializationFailure)
+            {
+                attempt += 1
+            } catch let error as PostgresError where error.sqlState == PostgresError.SQLState.foreignKeyViolation {
+                // The survey was deleted while this call ran.
+                throw StorageError.notFound
+            }
+        }
+    }
+
+    private func enqueueOnce(
+        _ items: [Item], survey surveyID: SurveyID, company: CompanyID,
+        record: (@Sendable ([SendResult], PostgresConnection) async throws -> Void)?
+    ) async throws -> [SendResult] {
         try await database.withTenant(company) { connection in
             guard let survey = try await SurveyRepository(database: database)
                 .surveys(where: surveyID, after: nil, limit: 1, company: company, on: connection).first
@@ -49,6 +71,8 @@ public struct SendRepository: Sendable {
                     SELECT DISTINCT destination_hash FROM survey_requests
                      WHERE company_id = \(company) AND destination_hash = ANY(\(hashes)::bytea[])
                        AND created_at > now() - make_interval(days => \(resurveyDays))
+                       -- A survey that surely never reached the phone does not count.
+                       AND (status <> 'failed' OR failure = 'uncertain')
                     """))
 
             // Decide in input order; the first occurrence of a number in the call stands for it.

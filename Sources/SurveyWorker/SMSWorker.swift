@@ -87,17 +87,16 @@ public struct SMSWorker: Service {
                     lastReap = clock.now
                     let reaped = try await queue.failExpiredLeases()
                     if reaped > 0 {
-                        metrics.failed(reason: "uncertain", count: reaped)
-                        logger.warning("jobs whose lease ran out failed as uncertain", metadata: ["count": "\(reaped)"])
+                        metrics.failed(reason: "reaped", count: reaped)
+                        logger.warning("jobs whose lease ran out (uncertain) or too old (expired) failed", metadata: ["count": "\(reaped)"])
                     }
                 }
-                let jobs = try await queue.claim(limit: configuration.batchSize, lease: configuration.lease)
+                let jobs = try await queue.claim(limit: batchSize, lease: configuration.lease)
                 if jobs.isEmpty {
                     await wakeup.wait(timeout: configuration.pollInterval)
                     continue
                 }
-                let outcomes = await send(jobs, stopping: stopping)
-                try await record(outcomes)
+                try await sendAndRecord(jobs, stopping: stopping)
             } catch {
                 logger.error("worker cycle failed", metadata: ["error": "\(String(reflecting: error))"])
                 await wakeup.wait(timeout: configuration.pollInterval)
@@ -105,7 +104,43 @@ public struct SMSWorker: Service {
         }
     }
 
-    /// Sends a batch with bounded concurrency, at the configured rate. Jobs not yet started
+    /// Jobs claimed at once: no more than a quarter of a lease's worth at the rate limit
+    /// (per lane), so a slow rate never keeps a claimed job waiting until its lease runs out.
+    var batchSize: Int {
+        let affordable = configuration.ratePerSecond * Double(configuration.lease.components.seconds) / 4 / Double(max(1, configuration.lanes))
+        return max(1, min(configuration.batchSize, Int(affordable)))
+    }
+
+    /// Outcomes are recorded every quarter second's worth of messages, so a reply or a
+    /// delivery status rarely arrives before its request is recorded as sent, and a STOP
+    /// is honoured within that time.
+    var chunkSize: Int {
+        max(1, min(batchSize, max(50, Int(configuration.ratePerSecond / 4))))
+    }
+
+    /// Sends a claimed batch chunk by chunk, recording each chunk's outcomes before the
+    /// next. Before each chunk, numbers that opted out meanwhile are dropped; if the worker
+    /// is stopping, or half the lease is gone, the rest is released untouched.
+    func sendAndRecord(_ jobs: [QueueRepository.Job], stopping: StopFlag) async throws {
+        let clock = ContinuousClock()
+        let claimed = clock.now
+        var remaining = jobs[...]
+        while !remaining.isEmpty {
+            if stopping.isSet || clock.now - claimed > configuration.lease / 2 {
+                try await record(remaining.map { ($0, .release) })
+                return
+            }
+            var chunk = Array(remaining.prefix(chunkSize))
+            remaining = remaining.dropFirst(chunk.count)
+            if chunk.count < jobs.count || clock.now - claimed > .seconds(1) {
+                let optedOut = (try? await queue.optedOut(chunk.map(\.destinationHash))) ?? []
+                for index in chunk.indices where optedOut.contains(chunk[index].destinationHash) { chunk[index].optedOut = true }
+            }
+            try await record(await send(chunk, stopping: stopping))
+        }
+    }
+
+    /// Sends jobs with bounded concurrency, at the configured rate. Jobs not yet started
     /// when the worker is asked to stop are released, untouched.
     func send(_ jobs: [QueueRepository.Job], stopping: StopFlag) async -> [(QueueRepository.Job, QueueRepository.Outcome)] {
         await withTaskGroup(of: (QueueRepository.Job, QueueRepository.Outcome).self) { group in

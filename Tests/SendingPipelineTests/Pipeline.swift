@@ -70,14 +70,19 @@ struct Pipeline {
     }
 
     /// Creates a survey and sends it to `numbers`; returns the request ids in order.
-    func send(to numbers: [String], headers: HTTPFields, client: any TestClientProtocol, body: String = "How likely are you to recommend us, 0-10?") async throws -> [Int] {
+    func send(
+        to numbers: [String], headers: HTTPFields, client: any TestClientProtocol,
+        body: String = "How likely are you to recommend us, 0-10?", idempotencyKey: String? = nil
+    ) async throws -> [Int] {
+        var sendHeaders = headers
+        if let idempotencyKey { sendHeaders[HTTPField.Name("Idempotency-Key")!] = idempotencyKey }
         let created = try await client.execute(
             uri: "/survey/1.0.0/surveys", method: .post, headers: headers,
             body: ByteBuffer(string: #"{"name":"n","interactionType":"t","questions":[{"body":"\#(body)","language":"en"}]}"#))
         let survey = try #require(try JSONSerialization.jsonObject(with: Data(created.body.readableBytesView)) as? [String: Any])["id"] as! Int
         let items = numbers.map { #"{"channel":"SMS","destination":"\#($0)","segments":["vip"]}"# }.joined(separator: ",")
         let response = try await client.execute(
-            uri: "/survey/1.0.0/surveys/\(survey)/send", method: .post, headers: headers,
+            uri: "/survey/1.0.0/surveys/\(survey)/send", method: .post, headers: sendHeaders,
             body: ByteBuffer(string: #"{"requests":[\#(items)]}"#))
         #expect(response.status == .accepted)
         let results = try #require(try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any])["results"] as! [[String: Any]]

@@ -139,11 +139,11 @@ import Testing
             #expect(attempts[hopeless] == Pipeline.fastWorker.retry.maximumAttempts)
             // Each sent once and only once.
             #expect(pipeline.gateway.accepted.filter { $0.to == flaky }.count == 1)
-            // A failed request frees its number for another survey.
-            let again = try await pipeline.send(to: [invalid], headers: tenant.headers, client: client)
-            #expect(again.isEmpty)  // recently surveyed by this company...
-            let other = try await pipeline.company()
-            #expect(try await pipeline.send(to: [invalid], headers: other.headers, client: client).count == 1)  // ...but not busy
+            // A request that surely never reached the phone neither keeps its number busy
+            // nor counts as "recently surveyed".
+            #expect(try await pipeline.send(to: [invalid], headers: tenant.headers, client: client).count == 1)
+            // One that reached it does.
+            #expect(try await pipeline.send(to: [flaky], headers: tenant.headers, client: client).isEmpty)
         }
         await pipeline.close()
     }
@@ -179,6 +179,15 @@ import Testing
             try await pipeline.run([pipeline.worker()]) { try await pipeline.jobsLeft() == 0 }
             let request = try await pipeline.request(ids[0])
             #expect(request.failure == "uncertain")
+            #expect(pipeline.gateway.received.isEmpty)
+
+            // A job never claimed within the maximum age (workers down) is not sent days late.
+            let late = try await pipeline.send(to: [phone()], headers: tenant.headers, client: client)
+            try await pipeline.superuser.withConnection { connection in
+                try await connection.query("UPDATE sms_jobs SET created_at = now() - interval '2 hours'")
+            }
+            try await pipeline.run([pipeline.worker()]) { try await pipeline.jobsLeft() == 0 }
+            #expect(try await pipeline.request(late[0]).failure == "expired")
             #expect(pipeline.gateway.received.isEmpty)
         }
         await pipeline.close()
@@ -230,7 +239,8 @@ import Testing
         let tenant = try await pipeline.company()
         let numbers = [phone(), phone()]
         try await pipeline.api { client in
-            let ids = try await pipeline.send(to: numbers, headers: tenant.headers, client: client)
+            // With an Idempotency-Key: the stored fingerprint of the body must not give the numbers away.
+            let ids = try await pipeline.send(to: numbers, headers: tenant.headers, client: client, idempotencyKey: "privacy-1")
             // While queued, the number is in the job (and only there).
             #expect(try await pipeline.dump().contains(numbers[0]))
             try await pipeline.run([pipeline.worker()]) { try await pipeline.jobsLeft() == 0 }

@@ -260,7 +260,7 @@ import Testing
             var fingerprint = Data("\(survey)\n".utf8)
             fingerprint.append(Data(payload2.utf8))
             _ = try await IdempotencyRepository(database: harness.database).claim(
-                running, requestHash: sha256(fingerprint), company: tenant.id)
+                running, requestHash: Harness.hasher.fingerprint(fingerprint), company: tenant.id)
             headers[HTTPField.Name("Idempotency-Key")!] = running
             let conflict = try await client.send(.post, "\(base)/surveys/\(survey)/send", headers: headers, body: payload2)
             conflict.expectProblem(.conflict)

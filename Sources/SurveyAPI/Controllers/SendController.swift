@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -29,11 +28,11 @@ struct SendController {
             let results = try await sends.enqueue(items, survey: surveyID, company: context.company)
             return Self.accepted(results, drafts: drafts)
         }
-        // The fingerprint covers the survey and the exact body: same key, same call.
-        var fingerprint = SHA256()
-        fingerprint.update(data: Data("\(surveyID)\n".utf8))
-        fingerprint.update(data: Data(body.readableBytesView))
-        switch try await idempotency.claim(key, requestHash: Data(fingerprint.finalize()), company: context.company) {
+        // The fingerprint covers the survey and the exact body: same key, same call. Keyed,
+        // because the body holds phone numbers.
+        var call = Data("\(surveyID)\n".utf8)
+        call.append(contentsOf: body.readableBytesView)
+        switch try await idempotency.claim(key, requestHash: hasher.fingerprint(call), company: context.company) {
         case .replay(let status, let stored):
             var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
             headers[.idempotentReplayed] = "true"

@@ -37,6 +37,16 @@ public struct DestinationHasher: Sendable {
         Data(HMAC<SHA256>.authenticationCode(for: Data(number.e164.utf8), using: key))
     }
 
+    /// A keyed fingerprint of anything that may contain phone numbers (a request body kept
+    /// for idempotency): a plain hash of a one-number body could be reversed by trying
+    /// every number. Domain-separated from `hash(_:)`.
+    public func fingerprint(_ data: Data) -> Data {
+        var mac = HMAC<SHA256>(key: key)
+        mac.update(data: Data("fingerprint\u{0}".utf8))
+        mac.update(data: data)
+        return Data(mac.finalize())
+    }
+
     private static func nibble(_ c: UInt8) -> UInt8? {
         switch c {
         case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
