@@ -103,7 +103,3 @@ extension TestResponse {
 }
 
 let base = "/survey/1.0.0"
-
-import Crypto
-
-func sha256(_ data: Data) -> Data { Data(SHA256.hash(data: data)) }
