@@ -42,7 +42,8 @@ public struct QueueRepository: Sendable {
     /// Claims up to `limit` jobs that are due, marking them leased in a commit of their own,
     /// before any is sent; each says whether its number opted out meanwhile.
     public func claim(limit: Int, lease: Duration) async throws -> [Job] {
-        try await database.client.withTransaction { connection in
+        // One statement, so its own transaction: committed (durably) when it returns.
+        try await database.client.withConnection { connection in
             try await connection.query(
                 """
                 WITH due AS (
@@ -99,39 +100,15 @@ public struct QueueRepository: Sendable {
             }
         }
         let windowSeconds = Int(policy.responseWindow.components.seconds)
-        try await database.client.withTransaction { connection in
-            if !sent.isEmpty {
-                // One statement: the arrays are parsed once and the four changes travel
-                // together (the worker's hottest path).
-                try await connection.query(
-                    """
-                    WITH t AS (
-                        SELECT * FROM unnest(\(sent.map(\.0.company.rawValue))::bigint[], \(sent.map(\.0.id))::bigint[],
-                                             \(sent.map(\.0.request.rawValue))::bigint[], \(sent.map(\.0.destinationHash))::bytea[],
-                                             \(sent.map(\.1))::text[], \(sent.map(\.2))::int[])
-                               AS t(company_id, job_id, request_id, hash, message_id, segments)
-                    ), done AS (
-                        DELETE FROM sms_jobs AS j USING t WHERE j.company_id = t.company_id AND j.job_id = t.job_id
-                    ), requests AS (
-                        -- A request reaped as `uncertain` meanwhile gets the truth now we know it.
-                        UPDATE survey_requests AS r
-                           SET status = 'sent', failure = NULL, failed_at = NULL, sent_at = now(),
-                               provider_message_id = t.message_id, sms_segments = t.segments,
-                               respond_by = now() + make_interval(secs => \(windowSeconds))
-                          FROM t
-                         WHERE r.company_id = t.company_id AND r.request_id = t.request_id
-                           AND (r.status = 'queued' OR (r.status = 'failed' AND r.failure = 'uncertain'))
-                    ), messages AS (
-                        INSERT INTO provider_messages (provider_message_id, company_id, request_id)
-                        SELECT message_id, company_id, request_id FROM t
-                        ON CONFLICT DO NOTHING
-                    )
-                    -- The number stays busy for the response window, from now.
-                    UPDATE open_surveys AS o SET expires_at = now() + make_interval(secs => \(windowSeconds))
-                      FROM t
-                     WHERE o.destination_hash = t.hash AND o.company_id = t.company_id AND o.request_id = t.request_id
-                    """)
+        if failed.isEmpty, retried.isEmpty, released.isEmpty {
+            // The common case is one statement: its own transaction, one round trip.
+            try await database.client.withConnection { connection in
+                try await recordSent(sent, windowSeconds: windowSeconds, on: connection)
             }
+            return
+        }
+        try await database.client.withTransaction { connection in
+            if !sent.isEmpty { try await recordSent(sent, windowSeconds: windowSeconds, on: connection) }
             if !failed.isEmpty {
                 let companies = failed.map(\.0.company.rawValue)
                 let requests = failed.map(\.0.request.rawValue)
@@ -159,6 +136,40 @@ public struct QueueRepository: Sendable {
                     """)
             }
         }
+    }
+
+    /// Sent jobs leave the queue, their requests become `sent`, their message ids are
+    /// indexed for delivery callbacks, and their numbers stay busy for the response window:
+    /// one statement, so the arrays are parsed once and the four changes travel together.
+    private func recordSent(_ sent: [(Job, String, Int)], windowSeconds: Int, on connection: PostgresConnection) async throws {
+        try await connection.query(
+            """
+            WITH t AS (
+                SELECT * FROM unnest(\(sent.map(\.0.company.rawValue))::bigint[], \(sent.map(\.0.id))::bigint[],
+                                     \(sent.map(\.0.request.rawValue))::bigint[], \(sent.map(\.0.destinationHash))::bytea[],
+                                     \(sent.map(\.1))::text[], \(sent.map(\.2))::int[])
+                       AS t(company_id, job_id, request_id, hash, message_id, segments)
+            ), done AS (
+                DELETE FROM sms_jobs AS j USING t WHERE j.company_id = t.company_id AND j.job_id = t.job_id
+            ), requests AS (
+                -- A request reaped as `uncertain` meanwhile gets the truth now we know it.
+                UPDATE survey_requests AS r
+                   SET status = 'sent', failure = NULL, failed_at = NULL, sent_at = now(),
+                       provider_message_id = t.message_id, sms_segments = t.segments,
+                       respond_by = now() + make_interval(secs => \(windowSeconds))
+                  FROM t
+                 WHERE r.company_id = t.company_id AND r.request_id = t.request_id
+                   AND (r.status = 'queued' OR (r.status = 'failed' AND r.failure = 'uncertain'))
+            ), messages AS (
+                INSERT INTO provider_messages (provider_message_id, company_id, request_id)
+                SELECT message_id, company_id, request_id FROM t
+                ON CONFLICT DO NOTHING
+            )
+            -- The number stays busy for the response window, from now.
+            UPDATE open_surveys AS o SET expires_at = now() + make_interval(secs => \(windowSeconds))
+              FROM t
+             WHERE o.destination_hash = t.hash AND o.company_id = t.company_id AND o.request_id = t.request_id
+            """)
     }
 
     /// Jobs whose lease ran out while being sent: a worker died between the claim and the

@@ -60,20 +60,23 @@ public struct SendRepository: Sendable {
                 .surveys(where: surveyID, after: nil, limit: 1, company: company, on: connection).first
             else { throw StorageError.notFound }
 
+            // The rules' facts in one round trip: the company's resurvey period, which
+            // numbers opted out, which this company surveyed within it (a survey that surely
+            // never reached the phone does not count).
             let hashes = items.map(\.destinationHash)
-            let resurveyDays = try await connection.query(
-                "SELECT resurvey_days FROM companies WHERE company_id = \(company)").one().decode(Int.self)
-            let optedOut = try await hashSet(
-                connection.query("SELECT destination_hash FROM opt_outs WHERE destination_hash = ANY(\(hashes)::bytea[])"))
-            let recent = try await hashSet(
-                connection.query(
-                    """
-                    SELECT DISTINCT destination_hash FROM survey_requests
-                     WHERE company_id = \(company) AND destination_hash = ANY(\(hashes)::bytea[])
-                       AND created_at > now() - make_interval(days => \(resurveyDays))
-                       -- A survey that surely never reached the phone does not count.
-                       AND (status <> 'failed' OR failure = 'uncertain')
-                    """))
+            let (optedOutList, recentList) = try await connection.query(
+                """
+                SELECT ARRAY(SELECT destination_hash FROM opt_outs WHERE destination_hash = ANY(\(hashes)::bytea[])),
+                       ARRAY(SELECT DISTINCT r.destination_hash
+                               FROM survey_requests AS r, companies AS c
+                              WHERE c.company_id = \(company) AND r.company_id = \(company)
+                                AND r.destination_hash = ANY(\(hashes)::bytea[])
+                                AND r.created_at > now() - make_interval(days => c.resurvey_days)
+                                AND (r.status <> 'failed' OR r.failure = 'uncertain'))
+                """
+            ).one().decode(([Data], [Data]).self)
+            let optedOut = Set(optedOutList)
+            let recent = Set(recentList)
 
             // Decide in input order; the first occurrence of a number in the call stands for it.
             var results = [SendResult?](repeating: nil, count: items.count)
@@ -85,7 +88,7 @@ public struct SendRepository: Sendable {
                 firstIndex[item.destinationHash] = index
                 if optedOut.contains(item.destinationHash) {
                     results[index] = .skipped(.optedOut)
-                } else if resurveyDays > 0, recent.contains(item.destinationHash) {
+                } else if recent.contains(item.destinationHash) {
                     results[index] = .skipped(.recentlySurveyed)
                 } else {
                     candidates.append(index)
@@ -115,26 +118,27 @@ public struct SendRepository: Sendable {
         _ items: [Item], indices: [Int], survey: Survey, company: CompanyID,
         into results: inout [SendResult?], on connection: PostgresConnection
     ) async throws {
-        let ids = try await connection.query(
-            "SELECT nextval('survey_requests_request_id_seq') FROM generate_series(1, \(items.count))"
-        ).map { try $0.decode(Int64.self) }
-
-        // Claim each number's open-survey slot. Sorted by hash so concurrent calls lock in
-        // the same order and cannot deadlock; an expired slot is taken over.
-        let order = items.indices.sorted { items[$0].destinationHash.lexicographicallyPrecedes(items[$1].destinationHash) }
+        // Claim each number's open-survey slot, drawing its request id on the way. Sorted
+        // by hash so concurrent calls lock in the same order and cannot deadlock; an
+        // expired slot is taken over.
+        let sorted = items.map(\.destinationHash).sorted { $0.lexicographicallyPrecedes($1) }
         let slotSeconds = Int((policy.maximumJobAge + policy.responseWindow).components.seconds)
-        let claimed = try await hashSet(
-            connection.query(
+        let claimed = Dictionary(
+            uniqueKeysWithValues: try await connection.query(
                 """
+                WITH candidate AS (
+                    SELECT hash, position, nextval('survey_requests_request_id_seq') AS request_id
+                      FROM unnest(\(sorted)::bytea[]) WITH ORDINALITY AS t(hash, position)
+                )
                 INSERT INTO open_surveys (destination_hash, company_id, request_id, expires_at)
                 SELECT hash, \(company), request_id, now() + make_interval(secs => \(slotSeconds))
-                  FROM unnest(\(order.map { items[$0].destinationHash })::bytea[], \(order.map { ids[$0] })::bigint[])
-                       AS t(hash, request_id)
+                  FROM candidate ORDER BY position
                 ON CONFLICT (destination_hash) DO UPDATE
                    SET company_id = EXCLUDED.company_id, request_id = EXCLUDED.request_id, expires_at = EXCLUDED.expires_at
                  WHERE open_surveys.expires_at <= now()
-                RETURNING destination_hash
-                """))
+                RETURNING destination_hash, request_id
+                """
+            ).map { try $0.decode((Data, Int64).self) })
 
         var requestIDs: [Int64] = []
         var questionIDs: [Int64] = []
@@ -145,12 +149,12 @@ public struct SendRepository: Sendable {
         var destinations: [String] = []
         var bodies: [String] = []
         for (offset, item) in items.enumerated() {
-            guard claimed.contains(item.destinationHash) else {
+            guard let requestID = claimed[item.destinationHash] else {
                 results[indices[offset]] = .skipped(.destinationBusy)
                 continue
             }
             guard let question = survey.question(for: item.draft.language) else { throw StorageError.notFound }
-            requestIDs.append(ids[offset])
+            requestIDs.append(requestID)
             questionIDs.append(question.id.rawValue)
             hashes.append(item.destinationHash)
             references.append(item.draft.referenceID)
@@ -160,32 +164,29 @@ public struct SendRepository: Sendable {
             segments.append(item.draft.segments.joined(separator: ","))
             destinations.append(item.draft.destination.e164)
             bodies.append(question.body)
-            results[indices[offset]] = .queued(RequestID(ids[offset]))
+            results[indices[offset]] = .queued(RequestID(requestID))
         }
         guard !requestIDs.isEmpty else { return }
 
+        // Requests and their jobs in one statement; the notification is delivered at
+        // commit, so a worker never wakes before the jobs are visible.
         try await connection.query(
             """
-            INSERT INTO survey_requests
-                   (company_id, request_id, survey_id, question_id, channel, destination_hash, reference_id, language, segments)
-            SELECT \(company), request_id, \(survey.id), question_id, 'SMS', hash, reference_id, language,
-                   CASE WHEN segments = '' THEN '{}'::text[] ELSE string_to_array(segments, ',') END
-              FROM unnest(\(requestIDs)::bigint[], \(questionIDs)::bigint[], \(hashes)::bytea[],
-                          \(references)::text[], \(languages)::text[], \(segments)::text[])
-                   AS t(request_id, question_id, hash, reference_id, language, segments)
+            WITH requests AS (
+                INSERT INTO survey_requests
+                       (company_id, request_id, survey_id, question_id, channel, destination_hash, reference_id, language, segments)
+                SELECT \(company), request_id, \(survey.id), question_id, 'SMS', hash, reference_id, language,
+                       CASE WHEN segments = '' THEN '{}'::text[] ELSE string_to_array(segments, ',') END
+                  FROM unnest(\(requestIDs)::bigint[], \(questionIDs)::bigint[], \(hashes)::bytea[],
+                              \(references)::text[], \(languages)::text[], \(segments)::text[])
+                       AS t(request_id, question_id, hash, reference_id, language, segments)
+            ), jobs AS (
+                INSERT INTO sms_jobs (company_id, request_id, destination_hash, destination, body)
+                SELECT \(company), request_id, hash, destination, body
+                  FROM unnest(\(requestIDs)::bigint[], \(hashes)::bytea[], \(destinations)::text[], \(bodies)::text[])
+                       AS t(request_id, hash, destination, body)
+            )
+            SELECT pg_notify(\(Self.notificationChannel), '')
             """)
-        try await connection.query(
-            """
-            INSERT INTO sms_jobs (company_id, request_id, destination_hash, destination, body)
-            SELECT \(company), request_id, hash, destination, body
-              FROM unnest(\(requestIDs)::bigint[], \(hashes)::bytea[], \(destinations)::text[], \(bodies)::text[])
-                   AS t(request_id, hash, destination, body)
-            """)
-        // Delivered at commit, so a worker never wakes before the jobs are visible.
-        try await connection.query("SELECT pg_notify(\(Self.notificationChannel), '')")
-    }
-
-    private func hashSet(_ rows: PostgresRows) throws -> Set<Data> {
-        Set(try rows.map { try $0.decode(Data.self) })
     }
 }
