@@ -168,19 +168,21 @@ public struct SendRepository: Sendable {
         }
         guard !requestIDs.isEmpty else { return }
 
-        // Requests and their jobs in one statement; the notification is delivered at
-        // commit, so a worker never wakes before the jobs are visible.
         try await connection.query(
             """
-            WITH requests AS (
-                INSERT INTO survey_requests
-                       (company_id, request_id, survey_id, question_id, channel, destination_hash, reference_id, language, segments)
-                SELECT \(company), request_id, \(survey.id), question_id, 'SMS', hash, reference_id, language,
-                       CASE WHEN segments = '' THEN '{}'::text[] ELSE string_to_array(segments, ',') END
-                  FROM unnest(\(requestIDs)::bigint[], \(questionIDs)::bigint[], \(hashes)::bytea[],
-                              \(references)::text[], \(languages)::text[], \(segments)::text[])
-                       AS t(request_id, question_id, hash, reference_id, language, segments)
-            ), jobs AS (
+            INSERT INTO survey_requests
+                   (company_id, request_id, survey_id, question_id, channel, destination_hash, reference_id, language, segments)
+            SELECT \(company), request_id, \(survey.id), question_id, 'SMS', hash, reference_id, language,
+                   CASE WHEN segments = '' THEN '{}'::text[] ELSE string_to_array(segments, ',') END
+              FROM unnest(\(requestIDs)::bigint[], \(questionIDs)::bigint[], \(hashes)::bytea[],
+                          \(references)::text[], \(languages)::text[], \(segments)::text[])
+                   AS t(request_id, question_id, hash, reference_id, language, segments)
+            """)
+        // The notification is delivered at commit, so a worker never wakes before the
+        // jobs are visible.
+        try await connection.query(
+            """
+            WITH jobs AS (
                 INSERT INTO sms_jobs (company_id, request_id, destination_hash, destination, body)
                 SELECT \(company), request_id, hash, destination, body
                   FROM unnest(\(requestIDs)::bigint[], \(hashes)::bytea[], \(destinations)::text[], \(bodies)::text[])
