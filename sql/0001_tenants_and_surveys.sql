@@ -74,22 +74,26 @@ CREATE TABLE questions (
     FOREIGN KEY (company_id, survey_id) REFERENCES surveys (company_id, survey_id) ON DELETE CASCADE
 );
 
--- Row-level security on every tenant table, forced so that even the owner obeys it.
-DO $$
-DECLARE
-    tenant_table text;
+-- Row-level security on every tenant table, forced so that even the owner obeys it. One
+-- function, so every migration that adds a tenant table makes it the same way. It runs as
+-- the migrator (it needs the table's owner); nobody else may call it.
+CREATE FUNCTION enable_tenant_isolation(tenant_table regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, public
+AS $$
 BEGIN
-    FOREACH tenant_table IN ARRAY ARRAY['companies', 'api_tokens', 'surveys', 'questions'] LOOP
-        EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', tenant_table);
-        EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', tenant_table);
-        EXECUTE format(
-            'CREATE POLICY tenant_isolation ON %I
-                USING (company_id = NULLIF(current_setting(''app.company_id'', true), '''')::bigint)
-                WITH CHECK (company_id = NULLIF(current_setting(''app.company_id'', true), '''')::bigint)',
-            tenant_table);
-    END LOOP;
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tenant_table);
+    EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', tenant_table);
+    EXECUTE format(
+        'CREATE POLICY tenant_isolation ON %s
+            USING (company_id = NULLIF(current_setting(''app.company_id'', true), '''')::bigint)
+            WITH CHECK (company_id = NULLIF(current_setting(''app.company_id'', true), '''')::bigint)',
+        tenant_table);
 END
 $$;
+REVOKE ALL ON FUNCTION enable_tenant_isolation(regclass) FROM PUBLIC;
+
+SELECT enable_tenant_isolation(t) FROM unnest(ARRAY['companies', 'api_tokens', 'surveys', 'questions']::regclass[]) AS t;
 
 -- Token authentication happens before the tenant is known, so it is the one cross-tenant
 -- read: a SECURITY DEFINER function owned by survey_auth, which may only read tokens and

@@ -127,27 +127,15 @@ CREATE TABLE inbound_messages (
 -- Row-level security. Tenant tables: the tenant's rows only. The worker works across
 -- tenants by nature (one queue), so it has its own policies, and column grants keep it to
 -- the delivery columns.
-DO $$
-DECLARE
-    tenant_table text;
-BEGIN
-    FOREACH tenant_table IN ARRAY ARRAY['survey_requests', 'sms_jobs', 'idempotency_keys'] LOOP
-        EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', tenant_table);
-        EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', tenant_table);
-        EXECUTE format(
-            'CREATE POLICY tenant_isolation ON %I
-                USING (company_id = NULLIF(current_setting(''app.company_id'', true), '''')::bigint)
-                WITH CHECK (company_id = NULLIF(current_setting(''app.company_id'', true), '''')::bigint)',
-            tenant_table);
-    END LOOP;
-    -- The routing indexes are read across tenants (a reply does not say whose it is).
-    FOREACH tenant_table IN ARRAY ARRAY['open_surveys', 'provider_messages'] LOOP
-        EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', tenant_table);
-        EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', tenant_table);
-        EXECUTE format('CREATE POLICY cross_tenant_routing ON %I USING (true) WITH CHECK (true)', tenant_table);
-    END LOOP;
-END
-$$;
+SELECT enable_tenant_isolation(t) FROM unnest(ARRAY['survey_requests', 'sms_jobs', 'idempotency_keys']::regclass[]) AS t;
+-- The routing indexes are read across tenants (a reply does not say whose it is).
+ALTER TABLE open_surveys ENABLE ROW LEVEL SECURITY;
+ALTER TABLE open_surveys FORCE ROW LEVEL SECURITY;
+CREATE POLICY cross_tenant_routing ON open_surveys USING (true) WITH CHECK (true);
+ALTER TABLE provider_messages ENABLE ROW LEVEL SECURITY;
+ALTER TABLE provider_messages FORCE ROW LEVEL SECURITY;
+CREATE POLICY cross_tenant_routing ON provider_messages USING (true) WITH CHECK (true);
+-- The worker's own policies.
 CREATE POLICY worker_queue ON sms_jobs TO survey_worker USING (true) WITH CHECK (true);
 CREATE POLICY worker_delivery ON survey_requests FOR SELECT TO survey_worker USING (true);
 CREATE POLICY worker_delivery_update ON survey_requests FOR UPDATE TO survey_worker USING (true) WITH CHECK (true);
