@@ -108,6 +108,11 @@ import Testing
             let status = try await pipeline.webhook(
                 "/webhooks/twilio/status", [("MessageSid", "SM1"), ("MessageStatus", "failed")], client: client, signature: "x")
             #expect(status.status == .forbidden)
+            // Correctly signed but incomplete: a 400 naming each missing field, nothing recorded.
+            let incomplete = try await pipeline.webhook("/webhooks/twilio/sms", [("Body", "9")], client: client)
+            #expect(incomplete.status == .badRequest)
+            #expect(String(buffer: incomplete.body).contains(#""field":"MessageSid""#))
+            #expect(String(buffer: incomplete.body).contains(#""field":"From""#))
         }
         let dump = try await pipeline.dump()
         #expect(!dump.contains("inbound_messages"))

@@ -29,8 +29,13 @@ struct WebhookController<Context: RequestContext> {
 
     @Sendable func inbound(request: Request, context: Context) async throws -> Response {
         let form = try await verifiedForm(request, context: context)
-        guard let sid = form["MessageSid"] ?? form["SmsSid"], !sid.isEmpty, let from = form["From"] else {
-            throw Problem.validation([.init(field: "MessageSid/From", message: "an inbound message needs MessageSid and From")])
+        let sid = form["MessageSid"] ?? form["SmsSid"] ?? ""
+        let from = form["From"] ?? ""
+        guard !sid.isEmpty, !from.isEmpty else {
+            var missing: [Problem.FieldError] = []
+            if sid.isEmpty { missing.append(.init(field: "MessageSid", message: "is required")) }
+            if from.isEmpty { missing.append(.init(field: "From", message: "is required")) }
+            throw Problem.validation(missing)
         }
         // A sender that is not an E.164 number (an alphanumeric id) cannot be one we surveyed.
         if let number = PhoneNumber(e164: from) {
