@@ -3,6 +3,17 @@ import Foundation
 /// Dates on the wire: ISO 8601 with milliseconds and an explicit offset,
 /// e.g. `2026-11-29T11:22:11.123+00:00`.
 public enum Timestamp {
+    /// The wall time in `zone` with that zone's offset at that instant, e.g.
+    /// `2026-03-01T00:00:00.000+01:00` in Europe/Brussels.
+    public static func format(_ date: Date, in zone: TimeZone) -> String {
+        let offset = zone.secondsFromGMT(for: date)
+        let utc = format(date.addingTimeInterval(Double(offset)))
+        guard offset != 0 else { return utc }
+        let sign = offset < 0 ? "-" : "+"
+        let minutes = abs(offset) / 60
+        return String(utc.dropLast(6)) + String(format: "%@%02d:%02d", sign, minutes / 60, minutes % 60)
+    }
+
     public static func format(_ date: Date) -> String {
         // Whole microseconds first (what the database stores, exactly), then truncate to
         // milliseconds in integer arithmetic, so binary floating point cannot shift a digit.

@@ -63,12 +63,16 @@ public struct Database: Sendable {
     /// Runs `body` in a transaction scoped to one company: row-level security shows and
     /// accepts only that company's rows. The setting is transaction-local, so it ends with
     /// the transaction and can never leak to the next user of the pooled connection.
+    /// `isolation: .repeatableRead` gives every statement of `body` the same snapshot.
     @discardableResult
     public func withTenant<Result>(
-        _ company: CompanyID, _ body: (PostgresConnection) async throws -> Result
+        _ company: CompanyID, isolation: IsolationLevel = .readCommitted,
+        _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         // The id is an integer the program formats, so it can share BEGIN's round trip.
-        try await client.withTransaction(prelude: "SELECT set_config('app.company_id', '\(company.rawValue)', true)") { connection in
+        try await client.withTransaction(
+            isolation: isolation, prelude: "SELECT set_config('app.company_id', '\(company.rawValue)', true)"
+        ) { connection in
             try await body(connection)
         }
     }

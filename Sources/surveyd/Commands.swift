@@ -106,7 +106,10 @@ struct WorkerCommand: AsyncParsableCommand {
             configuration: workerConfiguration, logger: logger)
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: pool), .init(service: worker)],
+                services: [
+                    .init(service: pool), .init(service: worker),
+                    .init(service: ReportCompactor(reports: ReportRepository(database: database), logger: logger)),
+                ],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()

@@ -60,6 +60,7 @@ public func buildRouter(configuration: APIConfiguration, database: Database) -> 
         idempotency: IdempotencyRepository(database: database), hasher: configuration.destinationHasher
     ).addRoutes(to: tenantRoutes)
     UsageController(replies: ReplyRepository(database: database)).addRoutes(to: tenantRoutes)
+    ReportController(reports: ReportRepository(database: database)).addRoutes(to: tenantRoutes)
 
     if let webhooks = configuration.webhooks {
         let group = router.group("webhooks/twilio")

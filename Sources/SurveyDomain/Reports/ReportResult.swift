@@ -1,0 +1,28 @@
+/// What one entry of a breakdown stands for.
+public enum ReportGroupKey: Sendable, Hashable {
+    case survey(SurveyID, name: String, interactionType: String)
+    case interactionType(String)
+    /// `nil`: requests sent without segments. A request with two segments counts in both.
+    case segment(String?)
+    /// `nil`: requests sent without a language.
+    case language(String?)
+}
+
+/// A report's numbers: one entry per bucket (one bucket without a trend), and the
+/// breakdown when one was asked for.
+public struct ReportResult: Sendable, Equatable {
+    public var buckets: [ReportCounts]
+    public var groups: [(key: ReportGroupKey, counts: ReportCounts)]
+
+    public init(buckets: [ReportCounts], groups: [(key: ReportGroupKey, counts: ReportCounts)] = []) {
+        self.buckets = buckets
+        self.groups = groups
+    }
+
+    public var total: ReportCounts { buckets.reduce(.zero, +) }
+
+    public static func == (lhs: ReportResult, rhs: ReportResult) -> Bool {
+        lhs.buckets == rhs.buckets && lhs.groups.map(\.key) == rhs.groups.map(\.key)
+            && lhs.groups.map(\.counts) == rhs.groups.map(\.counts)
+    }
+}
