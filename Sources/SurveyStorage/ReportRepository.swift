@@ -71,7 +71,7 @@ public struct ReportRepository: Sendable {
             .survey(SurveyID(rawValue: Int64(key ?? "") ?? 0), name: name ?? "", interactionType: interactionType ?? "")
         case .interactionType: .interactionType(key ?? "")
         case .segment: .segment(key)
-        case .language: .language(key.flatMap { $0.isEmpty ? nil : $0 })
+        case .language: .language(key)
         }
     }
 
@@ -120,7 +120,7 @@ public struct ReportRepository: Sendable {
             switch grouping {
             case nil: ("NULL::text", "", "NULL::text", "")
             case .survey, .interactionType: ("r.survey_id::text", "", "ro.survey_id::text", "")
-            case .language: ("coalesce(r.language, '')", "", "ro.language", "")
+            case .language: ("r.language", "", "NULLIF(ro.language, '')", "")
             case .segment:
                 (
                     "s.segment",
@@ -136,21 +136,24 @@ public struct ReportRepository: Sendable {
             sum(c.sign * c.bad)::bigint, sum(c.sign * c.promoters)::bigint, sum(c.sign * c.passives)::bigint,
             sum(c.sign * c.detractors)::bigint
             """
+        // A group whose requests all fall outside the period can still appear, with zeros,
+        // when a month cell's rows are cancelled by a subtracted edge.
+        let having = grouping == nil ? "" : "\n HAVING sum(c.sign * c.requests) <> 0"
         let outer: String =
             switch grouping {
             case nil, .language, .segment:
                 """
                 SELECT c.bucket, c.key, NULL::text, NULL::text, \(sums)
                   FROM counted AS c
-                 GROUP BY c.bucket, c.key
-                 ORDER BY c.bucket, c.key NULLS LAST
+                 GROUP BY c.bucket, c.key\(having)
+                 ORDER BY c.bucket, c.key COLLATE "C" NULLS LAST
                 """
             case .survey:
                 """
                 SELECT c.bucket, c.key, s.name, s.interaction_type, \(sums)
                   FROM counted AS c
                   JOIN surveys AS s ON s.company_id = \(companyParameter) AND s.survey_id = c.key::bigint
-                 GROUP BY c.bucket, c.key, s.name, s.interaction_type
+                 GROUP BY c.bucket, c.key, s.name, s.interaction_type\(having)
                  ORDER BY c.bucket, c.key::bigint
                 """
             case .interactionType:
@@ -158,8 +161,8 @@ public struct ReportRepository: Sendable {
                 SELECT c.bucket, s.interaction_type, NULL::text, NULL::text, \(sums)
                   FROM counted AS c
                   JOIN surveys AS s ON s.company_id = \(companyParameter) AND s.survey_id = c.key::bigint
-                 GROUP BY c.bucket, s.interaction_type
-                 ORDER BY c.bucket, s.interaction_type
+                 GROUP BY c.bucket, s.interaction_type\(having)
+                 ORDER BY c.bucket, s.interaction_type COLLATE "C"
                 """
             }
 

@@ -25,7 +25,7 @@ struct ReportResponse: JSONResponse {
         ]
         if let survey = query.filter.survey { members.append(("surveyId", .integer(survey.rawValue))) }
         members.append(("channel", query.filter.channel.map { .string($0.rawValue) } ?? .null))
-        members.append(("timezone", .string(zone.identifier)))
+        members.append(("timezone", .string(query.timeZoneName)))
         if let buckets, let interval = query.interval {
             members.append(("interval", .string(interval.rawValue)))
             members.append((

@@ -39,9 +39,11 @@ public struct ReportParameters: Sendable, Equatable {
         }
 
         var timeZone = TimeZone(identifier: "UTC")!
+        var timeZoneName = "UTC"
         if let timezone {
             if let zone = ReportTimeZones.zone(named: timezone) {
                 timeZone = zone
+                timeZoneName = timezone
             } else {
                 fail("timezone", "must be an IANA time zone name such as Europe/Brussels or UTC (got \(quoted(timezone)))")
             }
@@ -50,8 +52,10 @@ public struct ReportParameters: Sendable, Equatable {
 
         var start: Date?
         var end: Date?
+        var endIsWholeDay = false
         if let endDate {
             if let parsed = ISODateParser.parse(endDate) {
+                if case .day = parsed { endIsWholeDay = true }
                 end = parsed.resolved(in: calendar, asEnd: true)
                 if end == nil { fail("endDate", "is not a time that exists in \(timeZone.identifier)") }
             } else {
@@ -69,7 +73,8 @@ public struct ReportParameters: Sendable, Equatable {
         if endDate == nil { end = now }
         if startDate == nil, let end { start = end.addingTimeInterval(-Double(ReportLimits.defaultDays) * 86_400) }
         if let start, let end {
-            if start > end {
+            // A whole-day end includes its day: a start at the next midnight is after it.
+            if start > end || (endIsWholeDay && start >= end) {
                 fail("startDate", "must not be after endDate (\(Timestamp.format(start)) > \(Timestamp.format(end)))")
             } else if let limit = calendar.date(byAdding: .year, value: ReportLimits.maximumYears, to: start), end > limit {
                 fail(endDate == nil ? "startDate" : "endDate", "the period must not be longer than \(ReportLimits.maximumYears) years")
@@ -117,7 +122,7 @@ public struct ReportParameters: Sendable, Equatable {
 
         guard problems.isEmpty, let start, let end else { throw ReportParameterError(problems: problems) }
         let query = ReportQuery(
-            period: start..<end, timeZone: timeZone,
+            period: start..<end, timeZone: timeZone, timeZoneName: timeZoneName,
             filter: ReportFilter(survey: survey, channel: channel, segments: segments, segmentMode: segmentMode),
             interval: interval, grouping: grouping)
         _ = try query.buckets()

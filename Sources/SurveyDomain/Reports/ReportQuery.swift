@@ -54,13 +54,19 @@ public struct ReportQuery: Sendable, Equatable {
     public var period: Range<Date>
     /// Plain dates, dates without offset and trend buckets are read in this zone.
     public var timeZone: TimeZone
+    /// The zone's name as asked for (Foundation calls UTC "GMT").
+    public var timeZoneName: String
     public var filter: ReportFilter
     public var interval: ReportInterval?
     public var grouping: ReportGrouping?
 
-    public init(period: Range<Date>, timeZone: TimeZone, filter: ReportFilter, interval: ReportInterval? = nil, grouping: ReportGrouping? = nil) {
+    public init(
+        period: Range<Date>, timeZone: TimeZone, timeZoneName: String? = nil, filter: ReportFilter,
+        interval: ReportInterval? = nil, grouping: ReportGrouping? = nil
+    ) {
         self.period = period
         self.timeZone = timeZone
+        self.timeZoneName = timeZoneName ?? timeZone.identifier
         self.filter = filter
         self.interval = interval
         self.grouping = grouping
