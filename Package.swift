@@ -152,7 +152,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SurveyDomainTests",
-            dependencies: ["SurveyDomain"],
+            dependencies: ["SurveyDomain", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         // Runs the built `surveyd` binary as an operator would.

@@ -1,19 +1,7 @@
 import Foundation
 import SurveyDomain
+import TestSupport
 import Testing
-
-/// A seedable generator, so a failing random case can be replayed from its seed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 @Suite struct ReportCountsTests {
     @Test func theReferenceExample() {
@@ -226,6 +214,12 @@ struct SplitMix64: RandomNumberGenerator {
     @Test func badChoices() {
         #expect(problems(ReportParameters(timezone: "Mars/Olympus")) == ["timezone"])
         #expect(problems(ReportParameters(timezone: "CET+1")) == ["timezone"])
+        #expect(problems(ReportParameters(timezone: "EST")) == ["timezone"])
+        #expect(problems(ReportParameters(timezone: "europe/brussels")) == ["timezone"])
+        #expect(problems(ReportParameters(timezone: "../../etc/passwd")) == ["timezone"])
+        for zone in ["UTC", "Asia/Kolkata", "America/Argentina/Buenos_Aires", "Etc/GMT+1", "Pacific/Chatham"] {
+            #expect(problems(ReportParameters(timezone: zone)) == [], "\(zone)")
+        }
         #expect(problems(ReportParameters(channel: "EMAIL")) == ["channel"])
         #expect(problems(ReportParameters(channel: "sms")) == ["channel"])
         #expect(problems(ReportParameters(segmentMode: "SOME")) == ["segmentMode"])

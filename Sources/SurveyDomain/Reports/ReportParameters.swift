@@ -135,12 +135,18 @@ public struct ReportParameters: Sendable, Equatable {
 }
 
 enum ReportTimeZones {
-    /// IANA names only: Foundation also reads abbreviations and "GMT+1"-style names,
-    /// whose meaning is ambiguous or surprising.
-    static let known: Set<String> = Set(TimeZone.knownTimeZoneIdentifiers).union(["UTC", "Etc/UTC", "GMT"])
-
+    /// IANA names only (`Area/Location`, `UTC`): Foundation also reads abbreviations and
+    /// "GMT+1"-style names, whose meaning is ambiguous or surprising.
     static func zone(named name: String) -> TimeZone? {
-        guard known.contains(name) else { return nil }
+        guard name == "UTC" || name == "GMT" || isAreaLocation(name) else { return nil }
         return TimeZone(identifier: name)
+    }
+
+    private static func isAreaLocation(_ name: String) -> Bool {
+        let parts = name.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count >= 2, name.count <= 64, let area = parts.first, area.first?.isUppercase == true else { return false }
+        return parts.allSatisfy { part in
+            !part.isEmpty && part.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || "0123456789_-+".unicodeScalars.contains($0)) }
+        }
     }
 }
