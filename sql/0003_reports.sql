@@ -25,6 +25,9 @@ $$;
 
 CREATE TABLE report_rollups (
     company_id  bigint  NOT NULL,
+    -- Rows are only ever appended and deleted; the key gives them an identity (logical
+    -- replication, Citus) and is nothing more.
+    rollup_id   bigint  GENERATED ALWAYS AS IDENTITY,
     -- false: a summary row (per survey and channel); true: also per segment set and language.
     detailed    boolean NOT NULL,
     grain       text    NOT NULL CHECK (grain IN ('day', 'month')),
@@ -44,7 +47,8 @@ CREATE TABLE report_rollups (
     passives    integer NOT NULL,
     detractors  integer NOT NULL,
     -- false for rows appended by the triggers since the cell was last compacted.
-    compacted   boolean NOT NULL DEFAULT false
+    compacted   boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (company_id, rollup_id)
 );
 -- A company's cells in a range of days or months, and one survey's.
 CREATE INDEX report_rollups_by_bucket ON report_rollups (company_id, detailed, grain, bucket);
@@ -212,5 +216,6 @@ REVOKE ALL ON FUNCTION compact_report_rollups(integer) FROM PUBLIC;
 SELECT enable_tenant_isolation('report_rollups');
 CREATE POLICY report_maintenance ON report_rollups TO survey_reports USING (true) WITH CHECK (true);
 GRANT SELECT, INSERT, DELETE ON report_rollups TO survey_reports;
+GRANT USAGE ON SEQUENCE report_rollups_rollup_id_seq TO survey_reports;
 GRANT SELECT ON report_rollups TO survey_app;
 GRANT EXECUTE ON FUNCTION compact_report_rollups(integer) TO survey_worker, survey_admin;
