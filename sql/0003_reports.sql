@@ -71,9 +71,44 @@ DECLARE
     columns constant text := 'company_id, survey_id, channel, segments, language, created_at, status, score, bad_replies';
     changes text;
 BEGIN
-    -- Each request contributes +1 for what is there now and -1 for what was.
+    -- Inserts (send calls, the hot path) have a static, cached plan: aggregate the new rows
+    -- once per detailed key, derive the summary rows from those, write both grains.
+    IF TG_OP = 'INSERT' THEN
+        WITH detail AS (
+            SELECT company_id, (created_at AT TIME ZONE 'UTC')::date AS day, survey_id, channel, segments,
+                   coalesce(language, '') AS language,
+                   count(*) AS requests,
+                   count(*) FILTER (WHERE status = 'failed') AS failed,
+                   count(*) FILTER (WHERE score IS NOT NULL) AS good,
+                   count(*) FILTER (WHERE score IS NULL AND bad_replies > 0) AS bad,
+                   count(*) FILTER (WHERE score >= 9) AS promoters,
+                   count(*) FILTER (WHERE score BETWEEN 7 AND 8) AS passives,
+                   count(*) FILTER (WHERE score <= 6) AS detractors
+              FROM new_rows
+             GROUP BY 1, 2, 3, 4, 5, 6
+        ), cells AS (
+            SELECT true AS detailed, * FROM detail
+            UNION ALL
+            SELECT false, company_id, day, survey_id, channel, '{}', '',
+                   sum(requests), sum(failed), sum(good), sum(bad), sum(promoters), sum(passives), sum(detractors)
+              FROM detail
+             GROUP BY company_id, day, survey_id, channel
+        )
+        INSERT INTO public.report_rollups
+               (company_id, detailed, grain, bucket, survey_id, channel, segments, language,
+                requests, failed, good, bad, promoters, passives, detractors)
+        SELECT c.company_id, c.detailed, g.grain,
+               CASE g.grain WHEN 'day' THEN c.day ELSE date_trunc('month', c.day)::date END,
+               c.survey_id, c.channel, c.segments, c.language,
+               c.requests, c.failed, c.good, c.bad, c.promoters, c.passives, c.detractors
+          FROM cells AS c
+         CROSS JOIN (VALUES ('day'), ('month')) AS g(grain);
+        RETURN NULL;
+    END IF;
+
+    -- Updates and deletes: each request contributes +1 for what is there now and -1 for
+    -- what was; the statement is built for the trigger's transition tables.
     changes := CASE TG_OP
-        WHEN 'INSERT' THEN format('SELECT 1 AS sign, %s FROM new_rows', columns)
         WHEN 'DELETE' THEN format('SELECT -1 AS sign, %s FROM old_rows', columns)
         ELSE format(
             $changed$
