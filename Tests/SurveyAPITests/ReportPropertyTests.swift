@@ -1,9 +1,11 @@
 import Foundation
 import HTTPTypes
 import HummingbirdTesting
+import Postgres
 import SurveyDomain
 import SurveyStorage
 import TestSupport
+import Synchronization
 import Testing
 
 /// Random datasets and random reports: what the API answers must equal a straightforward
@@ -148,4 +150,73 @@ import Testing
             }
         }
     }
+}
+
+/// Writers and compaction at the same time: the rollups must still add up to the rows.
+@Suite struct ReportRollupConcurrencyTests {
+    @Test func compactionConcurrentWithWritesKeepsEverySumExact() async throws {
+        let harness = try await Harness()
+        var fixture = try await ReportFixture(harness: harness)
+        let survey = try await fixture.addSurvey("busy", interactionType: "x")
+        let writers = fixture
+        let done = ManagedAtomicFlag()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for writer in 0..<4 {
+                group.addTask {
+                    var random = SplitMix64(seed: UInt64(writer))
+                    for _ in 0..<15 {
+                        let rows = (0..<10).map { _ in ReportPropertyTests.randomRow([survey], &random) }
+                        try await writers.insert(rows, steps: 2, compact: false)
+                    }
+                }
+            }
+            group.addTask {
+                let superuser = try await harness.superuser()
+                while !done.isSet {
+                    try await ReportFixture.compact(superuser, cells: 2)
+                }
+            }
+            // Wait for the writers, then stop the compactor.
+            for _ in 0..<4 { try await group.next() }
+            done.set()
+            try await group.waitForAll()
+        }
+        let superuser = try await harness.superuser()
+        let mismatches = try await superuser.withConnection { connection in
+            try await connection.query(
+                """
+                WITH raw AS (
+                    SELECT count(*) AS requests, count(*) FILTER (WHERE status = 'failed') AS failed,
+                           count(*) FILTER (WHERE score IS NOT NULL) AS good,
+                           count(*) FILTER (WHERE score IS NULL AND bad_replies > 0) AS bad,
+                           count(*) FILTER (WHERE score >= 9) AS promoters
+                      FROM survey_requests WHERE company_id = \(fixture.tenant.id)
+                ), rolled AS (
+                    SELECT detailed, grain, sum(requests) AS requests, sum(failed) AS failed, sum(good) AS good,
+                           sum(bad) AS bad, sum(promoters) AS promoters
+                      FROM report_rollups WHERE company_id = \(fixture.tenant.id)
+                     GROUP BY detailed, grain
+                )
+                SELECT count(*)::int FROM rolled, raw
+                 WHERE (rolled.requests, rolled.failed, rolled.good, rolled.bad, rolled.promoters)
+                       IS DISTINCT FROM (raw.requests, raw.failed, raw.good, raw.bad, raw.promoters)
+                    OR raw.requests <> 600
+                """
+            ).one().decode(Int.self)
+        }
+        #expect(mismatches == 0)
+        let levels = try await superuser.withConnection { connection in
+            try await connection.query(
+                "SELECT count(DISTINCT (detailed, grain))::int FROM report_rollups WHERE company_id = \(fixture.tenant.id)"
+            ).one().decode(Int.self)
+        }
+        #expect(levels == 4)
+    }
+}
+
+/// A flag one task sets and another polls.
+final class ManagedAtomicFlag: Sendable {
+    private let flag = Mutex(false)
+    var isSet: Bool { flag.withLock { $0 } }
+    func set() { flag.withLock { $0 = true } }
 }
