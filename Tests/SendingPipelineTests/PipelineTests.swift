@@ -71,6 +71,18 @@ import Testing
             #expect(String(buffer: usage.body) == #"{"month":"\#(month)","messages":3,"segments":3}"#)
             let bad = try await client.execute(uri: "/survey/1.0.0/usage?month=2026-13", method: .get, headers: tenant.headers)
             #expect(bad.status == .badRequest)
+
+            // The report of all that (the last 30 days by default): 3 requests, one failed
+            // (undelivered), 9 and 8 good, "nope" bad. NPS = 100 × (1 − 0) / 2 = 50.
+            let expected =
+                #""nps":{"promoters":1,"detractors":0,"score":50,"passives":1,"marginOfError":69.3},"#
+                + #""responseStatistics":{"totalRequests":3,"totalResponses":3,"goodResponses":2,"badResponses":1,"failed":1,"responseRate":100}"#
+            let report = try await client.execute(uri: "/survey/1.0.0/report", method: .get, headers: tenant.headers)
+            #expect(String(buffer: report.body).contains(expected), "\(String(buffer: report.body))")
+            // The worker's compactor folds the rollups (as its role may); the numbers stay.
+            #expect(try await ReportRepository(database: Database(client: pipeline.workerPool)).compact() > 0)
+            let compacted = try await client.execute(uri: "/survey/1.0.0/report", method: .get, headers: tenant.headers)
+            #expect(String(buffer: compacted.body).contains(expected))
         }
         await pipeline.close()
     }
