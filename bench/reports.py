@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Report benchmark: the report API against the straightforward aggregate SQL, on years of history.
 
-    bench/reports.py [--rows 10000000] [--other-rows 5000000] [--samples 30] [--reuse]
+    bench/reports.py [--rows 10000000] [--other-rows 5000000] [--samples 30] [--reuse] [--jit off]
 
 Builds surveyd in release mode, starts the private PostgreSQL cluster `bench` with durable
 commits (fsync and synchronous_commit on), recreates the database surveyd_reports_bench,
@@ -16,7 +16,9 @@ session, `\\timing`), alternately, after 3 warm-up calls each. Every API answer'
 must equal the reference's exactly; a difference is printed and the script exits 1.
 
 With --reuse, a database already loaded with the same --rows and --other-rows (a marker
-table records them) is kept: no recreation, no load, no compaction.
+table records them) is kept: no recreation, no load, no compaction. With --jit off, the
+database's sessions run with jit = off (PostgreSQL's JIT compiles any plan whose estimated
+cost passes jit_above_cost, which can cost more than the query itself).
 
 The data is generated from random.Random(42): the same arguments give the same rows.
 Prints a Markdown table for docs/BENCHMARKS.md.
@@ -433,6 +435,8 @@ def main():
     parser.add_argument("--other-rows", type=int, default=5_000_000, help="requests of the 4 other companies together")
     parser.add_argument("--samples", type=int, default=30, help="timed calls per variant and side, after 3 warm-ups")
     parser.add_argument("--reuse", action="store_true", help="keep the database if it already holds these rows")
+    parser.add_argument("--jit", choices=["default", "off"], default="default",
+                        help="off: ALTER DATABASE ... SET jit = off for this run (the API and the reference alike)")
     args = parser.parse_args()
     command_line = "python3 bench/reports.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
@@ -456,7 +460,17 @@ def main():
         LOG_LEVEL="error", SURVEYD_SQL_DIR=os.path.join(ROOT, "sql"), TWILIO_AUTH_TOKEN=AUTH_TOKEN,
         DATABASE_MAX_CONNECTIONS="16",
     )
-    subprocess.run([surveyd, "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+    migrated = subprocess.run([surveyd, "migrate"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if migrated.returncode != 0 and reuse:
+        # E.g. a migration edited since the load: the rollups may have been built differently.
+        print(f"--reuse: migrate failed ({migrated.stderr.strip()}); reloading", file=sys.stderr)
+        reuse = False
+        url = database_url(recreate=True)
+        migrated = subprocess.run([surveyd, "migrate"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if migrated.returncode != 0:
+        raise SystemExit("surveyd migrate failed: " + migrated.stderr)
+    # Before any session the measurements use (the server's pool, the reference's psql) opens.
+    psql(url, f"ALTER DATABASE {DATABASE} " + ("SET jit = off" if args.jit == "off" else "RESET jit"))
 
     def create_company(name):
         output = subprocess.run([surveyd, "company", "create", "--name", name], env=env, check=True, capture_output=True, text=True).stdout
@@ -615,11 +629,12 @@ def main():
     cpu = bash("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
     postgres = psql(url, "SHOW server_version")
     workers = psql(url, "SHOW max_parallel_workers_per_gather")
+    jit = psql(url, "SHOW jit")
     print()
     print(f"Command: `{command_line}`")
     print()
     print(f"Machine: {os.cpu_count()} cores ({cpu}), Linux {os.uname().release}, PostgreSQL {postgres} "
-          f"(fsync and synchronous_commit on, shared_buffers 256MB, max_parallel_workers_per_gather {workers}), all on loopback.")
+          f"(fsync and synchronous_commit on, shared_buffers 256MB, max_parallel_workers_per_gather {workers}, jit {jit}), all on loopback.")
     print(f"Data: main company {args.rows:,} requests over 2024-11-01..2026-11-01 in 20 surveys, 50 segment sets; "
           f"4 other companies {args.other_rows:,} requests. Load: {load_line}.")
     print(f"Table sizes: survey_requests {sizes[0]} ({int(sizes[2]):,} rows), report_rollups {sizes[1]} ({int(sizes[3]):,} rows).")

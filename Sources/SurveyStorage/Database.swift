@@ -29,7 +29,9 @@ public struct Database: Sendable {
     /// every query run as `role`, and a warning says so once.
     ///
     /// Sessions also get a `statement_timeout` and an `idle_in_transaction_session_timeout`,
-    /// so neither a runaway query nor a stuck transaction holds a connection for long.
+    /// so neither a runaway query nor a stuck transaction holds a connection for long, and
+    /// `jit = off`: every statement here is short, and JIT compiling one whose row estimate
+    /// is large (a report's raw edges on a big table) costs more than running it.
     public static func applicationPool(
         url: String, applicationName: String, role: Role = .application, maximumConnections: Int = 10,
         statementTimeout: Duration = .seconds(30), logger: Logger
@@ -53,6 +55,7 @@ public struct Database: Sendable {
             try await connection.simpleQuery(
                 """
                 SET ROLE \(role.rawValue);
+                SET jit = off;
                 SET statement_timeout = \(timeoutMilliseconds);
                 SET idle_in_transaction_session_timeout = \(timeoutMilliseconds * 2)
                 """)
