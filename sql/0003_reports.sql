@@ -3,8 +3,8 @@
 -- A report adds up, over the requests created in a period, seven counters: requests,
 -- failed, good and bad responses, promoters, passives and detractors. Each is a sum over
 -- requests, so sums of sums are exact, and so are differences. `report_rollups` keeps
--- those sums per UTC day and per UTC month, per survey and channel (summary rows) and
--- also per segment set and language (detailed rows). A report reads whole months and
+-- those sums per UTC day and per UTC month, per survey and channel, at four levels of
+-- detail: nothing more, the segment set, the language, or both. A report reads whole months and
 -- days from here and only the ragged edges of its period from `survey_requests`
 -- (docs/REPORTS.md has the plan and its costs).
 --
@@ -28,16 +28,18 @@ CREATE TABLE report_rollups (
     -- Rows are only ever appended and deleted; the key gives them an identity (logical
     -- replication, Citus) and is nothing more.
     rollup_id   bigint  GENERATED ALWAYS AS IDENTITY,
-    -- false: a summary row (per survey and channel); true: also per segment set and language.
-    detailed    boolean NOT NULL,
+    -- What the row is per, besides survey and channel: 'survey' (nothing more), 'segments'
+    -- (the segment set), 'language', or 'full' (both). Each level alone adds up to every
+    -- request; a report reads the least detailed level that has what it filters or groups by.
+    detail      text    NOT NULL CHECK (detail IN ('survey', 'segments', 'language', 'full')),
     grain       text    NOT NULL CHECK (grain IN ('day', 'month')),
     -- The UTC day, or the first day of the UTC month, of the requests' created_at.
     bucket      date    NOT NULL,
     survey_id   bigint  NOT NULL,
     channel     text    NOT NULL,
-    -- The request's segments as stored (sorted by the API), '{}' on summary rows.
+    -- The request's segments as stored, '{}' on levels without them.
     segments    text[]  NOT NULL,
-    -- The request's language, '' for none and on summary rows.
+    -- The request's language, '' for none and on levels without it.
     language    text    NOT NULL,
     requests    integer NOT NULL,
     failed      integer NOT NULL,
@@ -51,10 +53,10 @@ CREATE TABLE report_rollups (
     PRIMARY KEY (company_id, rollup_id)
 );
 -- A company's cells in a range of days or months, and one survey's.
-CREATE INDEX report_rollups_by_bucket ON report_rollups (company_id, detailed, grain, bucket);
-CREATE INDEX report_rollups_by_survey ON report_rollups (company_id, detailed, grain, survey_id, bucket);
+CREATE INDEX report_rollups_by_bucket ON report_rollups (company_id, detail, grain, bucket);
+CREATE INDEX report_rollups_by_survey ON report_rollups (company_id, detail, grain, survey_id, bucket);
 -- Cells with rows still to fold.
-CREATE INDEX report_rollups_pending ON report_rollups (company_id, detailed, grain, bucket) WHERE NOT compacted;
+CREATE INDEX report_rollups_pending ON report_rollups (company_id, detail, grain, bucket) WHERE NOT compacted;
 
 -- The edges of a period are read from the requests by time.
 CREATE INDEX survey_requests_by_created ON survey_requests (company_id, created_at);
@@ -72,7 +74,7 @@ DECLARE
     changes text;
 BEGIN
     -- Inserts (send calls, the hot path) have a static, cached plan: aggregate the new rows
-    -- once per detailed key, derive the summary rows from those, write both grains.
+    -- once per full key, derive the other levels from those, write both grains.
     IF TG_OP = 'INSERT' THEN
         WITH detail AS (
             SELECT company_id, (created_at AT TIME ZONE 'UTC')::date AS day, survey_id, channel, segments,
@@ -87,17 +89,20 @@ BEGIN
               FROM new_rows
              GROUP BY 1, 2, 3, 4, 5, 6
         ), cells AS (
-            SELECT true AS detailed, * FROM detail
-            UNION ALL
-            SELECT false, company_id, day, survey_id, channel, '{}', '',
-                   sum(requests), sum(failed), sum(good), sum(bad), sum(promoters), sum(passives), sum(detractors)
+            SELECT CASE GROUPING(segments, language) WHEN 0 THEN 'full' WHEN 1 THEN 'segments' WHEN 2 THEN 'language' ELSE 'survey' END AS detail,
+                   company_id, day, survey_id, channel,
+                   CASE WHEN GROUPING(segments) = 0 THEN segments ELSE '{}' END AS segments,
+                   CASE WHEN GROUPING(language) = 0 THEN language ELSE '' END AS language,
+                   sum(requests) AS requests, sum(failed) AS failed, sum(good) AS good, sum(bad) AS bad,
+                   sum(promoters) AS promoters, sum(passives) AS passives, sum(detractors) AS detractors
               FROM detail
-             GROUP BY company_id, day, survey_id, channel
+             GROUP BY company_id, day, survey_id, channel,
+                      GROUPING SETS ((segments, language), (segments), (language), ())
         )
         INSERT INTO public.report_rollups
-               (company_id, detailed, grain, bucket, survey_id, channel, segments, language,
+               (company_id, detail, grain, bucket, survey_id, channel, segments, language,
                 requests, failed, good, bad, promoters, passives, detractors)
-        SELECT c.company_id, c.detailed, g.grain,
+        SELECT c.company_id, c.detail, g.grain,
                CASE g.grain WHEN 'day' THEN c.day ELSE date_trunc('month', c.day)::date END,
                c.survey_id, c.channel, c.segments, c.language,
                c.requests, c.failed, c.good, c.bad, c.promoters, c.passives, c.detractors
@@ -128,14 +133,14 @@ BEGIN
     END;
     EXECUTE format($sql$
         INSERT INTO public.report_rollups
-               (company_id, detailed, grain, bucket, survey_id, channel, segments, language,
+               (company_id, detail, grain, bucket, survey_id, channel, segments, language,
                 requests, failed, good, bad, promoters, passives, detractors)
         SELECT * FROM (
-            SELECT c.company_id, d.detailed, g.grain,
+            SELECT c.company_id, d.detail, g.grain,
                    CASE g.grain WHEN 'day' THEN c.day ELSE date_trunc('month', c.day)::date END AS bucket,
                    c.survey_id, c.channel,
-                   CASE WHEN d.detailed THEN c.segments ELSE '{}' END AS segments,
-                   CASE WHEN d.detailed THEN coalesce(c.language, '') ELSE '' END AS language,
+                   CASE WHEN d.detail IN ('segments', 'full') THEN c.segments ELSE '{}' END AS segments,
+                   CASE WHEN d.detail IN ('language', 'full') THEN coalesce(c.language, '') ELSE '' END AS language,
                    sum(c.sign) AS requests,
                    coalesce(sum(c.sign) FILTER (WHERE c.status = 'failed'), 0) AS failed,
                    coalesce(sum(c.sign) FILTER (WHERE c.score IS NOT NULL), 0) AS good,
@@ -144,7 +149,7 @@ BEGIN
                    coalesce(sum(c.sign) FILTER (WHERE c.score BETWEEN 7 AND 8), 0) AS passives,
                    coalesce(sum(c.sign) FILTER (WHERE c.score <= 6), 0) AS detractors
               FROM (SELECT x.*, (x.created_at AT TIME ZONE 'UTC')::date AS day FROM (%s) AS x) AS c
-             CROSS JOIN (VALUES (false), (true)) AS d(detailed)
+             CROSS JOIN (VALUES ('survey'), ('segments'), ('language'), ('full')) AS d(detail)
              CROSS JOIN (VALUES ('day'), ('month')) AS g(grain)
              GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
         ) AS delta
@@ -161,8 +166,8 @@ CREATE TRIGGER report_rollups_update AFTER UPDATE ON survey_requests
 CREATE TRIGGER report_rollups_delete AFTER DELETE ON survey_requests
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION record_report_changes();
 
--- Folds the rows of up to `max_cells` cells (a company's day or month, summary or
--- detailed) into one row per key, dropping keys whose counters all sum to zero (a deleted
+-- Folds the rows of up to `max_cells` cells (a company's day or month at one level of
+-- detail) into one row per key, dropping keys whose counters all sum to zero (a deleted
 -- survey's). Sums do not change, so reports read the same before and after; a report
 -- running concurrently sees either the old rows or the new ones (MVCC), never both.
 -- Returns the number of cells folded; one caller at a time, others return 0 at once.
@@ -178,22 +183,22 @@ BEGIN
         RETURN 0;
     END IF;
     WITH cells AS (
-        SELECT DISTINCT company_id, detailed, grain, bucket
+        SELECT DISTINCT company_id, detail, grain, bucket
           FROM public.report_rollups WHERE NOT compacted
          LIMIT max_cells
     ), moved AS (
         DELETE FROM public.report_rollups AS r
          USING cells AS c
-         WHERE r.company_id = c.company_id AND r.detailed = c.detailed AND r.grain = c.grain AND r.bucket = c.bucket
+         WHERE r.company_id = c.company_id AND r.detail = c.detail AND r.grain = c.grain AND r.bucket = c.bucket
         RETURNING r.*
     ), folded_rows AS (
         INSERT INTO public.report_rollups
-               (company_id, detailed, grain, bucket, survey_id, channel, segments, language,
+               (company_id, detail, grain, bucket, survey_id, channel, segments, language,
                 requests, failed, good, bad, promoters, passives, detractors, compacted)
-        SELECT company_id, detailed, grain, bucket, survey_id, channel, segments, language,
+        SELECT company_id, detail, grain, bucket, survey_id, channel, segments, language,
                sum(requests), sum(failed), sum(good), sum(bad), sum(promoters), sum(passives), sum(detractors), true
           FROM moved
-         GROUP BY company_id, detailed, grain, bucket, survey_id, channel, segments, language
+         GROUP BY company_id, detail, grain, bucket, survey_id, channel, segments, language
         HAVING sum(requests) <> 0 OR sum(failed) <> 0 OR sum(good) <> 0 OR sum(bad) <> 0
             OR sum(promoters) <> 0 OR sum(passives) <> 0 OR sum(detractors) <> 0
         RETURNING 1
@@ -205,13 +210,13 @@ $function$;
 
 -- The rollups of what is already there (nothing, on a new installation).
 INSERT INTO report_rollups
-       (company_id, detailed, grain, bucket, survey_id, channel, segments, language,
+       (company_id, detail, grain, bucket, survey_id, channel, segments, language,
         requests, failed, good, bad, promoters, passives, detractors, compacted)
-SELECT r.company_id, d.detailed, g.grain,
+SELECT r.company_id, d.detail, g.grain,
        CASE g.grain WHEN 'day' THEN r.day ELSE date_trunc('month', r.day)::date END,
        r.survey_id, r.channel,
-       CASE WHEN d.detailed THEN r.segments ELSE '{}' END,
-       CASE WHEN d.detailed THEN coalesce(r.language, '') ELSE '' END,
+       CASE WHEN d.detail IN ('segments', 'full') THEN r.segments ELSE '{}' END,
+       CASE WHEN d.detail IN ('language', 'full') THEN coalesce(r.language, '') ELSE '' END,
        count(*),
        count(*) FILTER (WHERE r.status = 'failed'),
        count(*) FILTER (WHERE r.score IS NOT NULL),
@@ -221,7 +226,7 @@ SELECT r.company_id, d.detailed, g.grain,
        count(*) FILTER (WHERE r.score <= 6),
        true
   FROM (SELECT *, (created_at AT TIME ZONE 'UTC')::date AS day FROM survey_requests) AS r
- CROSS JOIN (VALUES (false), (true)) AS d(detailed)
+ CROSS JOIN (VALUES ('survey'), ('segments'), ('language'), ('full')) AS d(detail)
  CROSS JOIN (VALUES ('day'), ('month')) AS g(grain)
  GROUP BY 1, 2, 3, 4, 5, 6, 7, 8;
 

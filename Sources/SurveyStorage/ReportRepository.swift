@@ -79,9 +79,17 @@ public struct ReportRepository: Sendable {
     /// (grouping, which filters are present); every value is a bound parameter.
     static func statement(_ query: ReportQuery, grouping: ReportGrouping?, pieces: [RollupPlan.Piece], company: CompanyID) -> PostgresQuery {
         let filter = query.filter
-        // Detailed rollup rows are needed to see segments or languages; summary rows
-        // (per survey and channel) are about a hundred times fewer.
-        let detailed = !filter.segments.isEmpty || grouping == .segment || grouping == .language
+        // The least detailed rollup level that has what the report filters or groups by:
+        // every level adds up to all requests, and each detail multiplies the rows.
+        let needsSegments = !filter.segments.isEmpty || grouping == .segment
+        let needsLanguage = grouping == .language
+        let detail =
+            switch (needsSegments, needsLanguage) {
+            case (false, false): "survey"
+            case (true, false): "segments"
+            case (false, true): "language"
+            case (true, true): "full"
+            }
 
         var bindings: [String?] = []
         func bind(_ value: some PostgresEncodable) -> String {
@@ -129,7 +137,7 @@ public struct ReportRepository: Sendable {
                     " CROSS JOIN LATERAL unnest(CASE WHEN cardinality(ro.segments) = 0 THEN '{NULL}'::text[] ELSE ro.segments END) AS s(segment)"
                 )
             }
-        let detailedParameter = bind(detailed)
+        let detailParameter = bind(detail)
 
         let sums = """
             sum(c.sign * c.requests)::bigint, sum(c.sign * c.failed)::bigint, sum(c.sign * c.good)::bigint,
@@ -195,7 +203,7 @@ public struct ReportRepository: Sendable {
                            sum(ro.requests) AS requests, sum(ro.failed) AS failed, sum(ro.good) AS good, sum(ro.bad) AS bad,
                            sum(ro.promoters) AS promoters, sum(ro.passives) AS passives, sum(ro.detractors) AS detractors
                       FROM report_rollups AS ro\(rollupJoin)
-                     WHERE p.source <> 'requests' AND ro.company_id = \(companyParameter) AND ro.detailed = \(detailedParameter)
+                     WHERE p.source <> 'requests' AND ro.company_id = \(companyParameter) AND ro.detail = \(detailParameter)
                        AND ro.grain = p.source
                        AND ro.bucket >= (p.lo AT TIME ZONE 'UTC')::date AND ro.bucket < (p.hi AT TIME ZONE 'UTC')::date\(rollupConditions)
                      GROUP BY 1
