@@ -57,6 +57,7 @@ def main():
             ("company, 1 year, groupBy=segment", "/survey/1.0.0/report", dict(year, groupBy="segment")),
         ]
         client = reports.Client(reports.API_PORT, token)
+        shown_text = False
         print("Captured with `python3 bench/report_plans.py` on the data of `bench/reports.py` "
               "(warm: each plan is the second call's).\n")
         for name, path, parameters in variants:
@@ -73,7 +74,13 @@ def main():
             print(f"### {name}\n\n`GET {target}` → {status}\n")
             for plan in plans:
                 body = re.sub(r"^.*?LOG:  ", "", plan.strip(), count=1)
-                print("```\n" + body.strip() + "\n```\n")
+                # The statement's text once (the first); after that, only its plan.
+                lines = body.strip().split("\n")
+                text_end = next((i for i, line in enumerate(lines) if re.match(r"^\s*(Limit|Sort|GroupAggregate|HashAggregate|Aggregate)\b", line)), 1)
+                if shown_text:
+                    lines = lines[:1] + lines[text_end:]
+                shown_text = True
+                print("```\n" + "\n".join(line.replace("\t", "    ", 1) for line in lines) + "\n```\n")
     finally:
         server.terminate()
         server.wait(timeout=15)
