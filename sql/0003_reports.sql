@@ -75,7 +75,9 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $function$
 DECLARE
-    columns constant text := 'company_id, survey_id, channel, segments, language, created_at, status, score, bad_replies';
+    -- What the counters read of a request.
+    columns constant text := 'company_id, survey_id, channel, segments, coalesce(language, '''') AS language, created_at, '
+        || 'status = ''failed'' AS failed, score, bad_replies > 0 AS bad';
     changes text;
 BEGIN
     -- Inserts (send calls, the hot path) have a static, cached plan: aggregate the new rows
@@ -117,23 +119,16 @@ BEGIN
     END IF;
 
     -- Updates and deletes: each request contributes +1 for what is there now and -1 for
-    -- what was; the statement is built for the trigger's transition tables.
+    -- what was, reduced to what the counters read (queued → sent reads the same). Rows
+    -- whose reading did not change cancel out in EXCEPT ALL, whatever else changed
+    -- (even company_id or request_id), so the statement is exact for any UPDATE.
     changes := CASE TG_OP
         WHEN 'DELETE' THEN format('SELECT -1 AS sign, %s FROM old_rows', columns)
         ELSE format(
             $changed$
-            WITH changed AS (
-                SELECT n.request_id
-                  FROM new_rows AS n JOIN old_rows AS o USING (company_id, request_id)
-                 WHERE (n.status = 'failed') IS DISTINCT FROM (o.status = 'failed')
-                    OR n.score IS DISTINCT FROM o.score
-                    OR (n.bad_replies > 0) IS DISTINCT FROM (o.bad_replies > 0)
-                    OR (n.survey_id, n.channel, n.segments, n.language, n.created_at)
-                       IS DISTINCT FROM (o.survey_id, o.channel, o.segments, o.language, o.created_at)
-            )
-            SELECT 1 AS sign, %1$s FROM new_rows WHERE request_id IN (SELECT request_id FROM changed)
+            SELECT 1 AS sign, * FROM (SELECT %1$s FROM new_rows EXCEPT ALL SELECT %1$s FROM old_rows) AS added
             UNION ALL
-            SELECT -1 AS sign, %1$s FROM old_rows WHERE request_id IN (SELECT request_id FROM changed)
+            SELECT -1 AS sign, * FROM (SELECT %1$s FROM old_rows EXCEPT ALL SELECT %1$s FROM new_rows) AS removed
             $changed$, columns)
     END;
     EXECUTE format($sql$
@@ -145,11 +140,11 @@ BEGIN
                    CASE g.grain WHEN 'day' THEN c.day ELSE date_trunc('month', c.day)::date END AS bucket,
                    c.survey_id, c.channel,
                    CASE WHEN d.detail IN ('segments', 'full') THEN c.segments ELSE '{}' END AS segments,
-                   CASE WHEN d.detail IN ('language', 'full') THEN coalesce(c.language, '') ELSE '' END AS language,
+                   CASE WHEN d.detail IN ('language', 'full') THEN c.language ELSE '' END AS language,
                    sum(c.sign) AS requests,
-                   coalesce(sum(c.sign) FILTER (WHERE c.status = 'failed'), 0) AS failed,
+                   coalesce(sum(c.sign) FILTER (WHERE c.failed), 0) AS failed,
                    coalesce(sum(c.sign) FILTER (WHERE c.score IS NOT NULL), 0) AS good,
-                   coalesce(sum(c.sign) FILTER (WHERE c.score IS NULL AND c.bad_replies > 0), 0) AS bad,
+                   coalesce(sum(c.sign) FILTER (WHERE c.score IS NULL AND c.bad), 0) AS bad,
                    coalesce(sum(c.sign) FILTER (WHERE c.score >= 9), 0) AS promoters,
                    coalesce(sum(c.sign) FILTER (WHERE c.score BETWEEN 7 AND 8), 0) AS passives,
                    coalesce(sum(c.sign) FILTER (WHERE c.score <= 6), 0) AS detractors
@@ -170,6 +165,20 @@ CREATE TRIGGER report_rollups_update AFTER UPDATE ON survey_requests
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION record_report_changes();
 CREATE TRIGGER report_rollups_delete AFTER DELETE ON survey_requests
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION record_report_changes();
+
+-- TRUNCATE (operators only) empties the rollups with the requests.
+CREATE FUNCTION clear_report_rollups() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $function$
+BEGIN
+    DELETE FROM public.report_rollups;
+    RETURN NULL;
+END
+$function$;
+CREATE TRIGGER report_rollups_truncate AFTER TRUNCATE ON survey_requests
+    FOR EACH STATEMENT EXECUTE FUNCTION clear_report_rollups();
 
 -- Folds the rows of up to `max_cells` cells (a company's day or month at one level of
 -- detail) into one row per key, dropping keys whose counters all sum to zero (a deleted
@@ -213,7 +222,11 @@ BEGIN
 END
 $function$;
 
--- The rollups of what is already there (nothing, on a new installation).
+-- The rollups of what is already there (nothing, on a new installation). Row-level
+-- security is forced, even on the owner, so a migrator that owns the schema (rather than
+-- a superuser) would see no rows: lift it for this transaction's backfill only (the ALTER
+-- holds the table's lock until commit, so nobody else sees the gap).
+ALTER TABLE survey_requests NO FORCE ROW LEVEL SECURITY;
 INSERT INTO report_rollups
        (company_id, detail, grain, bucket, survey_id, channel, segments, language,
         requests, failed, good, bad, promoters, passives, detractors, compacted)
@@ -234,6 +247,7 @@ SELECT r.company_id, d.detail, g.grain,
  CROSS JOIN (VALUES ('survey'), ('segments'), ('language'), ('full')) AS d(detail)
  CROSS JOIN (VALUES ('day'), ('month')) AS g(grain)
  GROUP BY 1, 2, 3, 4, 5, 6, 7, 8;
+ALTER TABLE survey_requests FORCE ROW LEVEL SECURITY;
 
 -- Ownership: the same dance as for survey_auth in 0001.
 DO $$
@@ -245,8 +259,15 @@ END
 $$;
 GRANT USAGE, CREATE ON SCHEMA public TO survey_reports;
 ALTER FUNCTION record_report_changes() OWNER TO survey_reports;
+ALTER FUNCTION clear_report_rollups() OWNER TO survey_reports;
 ALTER FUNCTION compact_report_rollups(integer) OWNER TO survey_reports;
 REVOKE CREATE ON SCHEMA public FROM survey_reports;
+-- Privileges on a function are its owner's to change: done while still a member (a
+-- REVOKE by a non-member is a silent no-op, and the functions would stay PUBLIC).
+REVOKE ALL ON FUNCTION record_report_changes() FROM PUBLIC;
+REVOKE ALL ON FUNCTION clear_report_rollups() FROM PUBLIC;
+REVOKE ALL ON FUNCTION compact_report_rollups(integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION compact_report_rollups(integer) TO survey_worker, survey_admin;
 DO $$
 BEGIN
     IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
@@ -254,8 +275,25 @@ BEGIN
     END IF;
 END
 $$;
-REVOKE ALL ON FUNCTION record_report_changes() FROM PUBLIC;
-REVOKE ALL ON FUNCTION compact_report_rollups(integer) FROM PUBLIC;
+-- 0001 had the same mistake for the token functions: put it right the same way.
+DO $$
+BEGIN
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        EXECUTE 'GRANT survey_auth TO CURRENT_USER';
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION authenticate_api_token(bytea) FROM PUBLIC;
+REVOKE ALL ON FUNCTION api_token_company(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION authenticate_api_token(bytea) TO survey_app;
+GRANT EXECUTE ON FUNCTION api_token_company(bigint) TO survey_admin;
+DO $$
+BEGIN
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        EXECUTE 'REVOKE survey_auth FROM CURRENT_USER';
+    END IF;
+END
+$$;
 
 -- Row-level security: tenants read their own rollups; only survey_reports writes them.
 SELECT enable_tenant_isolation('report_rollups');
@@ -263,4 +301,3 @@ CREATE POLICY report_maintenance ON report_rollups TO survey_reports USING (true
 GRANT SELECT, INSERT, DELETE ON report_rollups TO survey_reports;
 GRANT USAGE ON SEQUENCE report_rollups_rollup_id_seq TO survey_reports;
 GRANT SELECT ON report_rollups TO survey_app;
-GRANT EXECUTE ON FUNCTION compact_report_rollups(integer) TO survey_worker, survey_admin;

@@ -128,7 +128,7 @@ public struct ReportRepository: Sendable {
             switch grouping {
             case nil: ("NULL::text", "", "NULL::text", "")
             case .survey, .interactionType: ("r.survey_id::text", "", "ro.survey_id::text", "")
-            case .language: ("r.language", "", "NULLIF(ro.language, '')", "")
+            case .language: ("NULLIF(r.language, '')", "", "NULLIF(ro.language, '')", "")
             case .segment:
                 (
                     "s.segment",

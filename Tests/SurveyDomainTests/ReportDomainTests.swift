@@ -226,6 +226,8 @@ import Testing
         #expect(problems(ReportParameters(interval: "hour")) == ["interval"])
         #expect(problems(ReportParameters(groupBy: "country")) == ["groupBy"])
         #expect(problems(ReportParameters(segments: ["a,,b"])) == ["segments"])
+        #expect(problems(ReportParameters(segments: ["a\u{0}b"])) == ["segments"])
+        #expect(problems(ReportParameters(segments: ["\u{0}"])) == ["segments"])
         #expect(problems(ReportParameters(segments: [String(repeating: "x", count: 65)])) == ["segments"])
         #expect(problems(ReportParameters(segments: [(0...20).map { "s\($0)" }.joined(separator: ",")])) == ["segments"])
         #expect(problems(ReportParameters(segments: [(0..<20).map { "s\($0)" }.joined(separator: ",")])) == [])

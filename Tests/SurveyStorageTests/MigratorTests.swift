@@ -98,3 +98,55 @@ import Testing
         #expect(throws: Migrator.MigrationError.self) { try Migrator(directory: "/nonexistent/sql") }
     }
 }
+
+/// `MIGRATION_DATABASE_URL` may log in as the schema's owner (CREATEROLE, not superuser).
+/// Row-level security is forced even on owners and function privileges are their owners':
+/// the reports migration must still backfill every tenant's rows and lock its functions.
+@Suite struct OwnerMigratorTests {
+    @Test func reportsMigrationByTheSchemaOwnerBackfillsAndLocksItsFunctions() async throws {
+        let url = try await TestDatabase.scratchDatabase("owner")
+        let role = "migrator_\(UInt32.random(in: 0...UInt32.max))"
+        let database = String(url.split(separator: "/").last!.split(separator: "?").first!)
+        let admin = try await TestDatabase.connect(url: url)
+        try await admin.simpleQuery(
+            """
+            CREATE ROLE \(role) LOGIN CREATEROLE;
+            ALTER DATABASE \(database) OWNER TO \(role);
+            ALTER SCHEMA public OWNER TO \(role);
+            """)
+        let ownerURL = url.replacingOccurrences(of: "postgres@", with: "\(role)@")
+        let owner = try await TestDatabase.connect(url: ownerURL, applicationName: "surveyd-migrate")
+        let all = try Migrator(directory: TestDatabase.sqlDirectory).migrations
+        _ = try await Migrator(migrations: all.filter { $0.version < 3 }).migrate(on: owner, logger: TestDatabase.logger)
+        // History from before the reports existed, as the superuser writes it.
+        try await admin.simpleQuery(
+            """
+            INSERT INTO companies (company_id, name) VALUES (1, 'a'), (2, 'b');
+            INSERT INTO surveys (company_id, survey_id, name, interaction_type) VALUES (1, 1, 's', 'x'), (2, 2, 't', 'y');
+            INSERT INTO questions (company_id, question_id, survey_id, body, language) VALUES (1, 1, 1, 'q', 'en'), (2, 2, 2, 'q', 'en');
+            INSERT INTO survey_requests (company_id, survey_id, question_id, channel, destination_hash, created_at, status, score)
+            SELECT 1 + i % 2, 1 + i % 2, 1 + i % 2, 'SMS', decode(md5(i::text) || md5(i::text), 'hex'),
+                   now() - i * interval '1 day', 'delivered', i % 11
+              FROM generate_series(1, 60) AS i;
+            """)
+        _ = try await Migrator(migrations: all).migrate(on: owner, logger: TestDatabase.logger)
+        await owner.close()
+
+        let rolled = try await admin.query(
+            "SELECT detail, sum(requests)::int, sum(promoters)::int FROM report_rollups WHERE grain = 'month' GROUP BY detail ORDER BY detail"
+        ).map { try $0.decode((String, Int, Int).self) }
+        let promoters = try await admin.query("SELECT count(*)::int FROM survey_requests WHERE score >= 9").one().decode(Int.self)
+        #expect(rolled.map(\.0) == ["full", "language", "segments", "survey"])
+        #expect(rolled.allSatisfy { $0.1 == 60 && $0.2 == promoters }, "\(rolled)")
+        // Row-level security is forced again after the backfill.
+        #expect(try await admin.query("SELECT relforcerowsecurity FROM pg_class WHERE relname = 'survey_requests'").one().decode(Bool.self))
+        for function in ["compact_report_rollups(integer)", "record_report_changes()", "authenticate_api_token(bytea)", "api_token_company(bigint)"] {
+            let open = try await admin.query(
+                "SELECT coalesce(bool_or(a.grantee = 0), false) FROM pg_proc p, aclexplode(p.proacl) a WHERE p.oid = \(function)::regprocedure"
+            ).one().decode(Bool.self)
+            #expect(!open, "\(function) is executable by PUBLIC")
+        }
+        #expect(try await admin.query("SELECT has_function_privilege('survey_worker', 'compact_report_rollups(integer)', 'EXECUTE')").one().decode(Bool.self))
+        await admin.close()
+    }
+}

@@ -83,6 +83,13 @@ extension Problem {
         status: .serviceUnavailable, title: "Service Unavailable",
         detail: "The database is unavailable; retry shortly.", headers: [.retryAfter: "1"])
 
+    /// The statement ran into the session's `statement_timeout`: too much work for one
+    /// request right now (e.g. a day trend of a very large company far from UTC).
+    public static let tooSlow = Problem(
+        status: .serviceUnavailable, title: "Service Unavailable",
+        detail: "The request took longer than the server allows; retry later, or ask for less (a shorter period, a coarser interval).",
+        headers: [.retryAfter: "5"])
+
     public static let internalError = Problem(
         status: .internalServerError, title: "Internal Server Error",
         detail: "Something went wrong on our side; it has been logged.")

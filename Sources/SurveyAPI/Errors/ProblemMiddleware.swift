@@ -47,6 +47,9 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
         case let error as PostgresError where error.isUnavailable:
             context.logger.warning("database unavailable", metadata: ["error": "\(error.debugDescription)"])
             return .unavailable
+        case let error as PostgresError where error.sqlState == PostgresError.SQLState.queryCanceled:
+            context.logger.warning("statement timed out", metadata: ["error": "\(error.debugDescription)"])
+            return .tooSlow
         case is CancellationError:
             return .unavailable
         default:

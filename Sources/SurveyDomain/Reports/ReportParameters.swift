@@ -91,7 +91,10 @@ public struct ReportParameters: Sendable, Equatable {
         var segmentsValid = true
         for list in self.segments where !list.isEmpty {
             for segment in list.split(separator: ",", omittingEmptySubsequences: false).map(String.init) {
-                if !SendLimits.segmentLength.contains(segment.count) {
+                if segment.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+                    if segmentsValid { fail("segments", "must not contain control characters") }
+                    segmentsValid = false
+                } else if !SendLimits.segmentLength.contains(segment.unicodeScalars.count) {
                     if segmentsValid {
                         fail("segments", "each segment must be \(SendLimits.segmentLength.lowerBound) to \(SendLimits.segmentLength.upperBound) characters (got \(quoted(segment)))")
                     }
