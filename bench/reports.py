@@ -39,7 +39,8 @@ import threading
 import time
 import urllib.parse
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import benchlib
+from benchlib import ROOT, bash, percentile, private_database_url, psql, wait_for
 API_PORT = 18081
 DATABASE = "surveyd_reports_bench"
 HASH_KEY = "ab" * 32
@@ -75,62 +76,15 @@ COPY_COLUMNS = ("company_id, survey_id, question_id, channel, destination_hash, 
 COUNTERS = ["totalRequests", "failed", "goodResponses", "badResponses", "totalResponses", "promoters", "passives", "detractors"]
 
 
-def bash(script, env=None):
-    return subprocess.run(["bash", "-c", script], cwd=ROOT, check=True, capture_output=True, text=True, env=env).stdout.strip()
-
-
 def database_url(recreate):
-    env = dict(os.environ, SURVEYD_PG_DURABLE="1")
-    step = f"recreate_database {DATABASE}" if recreate else f"create_database_if_missing {DATABASE}"
-    return bash(
-        "source scripts/lib/database.sh && ensure_system_packages && start_private_postgres bench >&2 "
-        f"&& {step} >&2 && private_database_url {DATABASE}",
-        env=env,
-    ).splitlines()[-1]
+    return private_database_url(DATABASE, recreate)
 
 
-def psql(url, sql):
-    return subprocess.run(["psql", "-X", url, "-v", "ON_ERROR_STOP=1", "-Atc", sql], check=True, capture_output=True, text=True).stdout.strip()
-
-
-class Client:
-    """One keep-alive HTTP connection."""
+class Client(benchlib.Client):
+    """A keep-alive connection that waits long: a straightforward aggregate can take seconds."""
 
     def __init__(self, port, token=None):
-        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-        self.token = token
-
-    def request(self, method, path, body=None):
-        headers = {"Content-Type": "application/json"}
-        if self.token:
-            headers["Authorization"] = "Bearer " + self.token
-        data = body if isinstance(body, bytes) else (json.dumps(body) if body is not None else None)
-        self.connection.request(method, path, body=data, headers=headers)
-        response = self.connection.getresponse()
-        payload = response.read()
-        try:
-            parsed = json.loads(payload) if payload else None
-        except ValueError:
-            parsed = payload.decode(errors="replace")
-        return response.status, parsed
-
-
-def wait_for(port, path="/", timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            connection.request("GET", path)
-            connection.getresponse().read()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"nothing listening on {port}")
-
-
-def percentile(values, fraction):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+        super().__init__(port, token, timeout=600)
 
 
 # ---------------------------------------------------------------------------

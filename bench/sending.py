@@ -19,7 +19,6 @@ Everything runs on loopback and stops by itself. Prints a Markdown table for
 docs/BENCHMARKS.md.
 """
 import argparse
-import http.client
 import json
 import os
 import random
@@ -28,9 +27,8 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchlib import ROOT, Client, bash, percentile, private_database_url, psql, wait_for
 API_PORT = 18080
 GATEWAY_PORT = 19099
 HASH_KEY = "ab" * 32
@@ -38,64 +36,14 @@ AUTH_TOKEN = "bench-auth-token"
 ACCOUNT = "ACbench"
 
 
-def bash(script, env=None):
-    return subprocess.run(["bash", "-c", script], cwd=ROOT, check=True, capture_output=True, text=True, env=env).stdout.strip()
-
-
 def database_url():
-    env = dict(os.environ, SURVEYD_PG_DURABLE="1")
-    return bash(
-        "source scripts/lib/database.sh && ensure_system_packages && start_private_postgres bench >&2 "
-        "&& recreate_database surveyd_bench >&2 && private_database_url surveyd_bench",
-        env=env,
-    ).splitlines()[-1]
-
-
-def psql(url, sql):
-    return subprocess.run(["psql", url, "-Atc", sql], check=True, capture_output=True, text=True).stdout.strip()
-
-
-class Client:
-    """One keep-alive HTTP connection."""
-
-    def __init__(self, port, token=None):
-        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        self.token = token
-
-    def request(self, method, path, body=None):
-        headers = {"Content-Type": "application/json"}
-        if self.token:
-            headers["Authorization"] = "Bearer " + self.token
-        # Bodies may come pre-encoded, so the client's own JSON work stays out of the timing.
-        data = body if isinstance(body, bytes) else (json.dumps(body) if body is not None else None)
-        self.connection.request(method, path, body=data, headers=headers)
-        response = self.connection.getresponse()
-        payload = response.read()
-        return response.status, json.loads(payload) if payload else None
+    return private_database_url("surveyd_bench")
 
 
 def numbers(count):
     # Unique Belgian mobile numbers.
     start = random.randrange(10_000_000, 80_000_000)
     return ["+324%08d" % (start + i) for i in range(count)]
-
-
-def wait_for(port, path="/", timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            connection.request("GET", path)
-            connection.getresponse().read()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"nothing listening on {port}")
-
-
-def percentile(values, fraction):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
 def main():
