@@ -1,6 +1,8 @@
 import Foundation
 import HTTPTypes
 import HummingbirdTesting
+import Hummingbird
+import SurveyAPI
 import Postgres
 import SurveyDomain
 import SurveyStorage
@@ -272,5 +274,28 @@ import Testing
             let compacted = try await get(client, fixture.tenant, "/report", Self.march)
             expectCounts(compacted.object, ReportCounts(requests: 1, good: 1, promoters: 1))
         }
+    }
+}
+
+/// A report that runs past the session's statement_timeout is the server's limit, not the
+/// client's fault: 503 with Retry-After, never 500.
+@Suite struct ReportTimeoutTests {
+    @Test func aStatementTimeoutAnswers503WithRetryAfter() async throws {
+        let url = try await TestDatabase.migratedScratchDatabase("timeout")
+        let database = Database(client: Database.applicationPool(
+            url: url, applicationName: "surveyd-serve", maximumConnections: 2, statementTimeout: .seconds(1), logger: TestDatabase.logger))
+        let (_, _, token) = try await CompanyRepository(database: database).create(name: "Slow")
+        // Another session holds the rollups, so the report waits until its timeout.
+        let blocker = try await TestDatabase.connect(url: url)
+        try await blocker.simpleQuery("BEGIN; LOCK TABLE report_rollups IN ACCESS EXCLUSIVE MODE")
+        let application = Application(router: buildRouter(configuration: Harness.configuration(), database: database))
+        try await application.test(.router) { client in
+            let response = try await client.send(.get, "\(base)/report", headers: [.authorization: "Bearer \(token.secret)"])
+            response.expectProblem(.serviceUnavailable)
+            #expect(response.headers[.retryAfter] != nil)
+        }
+        try await blocker.simpleQuery("ROLLBACK")
+        await blocker.close()
+        await database.client.shutDown()
     }
 }
