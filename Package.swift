@@ -71,12 +71,15 @@ let package = Package(
         .target(
             name: "SurveyAPI",
             dependencies: [
+                "Postgres",
                 "SMSGateway",
                 "SurveyDomain",
                 "SurveyStorage",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),

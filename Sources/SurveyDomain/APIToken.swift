@@ -38,6 +38,13 @@ public struct APIToken: Sendable, Equatable, CustomStringConvertible {
     public var description: String { hint + "…" }
 }
 
+/// What a token may do. `read` tokens list and report; only `write` tokens create, delete
+/// and send, so a dashboard's token leaking cannot send a single SMS.
+public enum TokenScope: String, Sendable, CaseIterable {
+    case read
+    case write
+}
+
 extension Data {
     /// Base64url without padding (RFC 4648 §5).
     public func base64URLEncoded() -> String {

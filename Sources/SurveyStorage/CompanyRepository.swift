@@ -10,9 +10,11 @@ public struct CompanyRepository: Sendable {
         self.database = database
     }
 
-    /// Creates a company with its first API token. The token's secret is returned once
-    /// and never stored.
-    public func create(name: String) async throws -> (Company, TokenID, APIToken) {
+    /// Creates a company with its first API token (of scope `write`). The token's secret is
+    /// returned once and never stored.
+    public func create(
+        name: String, settings: CompanySettings = CompanySettings()
+    ) async throws -> (Company, TokenID, APIToken) {
         // Reserve the id first: row-level security only lets a transaction write rows of
         // the company it is scoped to.
         let id = try await database.client.withConnection { connection in
@@ -20,28 +22,98 @@ public struct CompanyRepository: Sendable {
         }
         return try await database.withTenant(id) { connection in
             let createdAt = try await connection.query(
-                "INSERT INTO companies (company_id, name) VALUES (\(id), \(name)) RETURNING created_at"
+                """
+                INSERT INTO companies (company_id, name, resurvey_days, daily_sms_cap)
+                VALUES (\(id), \(name), \(settings.resurveyDays), \(settings.dailySMSCap))
+                RETURNING created_at
+                """
             ).one().decode(Date.self, column: "created_at")
-            let (tokenID, token) = try await insertToken(company: id, on: connection)
-            return (Company(id: id, name: name, createdAt: createdAt), tokenID, token)
+            let (tokenID, token) = try await insertToken(company: id, scope: .write, on: connection)
+            return (Company(id: id, name: name, createdAt: createdAt, settings: settings), tokenID, token)
         }
     }
 
     public func find(_ id: CompanyID) async throws -> Company? {
         try await database.withTenant(id) { connection in
-            try await connection.query("SELECT name, created_at FROM companies WHERE company_id = \(id)").single.map {
-                let (name, createdAt) = try $0.decode((String, Date).self)
-                return Company(id: id, name: name, createdAt: createdAt)
+            try await connection.query(
+                "SELECT name, created_at, resurvey_days, daily_sms_cap FROM companies WHERE company_id = \(id)"
+            ).single.map {
+                let (name, createdAt, resurveyDays, cap) = try $0.decode((String, Date, Int, Int).self)
+                return Company(
+                    id: id, name: name, createdAt: createdAt,
+                    settings: CompanySettings(resurveyDays: resurveyDays, dailySMSCap: cap))
             }
         }
     }
 
+    /// Changes some settings of a company and returns it as it now is.
+    public func update(_ id: CompanyID, _ change: CompanySettingsChange) async throws -> Company {
+        try await database.withTenant(id) { connection in
+            let row = try await connection.query(
+                """
+                UPDATE companies
+                   SET resurvey_days = coalesce(\(change.resurveyDays), resurvey_days),
+                       daily_sms_cap = coalesce(\(change.dailySMSCap), daily_sms_cap)
+                 WHERE company_id = \(id)
+                RETURNING name, created_at, resurvey_days, daily_sms_cap
+                """
+            ).single
+            guard let row else { throw StorageError.notFound }
+            let (name, createdAt, resurveyDays, cap) = try row.decode((String, Date, Int, Int).self)
+            return Company(
+                id: id, name: name, createdAt: createdAt,
+                settings: CompanySettings(resurveyDays: resurveyDays, dailySMSCap: cap))
+        }
+    }
+
+    /// The company's daily SMS cap and what it queued today (UTC).
+    public func allowance(_ id: CompanyID) async throws -> DailySMSAllowance {
+        try await database.withTenant(id) { connection in
+            try await Self.allowance(id, on: connection)
+        }
+    }
+
+    static func allowance(_ id: CompanyID, on connection: PostgresConnection) async throws -> DailySMSAllowance {
+        let row = try await connection.query(
+            """
+            SELECT c.daily_sms_cap, coalesce(u.queued, 0)
+              FROM companies AS c
+              LEFT JOIN daily_sms_usage AS u
+                ON u.company_id = c.company_id AND u.day = (now() AT TIME ZONE 'UTC')::date
+             WHERE c.company_id = \(id)
+            """
+        ).single
+        guard let row else { throw StorageError.notFound }
+        let (cap, queued) = try row.decode((Int, Int).self)
+        return DailySMSAllowance(cap: cap, queuedToday: queued)
+    }
+
     /// Issues another token for an existing company.
-    public func createToken(company: CompanyID) async throws -> (TokenID, APIToken) {
+    public func createToken(company: CompanyID, scope: TokenScope = .write) async throws -> (TokenID, APIToken) {
         try await database.withTenant(company) { connection in
             let exists = try await connection.query("SELECT 1 FROM companies WHERE company_id = \(company)")
             guard !exists.isEmpty else { throw StorageError.notFound }
-            return try await insertToken(company: company, on: connection)
+            return try await insertToken(company: company, scope: scope, on: connection)
+        }
+    }
+
+    /// A company's tokens, revoked ones included, oldest first: never their secrets.
+    public func tokens(company: CompanyID) async throws -> [TokenRecord] {
+        try await database.withTenant(company) { connection in
+            let exists = try await connection.query("SELECT 1 FROM companies WHERE company_id = \(company)")
+            guard !exists.isEmpty else { throw StorageError.notFound }
+            return try await connection.query(
+                """
+                SELECT token_id, token_hint, scope, created_at, last_used_at, revoked_at
+                  FROM api_tokens WHERE company_id = \(company) ORDER BY token_id
+                """
+            ).map { row in
+                let (id, hint, scope, createdAt, lastUsedAt, revokedAt) = try row.decode(
+                    (TokenID, String, String, Date, Date?, Date?).self)
+                return TokenRecord(
+                    id: id, hint: hint, scope: TokenScope(rawValue: scope) ?? .read, createdAt: createdAt,
+                    lastUsedAt: lastUsedAt, revokedAt: revokedAt)
+            }
         }
     }
 
@@ -65,24 +137,59 @@ public struct CompanyRepository: Sendable {
         }
     }
 
-    /// The company a presented token belongs to, or `nil` if it is unknown or revoked.
-    public func authenticate(_ token: APIToken) async throws -> (CompanyID, TokenID)? {
+    /// Who a presented token is, or `nil` if it is unknown or revoked.
+    public func authenticate(_ token: APIToken) async throws -> TokenIdentity? {
         guard token.isWellFormed else { return nil }
-        return try await database.client.withConnection { connection in
-            try await connection.query("SELECT company_id, token_id FROM authenticate_api_token(\(token.hash))")
-                .single?.decode((CompanyID, TokenID).self)
+        return try await authenticate(hash: token.hash)
+    }
+
+    /// Who the token with this SHA-256 is, or `nil` if it is unknown or revoked.
+    public func authenticate(hash: Data) async throws -> TokenIdentity? {
+        try await database.client.withConnection { connection in
+            try await connection.query(
+                "SELECT company_id, token_id, scope FROM authenticate_api_token_scoped(\(hash))"
+            ).single.map { row in
+                let (company, token, scope) = try row.decode((CompanyID, TokenID, String).self)
+                // A scope this build does not know grants the least.
+                return TokenIdentity(company: company, token: token, scope: TokenScope(rawValue: scope) ?? .read)
+            }
         }
     }
 
-    private func insertToken(company: CompanyID, on connection: PostgresConnection) async throws -> (TokenID, APIToken) {
+    private func insertToken(
+        company: CompanyID, scope: TokenScope, on connection: PostgresConnection
+    ) async throws -> (TokenID, APIToken) {
         let token = APIToken.generate()
         let id = try await connection.query(
             """
-            INSERT INTO api_tokens (company_id, token_hash, token_hint)
-            VALUES (\(company), \(token.hash), \(token.hint))
+            INSERT INTO api_tokens (company_id, token_hash, token_hint, scope)
+            VALUES (\(company), \(token.hash), \(token.hint), \(scope.rawValue))
             RETURNING token_id
             """
         ).one().decode(TokenID.self, column: "token_id")
         return (id, token)
     }
+}
+
+/// What an authenticated token stands for.
+public struct TokenIdentity: Sendable, Equatable {
+    public var company: CompanyID
+    public var token: TokenID
+    public var scope: TokenScope
+
+    public init(company: CompanyID, token: TokenID, scope: TokenScope) {
+        self.company = company
+        self.token = token
+        self.scope = scope
+    }
+}
+
+/// A token as the operator sees it in listings.
+public struct TokenRecord: Sendable, Equatable {
+    public var id: TokenID
+    public var hint: String
+    public var scope: TokenScope
+    public var createdAt: Date
+    public var lastUsedAt: Date?
+    public var revokedAt: Date?
 }

@@ -190,5 +190,25 @@ public struct SendRepository: Sendable {
             )
             SELECT pg_notify(\(Self.notificationChannel), '')
             """)
+        try await countAgainstDailyCap(requestIDs.count, company: company, on: connection)
+    }
+
+    /// Adds `count` to today's usage unless that passes the company's cap, in which case
+    /// the whole transaction is rolled back. Last before commit, so concurrent calls of the
+    /// same company wait on the usage row only for each other's commit.
+    private func countAgainstDailyCap(_ count: Int, company: CompanyID, on connection: PostgresConnection) async throws {
+        let counted = try await connection.query(
+            """
+            INSERT INTO daily_sms_usage AS u (company_id, day, queued)
+            SELECT c.company_id, (now() AT TIME ZONE 'UTC')::date, \(count)
+              FROM companies AS c
+             WHERE c.company_id = \(company) AND \(count) <= c.daily_sms_cap
+            ON CONFLICT (company_id, day) DO UPDATE SET queued = u.queued + EXCLUDED.queued
+             WHERE u.queued + EXCLUDED.queued <= (SELECT daily_sms_cap FROM companies WHERE company_id = \(company))
+            RETURNING queued
+            """)
+        guard counted.isEmpty else { return }
+        let allowance = try await CompanyRepository.allowance(company, on: connection)
+        throw StorageError.dailySMSCapExceeded(allowance, requested: count)
     }
 }

@@ -1,7 +1,11 @@
+import SurveyDomain
+
 /// What a repository reports that a client can act on; everything else is a `PostgresError`.
 public enum StorageError: Error, Equatable, Sendable {
     /// The thing does not exist for this company (whether it exists for another is not said).
     case notFound
     /// The survey already has a question in this language.
     case duplicateLanguage(String)
+    /// Queuing `requested` more SMS would take the company past its daily cap; nothing was queued.
+    case dailySMSCapExceeded(DailySMSAllowance, requested: Int)
 }

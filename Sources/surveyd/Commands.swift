@@ -50,7 +50,8 @@ struct Serve: AsyncParsableCommand {
             maximumConnections: try Environment.maximumConnections(default: 20), logger: logger))
         var configuration = APIConfiguration(
             host: Environment.value("HOST") ?? "0.0.0.0", port: port, adminToken: Environment.value("ADMIN_TOKEN"),
-            destinationHasher: try Environment.destinationHasher(), sendingPolicy: try Environment.sendingPolicy())
+            destinationHasher: try Environment.destinationHasher(), sendingPolicy: try Environment.sendingPolicy(),
+            limits: try Environment.limits())
         if configuration.adminToken == nil { logger.notice("ADMIN_TOKEN is not set: the admin API is disabled") }
         if let authToken = Environment.value("TWILIO_AUTH_TOKEN") {
             configuration.webhooks = .init(authToken: authToken, publicBaseURL: Environment.publicBaseURL(port: port))

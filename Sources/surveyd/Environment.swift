@@ -3,6 +3,7 @@ import AsyncHTTPClient
 import NIOCore
 import Logging
 import SMSGateway
+import SurveyAPI
 import SurveyDomain
 
 /// Settings read from the environment (12-factor), with the errors a user can act on.
@@ -68,6 +69,28 @@ enum Environment {
     static func sendingPolicy() throws -> SendingPolicy {
         let hours = try double("RESPONSE_WINDOW_HOURS", default: 72, range: 1...720)
         return SendingPolicy(responseWindow: .seconds(Int(hours * 3600)))
+    }
+
+    /// The API's rate limits: per token (`RATE_LIMIT_PER_SECOND`, `RATE_LIMIT_BURST`) and
+    /// for failed authentications per client address (`AUTH_FAILURES_PER_MINUTE`,
+    /// `AUTH_FAILURE_BURST`), and whether the address comes from `X-Forwarded-For`
+    /// (`TRUST_X_FORWARDED_FOR=1`, only behind a load balancer that sets it).
+    static func limits() throws -> APIConfiguration.Limits {
+        let defaults = APIConfiguration.Limits()
+        let rate = try double("RATE_LIMIT_PER_SECOND", default: defaults.perToken.ratePerSecond, range: 0.01...1_000_000)
+        let burst = try double("RATE_LIMIT_BURST", default: Double(defaults.perToken.burst), range: 1...10_000_000)
+        let failures = try double(
+            "AUTH_FAILURES_PER_MINUTE", default: defaults.failedAuthentication.ratePerSecond * 60, range: 0.01...1_000_000)
+        let failureBurst = try double(
+            "AUTH_FAILURE_BURST", default: Double(defaults.failedAuthentication.burst), range: 1...10_000_000)
+        let trust = value("TRUST_X_FORWARDED_FOR")
+        guard trust == nil || trust == "0" || trust == "1" else {
+            throw Invalid(name: "TRUST_X_FORWARDED_FOR", hint: "must be 0 or 1")
+        }
+        return APIConfiguration.Limits(
+            perToken: RateLimit(ratePerSecond: rate, burst: Int(burst)),
+            failedAuthentication: RateLimit(ratePerSecond: failures / 60, burst: Int(failureBurst)),
+            trustForwardedFor: trust == "1")
     }
 
     static func twilio() throws -> TwilioProvider.Configuration {

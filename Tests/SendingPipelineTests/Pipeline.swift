@@ -56,7 +56,10 @@ struct Pipeline {
     var apiConfiguration: APIConfiguration {
         APIConfiguration(
             adminToken: nil, destinationHasher: Self.hasher,
-            webhooks: .init(authToken: FakeTwilio.authToken, publicBaseURL: Self.publicBaseURL))
+            webhooks: .init(authToken: FakeTwilio.authToken, publicBaseURL: Self.publicBaseURL),
+            limits: .init(
+                perToken: RateLimit(ratePerSecond: 1_000_000, burst: 1_000_000),
+                failedAuthentication: RateLimit(ratePerSecond: 1_000_000, burst: 1_000_000)))
     }
 
     func api<Value: Sendable>(_ body: @Sendable (any TestClientProtocol) async throws -> Value) async throws -> Value {

@@ -68,7 +68,9 @@ import Testing
             // Usage: three messages, one segment each.
             let usage = try await client.execute(uri: "/survey/1.0.0/usage", method: .get, headers: tenant.headers)
             let month = String(Timestamp.format(Date()).prefix(7))
-            #expect(String(buffer: usage.body) == #"{"month":"\#(month)","messages":3,"segments":3}"#)
+            #expect(
+                String(buffer: usage.body)
+                    == #"{"month":"\#(month)","messages":3,"segments":3,"dailySmsCap":10000,"smsQueuedToday":3}"#)
             let bad = try await client.execute(uri: "/survey/1.0.0/usage?month=2026-13", method: .get, headers: tenant.headers)
             #expect(bad.status == .badRequest)
 

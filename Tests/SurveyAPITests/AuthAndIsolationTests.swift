@@ -142,7 +142,9 @@ import Testing
         try await harness.test { client in
             let created = try await client.send(.post, "/admin/companies", headers: admin, body: #"{"name":"Gaufres SA"}"#)
             #expect(created.status == .created)
-            #expect(Array(created.object.keys).sorted() == ["createdAt", "id", "name", "token"])
+            #expect(Array(created.object.keys).sorted() == ["createdAt", "dailySmsCap", "id", "name", "resurveyDays", "token"])
+            #expect(created.object["resurveyDays"] as? Int == 30)
+            #expect(created.object["dailySmsCap"] as? Int == 10_000)
             #expect(created.text.hasPrefix(#"{"id":"#))
             let companyID = try #require(created.object["id"] as? Int)
             let firstToken = try #require(created.object["token"] as? String)
@@ -156,7 +158,8 @@ import Testing
 
             let second = try await client.send(.post, "/admin/companies/\(companyID)/tokens", headers: admin)
             #expect(second.status == .created)
-            #expect(Array(second.object.keys).sorted() == ["id", "token"])
+            #expect(Array(second.object.keys).sorted() == ["id", "scope", "token"])
+            #expect(second.object["scope"] as? String == "write")
             let secondID = try #require(second.object["id"] as? Int)
             let secondToken = try #require(second.object["token"] as? String)
             #expect(secondToken != firstToken)

@@ -21,23 +21,35 @@ struct Harness {
     static let hashKey = String(repeating: "5a", count: 32)
     static let hasher = try! DestinationHasher(hexKey: hashKey)
 
-    static func configuration(adminToken: String? = Harness.adminToken) -> APIConfiguration {
-        APIConfiguration(adminToken: adminToken, destinationHasher: hasher)
+    /// Limits no functional test reaches; the limit tests set their own.
+    static let generousLimits = APIConfiguration.Limits(
+        perToken: RateLimit(ratePerSecond: 1_000_000, burst: 1_000_000),
+        failedAuthentication: RateLimit(ratePerSecond: 1_000_000, burst: 1_000_000))
+
+    static func configuration(
+        adminToken: String? = Harness.adminToken, limits: APIConfiguration.Limits = generousLimits
+    ) -> APIConfiguration {
+        APIConfiguration(adminToken: adminToken, destinationHasher: hasher, limits: limits)
     }
 
     init() async throws {
         database = try await TestDatabase.application()
     }
 
-    func application(adminToken: String? = Harness.adminToken) -> some ApplicationProtocol {
-        Application(router: buildRouter(configuration: Harness.configuration(adminToken: adminToken), database: database))
+    func application(
+        adminToken: String? = Harness.adminToken, limits: APIConfiguration.Limits = generousLimits
+    ) -> some ApplicationProtocol {
+        Application(
+            router: buildRouter(
+                configuration: Harness.configuration(adminToken: adminToken, limits: limits), database: database))
     }
 
     /// Runs `body` with a test client of the application.
     func test<Value: Sendable>(
-        adminToken: String? = Harness.adminToken, _ body: @Sendable (any TestClientProtocol) async throws -> Value
+        adminToken: String? = Harness.adminToken, limits: APIConfiguration.Limits = generousLimits,
+        _ body: @Sendable (any TestClientProtocol) async throws -> Value
     ) async throws -> Value {
-        try await application(adminToken: adminToken).test(.router) { client in try await body(client) }
+        try await application(adminToken: adminToken, limits: limits).test(.router) { client in try await body(client) }
     }
 
     /// A new company and its token, created the way the CLI does.

@@ -15,6 +15,27 @@ public struct APIConfiguration: Sendable {
     public var sendingPolicy: SendingPolicy
     /// Enables `/webhooks/twilio/...`; `nil` leaves them unrouted.
     public var webhooks: Webhooks?
+    public var limits: Limits
+
+    /// What one client may ask of the service.
+    public struct Limits: Sendable {
+        /// Requests per API token, across all replicas.
+        public var perToken: RateLimit
+        /// Failed authentications per client address, across all replicas.
+        public var failedAuthentication: RateLimit
+        /// Take the client's address from the last `X-Forwarded-For` entry (behind a load
+        /// balancer that appends it), not from the connection.
+        public var trustForwardedFor: Bool
+
+        public init(
+            perToken: RateLimit = .perTokenDefault, failedAuthentication: RateLimit = .failedAuthenticationDefault,
+            trustForwardedFor: Bool = false
+        ) {
+            self.perToken = perToken
+            self.failedAuthentication = failedAuthentication
+            self.trustForwardedFor = trustForwardedFor
+        }
+    }
 
     public struct Webhooks: Sendable {
         /// The provider's auth token, which signs every webhook.
@@ -30,9 +51,10 @@ public struct APIConfiguration: Sendable {
 
     public init(
         host: String = "0.0.0.0", port: Int = 8080, adminToken: String? = nil, destinationHasher: DestinationHasher,
-        sendingPolicy: SendingPolicy = SendingPolicy(), webhooks: Webhooks? = nil
+        sendingPolicy: SendingPolicy = SendingPolicy(), webhooks: Webhooks? = nil, limits: Limits = Limits()
     ) {
         self.webhooks = webhooks
+        self.limits = limits
         self.host = host
         self.port = port
         self.adminToken = adminToken
@@ -44,22 +66,41 @@ public struct APIConfiguration: Sendable {
 /// The base path of the API reference, kept so its clients only change the host.
 public let apiBasePath = "survey/1.0.0"
 
+/// The parts of the API that live longer than a request and that its services maintain.
+public struct APIComponents: Sendable {
+    public let authenticator: TokenAuthenticator
+    public let rateLimiter: SharedRateLimiter
+
+    public init(database: Database, logger: Logger) {
+        authenticator = TokenAuthenticator(companies: CompanyRepository(database: database))
+        rateLimiter = SharedRateLimiter(repository: RateLimitRepository(database: database), logger: logger)
+    }
+}
+
 /// The router with every route and middleware; shared by `serve` and the tests.
-public func buildRouter(configuration: APIConfiguration, database: Database) -> Router<AppRequestContext> {
+public func buildRouter(
+    configuration: APIConfiguration, database: Database, components: APIComponents? = nil
+) -> Router<AppRequestContext> {
+    let components = components ?? APIComponents(database: database, logger: Logger(label: "surveyd.api"))
     let router = Router(context: AppRequestContext.self)
     let table = RouteTable()
     router.add(middleware: ProblemMiddleware(routes: table))
 
     let tenantAPI = router.group(RouterPath(apiBasePath))
-        .add(middleware: TokenAuthMiddleware(companies: CompanyRepository(database: database)))
+        .add(
+            middleware: TokenAuthMiddleware(
+                authenticator: components.authenticator, limiter: components.rateLimiter,
+                limits: configuration.limits, addressHasher: configuration.destinationHasher)
+        )
         .group(context: TenantRequestContext.self)
     let tenantRoutes = Routes(group: tenantAPI, prefix: apiBasePath, table: table)
+    let companies = CompanyRepository(database: database)
     SurveyController(surveys: SurveyRepository(database: database)).addRoutes(to: tenantRoutes)
     SendController(
         sends: SendRepository(database: database, policy: configuration.sendingPolicy),
         idempotency: IdempotencyRepository(database: database), hasher: configuration.destinationHasher
     ).addRoutes(to: tenantRoutes)
-    UsageController(replies: ReplyRepository(database: database)).addRoutes(to: tenantRoutes)
+    UsageController(replies: ReplyRepository(database: database), companies: companies).addRoutes(to: tenantRoutes)
     ReportController(reports: ReportRepository(database: database)).addRoutes(to: tenantRoutes)
 
     if let webhooks = configuration.webhooks {
@@ -72,21 +113,27 @@ public func buildRouter(configuration: APIConfiguration, database: Database) -> 
 
     if let adminToken = configuration.adminToken, !adminToken.isEmpty {
         let admin = router.group("admin").add(middleware: AdminAuthMiddleware(adminToken: adminToken))
-        AdminController(companies: CompanyRepository(database: database))
+        AdminController(companies: companies)
             .addRoutes(to: Routes(group: admin, prefix: "admin", table: table))
     }
     return router
 }
 
 /// The HTTP application: the router, served on `configuration.host:port`, with the
-/// database pool as a service of the same lifecycle.
+/// database pool, the token cache's listener and the rate limiter's janitor as services
+/// of the same lifecycle.
 public func buildApplication(
     configuration: APIConfiguration, database: Database, logger: Logger
 ) -> some ApplicationProtocol {
+    let components = APIComponents(database: database, logger: logger)
     var application = Application(
-        router: buildRouter(configuration: configuration, database: database),
+        router: buildRouter(configuration: configuration, database: database, components: components),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "surveyd"),
         logger: logger)
-    application.addServices(database.client)
+    application.addServices(
+        database.client,
+        TokenChangeListener(authenticator: components.authenticator, client: database.client, logger: logger),
+        RateLimitJanitor(
+            limiter: components.rateLimiter, repository: RateLimitRepository(database: database), logger: logger))
     return application
 }

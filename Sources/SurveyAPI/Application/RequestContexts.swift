@@ -1,14 +1,18 @@
 import Hummingbird
+import NIOCore
 import SurveyDomain
 
 /// The context of every request. `company` is set by `TokenAuthMiddleware` once the bearer
 /// token is verified.
-public struct AppRequestContext: RequestContext {
+public struct AppRequestContext: RequestContext, RemoteAddressRequestContext {
     public var coreContext: CoreRequestContextStorage
     public var company: CompanyID?
+    /// The connection's peer; `nil` in in-process tests.
+    public let remoteAddress: SocketAddress?
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
+        self.remoteAddress = source.channel.remoteAddress
     }
 
     public var maxUploadSize: Int { maximumBodySize }

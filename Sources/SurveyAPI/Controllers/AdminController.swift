@@ -1,52 +1,121 @@
 import Hummingbird
+import NIOCore
 import SurveyDomain
 import SurveyStorage
 
-/// `/admin`: the operator's API to create companies and manage their tokens.
+/// `/admin`: the operator's API to create companies, change their settings and manage
+/// their tokens.
 struct AdminController<Context: RequestContext> {
     let companies: CompanyRepository
 
     func addRoutes(to routes: Routes<Context>) {
         routes.on(.post, "companies", use: createCompany)
+        routes.on(.get, "companies/:id", use: getCompany)
+        routes.on(.patch, "companies/:id", use: updateCompany)
         routes.on(.post, "companies/:id/tokens", use: createToken)
+        routes.on(.get, "companies/:id/tokens", use: listTokens)
         routes.on(.delete, "companies/:id/tokens/:tokenId", use: revokeToken)
     }
 
-    struct CreatedCompany: JSONResponse {
-        var id: Int64
-        var name: String
-        var createdAt: String
-        /// Shown once, never stored.
-        var token: String
+    struct CompanyBody: JSONResponse {
+        var company: Company
+        /// Only when the company was just created: its first token, shown once, never stored.
+        var token: String?
         var json: JSONDocument {
-            .object([("id", .integer(id)), ("name", .string(name)), ("createdAt", .string(createdAt)), ("token", .string(token))])
+            var members: [(String, JSONDocument)] = [
+                ("id", .integer(company.id.rawValue)), ("name", .string(company.name)),
+                ("createdAt", .string(Timestamp.format(company.createdAt))),
+                ("resurveyDays", .integer(Int64(company.settings.resurveyDays))),
+                ("dailySmsCap", .integer(Int64(company.settings.dailySMSCap))),
+            ]
+            if let token { members.append(("token", .string(token))) }
+            return .object(members)
         }
     }
 
     struct CreatedToken: JSONResponse {
         var id: Int64
         var token: String
-        var json: JSONDocument { .object([("id", .integer(id)), ("token", .string(token))]) }
+        var scope: TokenScope
+        var json: JSONDocument {
+            .object([("id", .integer(id)), ("token", .string(token)), ("scope", .string(scope.rawValue))])
+        }
     }
 
-    @Sendable func createCompany(request: Request, context: Context) async throws -> JSONReply<CreatedCompany> {
+    struct TokenList: JSONResponse {
+        var tokens: [TokenRecord]
+        var json: JSONDocument {
+            .object([
+                (
+                    "tokens",
+                    .array(
+                        tokens.map { token in
+                            .object([
+                                ("id", .integer(token.id.rawValue)), ("hint", .string(token.hint)),
+                                ("scope", .string(token.scope.rawValue)),
+                                ("createdAt", .string(Timestamp.format(token.createdAt))),
+                                ("lastUsedAt", token.lastUsedAt.map { .string(Timestamp.format($0)) } ?? .null),
+                                ("revokedAt", token.revokedAt.map { .string(Timestamp.format($0)) } ?? .null),
+                            ])
+                        })
+                )
+            ])
+        }
+    }
+
+    @Sendable func createCompany(request: Request, context: Context) async throws -> JSONReply<CompanyBody> {
         let object = try await JSONValue.object(from: request, context: context)
         var validator = FieldValidator()
+        validator.rejectUnknown(object, known: ["name", "resurveyDays", "dailySmsCap"])
         let name = validator.string(object, "name", at: "name", length: CompanyLimits.nameLength)
+        let change = Self.settingsChange(object, &validator)
         try validator.check()
-        let (company, _, token) = try await companies.create(name: name!)
-        return JSONReply(
-            status: .created,
-            body: CreatedCompany(
-                id: company.id.rawValue, name: company.name, createdAt: Timestamp.format(company.createdAt),
-                token: token.secret))
+        let defaults = CompanySettings()
+        let settings = CompanySettings(
+            resurveyDays: change.resurveyDays ?? defaults.resurveyDays, dailySMSCap: change.dailySMSCap ?? defaults.dailySMSCap)
+        let (company, _, token) = try await companies.create(name: name!, settings: settings)
+        return JSONReply(status: .created, body: CompanyBody(company: company, token: token.secret))
+    }
+
+    @Sendable func getCompany(request: Request, context: Context) async throws -> JSONReply<CompanyBody> {
+        let id = try id(CompanyID.self, "id", context)
+        guard let company = try await companies.find(id) else { throw Problem.notFound("No company \(id).") }
+        return JSONReply(body: CompanyBody(company: company))
+    }
+
+    /// A JSON merge patch (RFC 7396) of the settings: members left out stay as they are.
+    @Sendable func updateCompany(request: Request, context: Context) async throws -> JSONReply<CompanyBody> {
+        let id = try id(CompanyID.self, "id", context)
+        let object = try await JSONValue.object(from: request, context: context)
+        var validator = FieldValidator()
+        validator.rejectUnknown(object, known: ["resurveyDays", "dailySmsCap"])
+        let change = Self.settingsChange(object, &validator)
+        if change.isEmpty, validator.errors.isEmpty {
+            validator.fail("body", "must set resurveyDays or dailySmsCap")
+        }
+        try validator.check()
+        do {
+            return JSONReply(body: CompanyBody(company: try await companies.update(id, change)))
+        } catch StorageError.notFound {
+            throw Problem.notFound("No company \(id).")
+        }
     }
 
     @Sendable func createToken(request: Request, context: Context) async throws -> JSONReply<CreatedToken> {
         let company = try id(CompanyID.self, "id", context)
+        let scope = try await Self.requestedScope(request, context: context)
         do {
-            let (tokenID, token) = try await companies.createToken(company: company)
-            return JSONReply(status: .created, body: CreatedToken(id: tokenID.rawValue, token: token.secret))
+            let (tokenID, token) = try await companies.createToken(company: company, scope: scope)
+            return JSONReply(status: .created, body: CreatedToken(id: tokenID.rawValue, token: token.secret, scope: scope))
+        } catch StorageError.notFound {
+            throw Problem.notFound("No company \(company).")
+        }
+    }
+
+    @Sendable func listTokens(request: Request, context: Context) async throws -> JSONReply<TokenList> {
+        let company = try id(CompanyID.self, "id", context)
+        do {
+            return JSONReply(body: TokenList(tokens: try await companies.tokens(company: company)))
         } catch StorageError.notFound {
             throw Problem.notFound("No company \(company).")
         }
@@ -61,6 +130,31 @@ struct AdminController<Context: RequestContext> {
             throw Problem.notFound("No token \(token) for company \(company).")
         }
         return .noContent
+    }
+
+    private static func settingsChange(_ object: [String: JSONValue], _ validator: inout FieldValidator) -> CompanySettingsChange {
+        CompanySettingsChange(
+            resurveyDays: validator.integer(object, "resurveyDays", at: "resurveyDays", range: CompanyLimits.resurveyDays),
+            dailySMSCap: validator.integer(object, "dailySmsCap", at: "dailySmsCap", range: CompanyLimits.dailySMSCap))
+    }
+
+    /// The body is optional: none (or `{}`) asks for a `write` token.
+    private static func requestedScope(_ request: Request, context: Context) async throws -> TokenScope {
+        let body = try await request.body.collect(upTo: context.maxUploadSize)
+        guard body.readableBytes > 0 else { return .write }
+        let object = try JSONValue.object(from: body, request: request)
+        var validator = FieldValidator()
+        validator.rejectUnknown(object, known: ["scope"])
+        var scope = TokenScope.write
+        if let value = object["scope"] {
+            if case .string(let text) = value, let parsed = TokenScope(rawValue: text) {
+                scope = parsed
+            } else {
+                validator.fail("scope", "must be \"read\" or \"write\"")
+            }
+        }
+        try validator.check()
+        return scope
     }
 
     private func id<Tag>(_ type: Identifier<Tag>.Type, _ name: String, _ context: Context) throws -> Identifier<Tag> {

@@ -3,9 +3,11 @@ import Hummingbird
 import SurveyDomain
 import SurveyStorage
 
-/// `GET /usage?month=YYYY-MM`: messages sent and SMS segments billed in a month (UTC).
+/// `GET /usage?month=YYYY-MM`: messages sent and SMS segments billed in a month (UTC),
+/// and where the company stands today against its daily SMS cap.
 struct UsageController {
     let replies: ReplyRepository
+    let companies: CompanyRepository
 
     func addRoutes(to routes: Routes<TenantRequestContext>) {
         routes.on(.get, "usage", use: usage)
@@ -15,8 +17,12 @@ struct UsageController {
         var month: String
         var messages: Int
         var segments: Int
+        var allowance: DailySMSAllowance
         var json: JSONDocument {
-            .object([("month", .string(month)), ("messages", .integer(Int64(messages))), ("segments", .integer(Int64(segments)))])
+            .object([
+                ("month", .string(month)), ("messages", .integer(Int64(messages))), ("segments", .integer(Int64(segments))),
+                ("dailySmsCap", .integer(Int64(allowance.cap))), ("smsQueuedToday", .integer(Int64(allowance.queuedToday))),
+            ])
         }
     }
 
@@ -37,6 +43,9 @@ struct UsageController {
         let start = calendar.date(from: DateComponents(year: year, month: month, day: 1))!
         let end = calendar.date(byAdding: .month, value: 1, to: start)!
         let (messages, segments) = try await replies.usage(company: context.company, from: start, to: end)
-        return JSONReply(body: Usage(month: String(format: "%04d-%02d", year, month), messages: messages, segments: segments))
+        let allowance = try await companies.allowance(context.company)
+        return JSONReply(
+            body: Usage(
+                month: String(format: "%04d-%02d", year, month), messages: messages, segments: segments, allowance: allowance))
     }
 }

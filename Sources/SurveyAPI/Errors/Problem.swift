@@ -71,6 +71,44 @@ extension Problem {
         detail: "A valid bearer token is required: Authorization: Bearer <token>.",
         headers: [.wwwAuthenticate: "Bearer realm=\"surveyd\""])
 
+    /// A `read` token asked to change something.
+    public static let insufficientScope = Problem(
+        status: .forbidden, type: "/problems/insufficient-scope", title: "Insufficient scope",
+        detail: "This token may only read; creating, deleting and sending need a token of scope write.")
+
+    /// The token's request rate is over its limit.
+    public static func rateLimited(retryAfter: Duration) -> Problem {
+        let seconds = retryAfterSeconds(retryAfter)
+        return Problem(
+            status: .tooManyRequests, type: "/problems/rate-limited", title: "Too many requests",
+            detail: "This token is over its request rate limit; retry in \(seconds) s.",
+            headers: [.retryAfter: String(seconds)])
+    }
+
+    /// Too many failed authentications from the client's address.
+    public static func tooManyFailedAuthentications(retryAfter: Duration) -> Problem {
+        let seconds = retryAfterSeconds(retryAfter)
+        return Problem(
+            status: .tooManyRequests, type: "/problems/too-many-failed-authentications",
+            title: "Too many failed authentications",
+            detail: "Too many requests from this address had no valid token; retry in \(seconds) s.",
+            headers: [.retryAfter: String(seconds)])
+    }
+
+    /// A send call would take the company past its daily SMS cap; nothing was queued.
+    public static func dailySMSCapExceeded(requested: Int, cap: Int, queuedToday: Int, retryAfter: Duration) -> Problem {
+        Problem(
+            status: .tooManyRequests, type: "/problems/daily-sms-cap", title: "Daily SMS cap reached",
+            detail: "This call would queue \(requested) SMS; \(queuedToday) of today's \(cap) are already queued (UTC day). Nothing was queued.",
+            headers: [.retryAfter: String(retryAfterSeconds(retryAfter))])
+    }
+
+    /// Whole seconds, rounded up and at least 1: `Retry-After` takes an integer.
+    static func retryAfterSeconds(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        return max(1, seconds + (attoseconds > 0 ? 1 : 0))
+    }
+
     public static func notFound(_ detail: String = "No such resource.") -> Problem {
         Problem(status: .notFound, detail: detail)
     }

@@ -1,6 +1,8 @@
+import Foundation
 import Hummingbird
 import Logging
 import Postgres
+import SurveyDomain
 import SurveyStorage
 import Synchronization
 
@@ -44,6 +46,10 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             return Problem(status: error.status, detail: error.status.reasonPhrase + ".")
         case StorageError.notFound:
             return .notFound()
+        case StorageError.dailySMSCapExceeded(let allowance, let requested):
+            return .dailySMSCapExceeded(
+                requested: requested, cap: allowance.cap, queuedToday: allowance.queuedToday,
+                retryAfter: untilNextUTCMidnight())
         case let error as PostgresError where error.isUnavailable:
             context.logger.warning("database unavailable", metadata: ["error": "\(error.debugDescription)"])
             return .unavailable
@@ -57,6 +63,13 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             return .internalError
         }
     }
+}
+
+/// The daily SMS cap counts per UTC day.
+private func untilNextUTCMidnight(now: Date = Date()) -> Duration {
+    let seconds = now.timeIntervalSince1970
+    let next = (seconds / 86_400).rounded(.down) * 86_400 + 86_400
+    return .milliseconds(Int64(((next - seconds) * 1000).rounded(.up)))
 }
 
 /// The largest request body accepted (413 beyond).

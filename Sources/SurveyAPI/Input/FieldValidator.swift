@@ -51,6 +51,29 @@ struct FieldValidator {
         }
     }
 
+    /// An optional whole number in `range` (`nil` when absent or null; JSON numbers such
+    /// as `30.0` are whole too).
+    mutating func integer(_ object: [String: JSONValue], _ key: String, at path: String, range: ClosedRange<Int>) -> Int? {
+        guard let value = object[key], value != .null else { return nil }
+        guard case .number(let number) = value else {
+            fail(path, "must be an integer, not \(value.kind)")
+            return nil
+        }
+        guard number.rounded() == number, number >= Double(range.lowerBound), number <= Double(range.upperBound) else {
+            fail(path, "must be an integer from \(range.lowerBound) to \(range.upperBound)")
+            return nil
+        }
+        return Int(number)
+    }
+
+    /// Fails every member of `object` not in `known`: a misspelt setting must not be
+    /// silently ignored.
+    mutating func rejectUnknown(_ object: [String: JSONValue], known: Set<String>) {
+        for key in object.keys.sorted() where !known.contains(key) {
+            fail(key, "is not a known field; expected one of \(known.sorted().joined(separator: ", "))")
+        }
+    }
+
     /// Throws a 400 listing every error, if there is any.
     func check() throws {
         if !errors.isEmpty { throw Problem.validation(errors) }

@@ -1,0 +1,120 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import Postgres
+import SurveyAPI
+import SurveyDomain
+import SurveyStorage
+import TestSupport
+import Testing
+
+/// Per-token rate limits and failed-authentication limits, whose state is in PostgreSQL so
+/// that they hold across replicas.
+@Suite struct RateLimitTests {
+    let harness: Harness
+    init() async throws { harness = try await Harness() }
+
+    /// A replica: its own router and in-memory state, the shared database.
+    func replica(_ limits: APIConfiguration.Limits) -> some ApplicationProtocol {
+        Application(
+            router: buildRouter(configuration: Harness.configuration(limits: limits), database: harness.database))
+    }
+
+    @Test func aTokenOverItsRateGets429WithRetryAfter() async throws {
+        let tenant = try await harness.company()
+        let other = try await harness.company()
+        let limits = APIConfiguration.Limits(perToken: RateLimit(ratePerSecond: 0.2, burst: 3))
+        try await replica(limits).test(.router) { client in
+            for _ in 0..<3 {
+                #expect(try await client.send(.get, "\(base)/surveys", headers: tenant.headers).status == .ok)
+            }
+            let limited = try await client.send(.get, "\(base)/surveys", headers: tenant.headers)
+            limited.expectProblem(.tooManyRequests)
+            #expect(limited.object["type"] as? String == "/problems/rate-limited")
+            let retryAfter = try #require(limited.headers[.retryAfter].flatMap(Int.init))
+            #expect((1...5).contains(retryAfter), "one token refills in 5 s")
+            // Another token has a bucket of its own.
+            #expect(try await client.send(.get, "\(base)/surveys", headers: other.headers).status == .ok)
+        }
+    }
+
+    @Test func theLimitHoldsAcrossReplicas() async throws {
+        let tenant = try await harness.company()
+        let limits = APIConfiguration.Limits(perToken: RateLimit(ratePerSecond: 0.1, burst: 4))
+        let first = replica(limits)
+        let second = replica(limits)
+        let statuses = try await first.test(.router) { one in
+            try await second.test(.router) { two in
+                var statuses: [Int] = []
+                for index in 0..<8 {
+                    let client = index.isMultiple(of: 2) ? one : two
+                    statuses.append(Int(try await client.send(.get, "\(base)/surveys", headers: tenant.headers).status.code))
+                }
+                return statuses
+            }
+        }
+        #expect(statuses.filter { $0 == 200 }.count == 4, "\(statuses)")
+        #expect(statuses.filter { $0 == 429 }.count == 4, "\(statuses)")
+    }
+
+    @Test func failedAuthenticationsAreLimitedPerAddress() async throws {
+        let tenant = try await harness.company()
+        let limits = APIConfiguration.Limits(
+            failedAuthentication: RateLimit(ratePerSecond: 1.0 / 60, burst: 3), trustForwardedFor: true)
+        // Unique addresses, so no other test shares these buckets.
+        let attacker = "198.51.100.\(UInt8.random(in: 1...254)), 10.\(UInt8.random(in: 0...255)).\(UInt8.random(in: 0...255)).1"
+        let neighbour = "203.0.113.\(UInt8.random(in: 1...254)), 10.\(UInt8.random(in: 0...255)).\(UInt8.random(in: 0...255)).2"
+        try await replica(limits).test(.router) { client in
+            func get(_ token: String, from address: String) async throws -> TestResponse {
+                try await client.send(
+                    .get, "\(base)/surveys",
+                    headers: [.authorization: "Bearer \(token)", HTTPField.Name("X-Forwarded-For")!: address])
+            }
+            let wrong = "nps_live_" + String(repeating: "x", count: 43)
+            for _ in 0..<3 { try await get(wrong, from: attacker).expectProblem(.unauthorized) }
+            let limited = try await get(wrong, from: attacker)
+            limited.expectProblem(.tooManyRequests)
+            #expect(limited.object["type"] as? String == "/problems/too-many-failed-authentications")
+            #expect(try #require(limited.headers[.retryAfter].flatMap(Int.init)) > 1)
+            // Not even looked up while the address is blocked (this replica knows no token valid).
+            try await get(tenant.token, from: attacker).expectProblem(.tooManyRequests)
+            // Only the last X-Forwarded-For entry counts: the one the load balancer appended.
+            #expect(try await get(tenant.token, from: neighbour).status == .ok)
+            try await get(wrong, from: neighbour).expectProblem(.unauthorized)
+        }
+    }
+
+    @Test func theSharedBucketRefillsAtItsRate() async throws {
+        let repository = RateLimitRepository(database: harness.database)
+        let key = "test:\(UInt64.random(in: 0...UInt64.max))"
+        let start = ContinuousClock.now
+        let first = try await repository.take(10, from: key, rate: 2, burst: 5)
+        #expect(first.granted == 5, "a new bucket is full, and grants at most the burst")
+        let empty = try await repository.take(1, from: key, rate: 2, burst: 5)
+        if ContinuousClock.now - start < .milliseconds(450) {
+            #expect(empty.granted == 0)
+            #expect(empty.retryAfter > .zero && empty.retryAfter <= .milliseconds(500))
+        }
+        try await Task.sleep(for: .milliseconds(1100))
+        let refilled = try await repository.take(10, from: key, rate: 2, burst: 5)
+        let elapsed = Double((ContinuousClock.now - start).components.seconds)
+            + Double((ContinuousClock.now - start).components.attoseconds) / 1e18
+        #expect(refilled.granted >= 2, "at least 1.1 s of refill at 2/s")
+        #expect(refilled.granted <= min(5, Int(2 * elapsed)), "no more than the time elapsed refilled")
+    }
+
+    @Test func concurrentRequestsShareOneLease() async throws {
+        let limiter = SharedRateLimiter(repository: RateLimitRepository(database: harness.database), logger: TestDatabase.logger)
+        let key = "test:\(UInt64.random(in: 0...UInt64.max))"
+        let limit = RateLimit(ratePerSecond: 100, burst: 30)  // leases of 10
+        let allowed = await withTaskGroup(of: Bool.self) { group in
+            for _ in 0..<30 { group.addTask { await limiter.acquire(key, limit: limit) == .allowed } }
+            return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        // Each lease is 10: requests racing for their own leases would empty the burst with
+        // 3 leases and refuse most of the 30.
+        #expect(allowed == 30, "30 concurrent requests fit the burst of 30: none may be refused for racing")
+    }
+}
