@@ -37,6 +37,8 @@ COPY --from=build /out/surveyd /usr/local/bin/surveyd
 COPY --from=build /out/swift-backtrace-static /usr/local/libexec/surveyd/swift-backtrace-static
 # Migration files, read by `surveyd migrate`.
 COPY sql/ /usr/local/share/surveyd/sql/
+# The API's contract, served at /openapi.yaml and /openapi.json.
+COPY openapi.yaml /usr/local/share/surveyd/openapi.yaml
 
 ENV SURVEYD_SQL_DIR=/usr/local/share/surveyd/sql \
     PORT=8080 \

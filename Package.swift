@@ -26,6 +26,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
     ],
     targets: [
         // libpq, found through pkg-config (apt: libpq-dev).
@@ -78,8 +80,10 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -108,6 +112,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Operating the processes: JSON log lines, the Prometheus registry behind swift-metrics.
+        .target(
+            name: "Telemetry",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The one executable: a thin command line over the targets above.
         .executableTarget(
             name: "surveyd",
@@ -118,6 +132,7 @@ let package = Package(
                 "SurveyAPI",
                 "SurveyWorker",
                 "SMSGateway",
+                "Telemetry",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -146,6 +161,16 @@ let package = Package(
             name: "fake-twilio",
             dependencies: [.product(name: "Hummingbird", package: "hummingbird")],
             path: "bench/FakeTwilioServer",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "TelemetryTests",
+            dependencies: [
+                "Telemetry",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -184,6 +209,7 @@ let package = Package(
                 "SurveyDomain",
                 "SurveyStorage",
                 "SurveyWorker",
+                "Telemetry",
                 "TestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -197,6 +223,9 @@ let package = Package(
             name: "SurveyAPITests",
             dependencies: [
                 "Postgres",
+                "Telemetry",
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 "SurveyDomain",
                 "SurveyStorage",
                 "SurveyAPI",

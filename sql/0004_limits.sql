@@ -124,3 +124,6 @@ END
 $$;
 REVOKE ALL ON FUNCTION take_rate_limit_tokens(text, double precision, double precision, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION take_rate_limit_tokens(text, double precision, double precision, integer) TO survey_app;
+
+-- Readiness (`GET /ready`) checks that every migration a build knows is applied.
+GRANT SELECT ON schema_migrations TO survey_app, survey_worker;

@@ -32,13 +32,20 @@ public struct Database: Sendable {
     /// so neither a runaway query nor a stuck transaction holds a connection for long, and
     /// `jit = off`: every statement here is short, and JIT compiling one whose row estimate
     /// is large (a report's raw edges on a big table) costs more than running it.
+    ///
+    /// Requests wait at most `waitTimeout` for a connection, and at most `maximumWaiters`
+    /// wait at once; past either they fail at once as unavailable (the API answers 503 with
+    /// `Retry-After`) instead of queueing without end behind a slow database.
     public static func applicationPool(
         url: String, applicationName: String, role: Role = .application, maximumConnections: Int = 10,
+        maximumWaiters: Int = 1000, waitTimeout: Duration = .seconds(5),
         statementTimeout: Duration = .seconds(30), logger: Logger
     ) -> PostgresClient {
         var configuration = PostgresClient.Configuration(
             connection: .init(url: url, applicationName: applicationName))
         configuration.maximumConnections = maximumConnections
+        configuration.maximumWaiters = maximumWaiters
+        configuration.waitTimeout = waitTimeout
         configuration.minimumConnections = min(2, maximumConnections)
         let warned = Atomic<Bool>(false)
         let timeoutMilliseconds = statementTimeout.components.seconds * 1000

@@ -12,6 +12,7 @@ import SurveyAPI
 import SurveyDomain
 import SurveyStorage
 import SurveyWorker
+import Telemetry
 import UnixSignals
 
 struct Migrate: AsyncParsableCommand {
@@ -44,6 +45,7 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let logger = Environment.logger("surveyd.serve")
+        let metrics = PrometheusMetrics.bootstrap()
         let port = try Environment.port()
         let database = Database(client: Database.applicationPool(
             url: try Environment.databaseURL(), applicationName: "surveyd-serve",
@@ -51,7 +53,10 @@ struct Serve: AsyncParsableCommand {
         var configuration = APIConfiguration(
             host: Environment.value("HOST") ?? "0.0.0.0", port: port, adminToken: Environment.value("ADMIN_TOKEN"),
             destinationHasher: try Environment.destinationHasher(), sendingPolicy: try Environment.sendingPolicy(),
-            limits: try Environment.limits())
+            limits: try Environment.limits(),
+            operations: .init(
+                migrator: try Migrator(directory: Environment.sqlDirectory()), metrics: metrics.exposition,
+                openAPI: try OpenAPIDocument(contentsOf: Environment.openAPIPath())))
         if configuration.adminToken == nil { logger.notice("ADMIN_TOKEN is not set: the admin API is disabled") }
         if let authToken = Environment.value("TWILIO_AUTH_TOKEN") {
             configuration.webhooks = .init(authToken: authToken, publicBaseURL: Environment.publicBaseURL(port: port))
@@ -73,6 +78,7 @@ struct WorkerCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = Environment.logger("surveyd.worker")
+        let metrics = PrometheusMetrics.bootstrap()
         _ = try Environment.destinationHasher()
         let policy = try Environment.sendingPolicy()
         let pool = Database.applicationPool(
@@ -105,13 +111,22 @@ struct WorkerCommand: AsyncParsableCommand {
         let worker = SMSWorker(
             queue: QueueRepository(database: database, policy: policy), client: pool, provider: provider,
             configuration: workerConfiguration, logger: logger)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: pool), .init(service: worker),
+            .init(service: ReportCompactor(reports: ReportRepository(database: database), logger: logger)),
+            .init(service: QueueMonitor(queue: QueueRepository(database: database, policy: policy), logger: logger)),
+        ]
+        // The worker serves no API; its operator still gets /health, /ready and /metrics.
+        if let metricsPort = try Environment.optionalPort("METRICS_PORT") {
+            services.append(
+                .init(
+                    service: buildOperationsApplication(
+                        host: Environment.value("HOST") ?? "0.0.0.0", port: metricsPort,
+                        operations: .init(migrator: try Migrator(directory: Environment.sqlDirectory()), metrics: metrics.exposition),
+                        database: database, logger: logger)))
+        }
         let group = ServiceGroup(
-            configuration: .init(
-                services: [
-                    .init(service: pool), .init(service: worker),
-                    .init(service: ReportCompactor(reports: ReportRepository(database: database), logger: logger)),
-                ],
-                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()
         } catch {

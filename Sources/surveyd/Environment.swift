@@ -5,6 +5,7 @@ import Logging
 import SMSGateway
 import SurveyAPI
 import SurveyDomain
+import Telemetry
 
 /// Settings read from the environment (12-factor), with the errors a user can act on.
 enum Environment {
@@ -43,6 +44,15 @@ enum Environment {
     /// The key of the phone-number hashes; `serve` and `worker` refuse to start without it.
     static func destinationHasher() throws -> DestinationHasher {
         try DestinationHasher(hexKey: value("DESTINATION_HASH_KEY"))
+    }
+
+    /// A port that may be left unset (e.g. `METRICS_PORT`).
+    static func optionalPort(_ name: String) throws -> Int? {
+        guard let text = value(name) else { return nil }
+        guard let port = Int(text), (1...65535).contains(port) else {
+            throw Invalid(name: name, hint: "must be a port number from 1 to 65535")
+        }
+        return port
     }
 
     static func port() throws -> Int {
@@ -125,9 +135,32 @@ enum Environment {
         return executable.deletingLastPathComponent().appendingPathComponent("../share/surveyd/sql").path
     }
 
+    /// The contract served at `/openapi.yaml`: `SURVEYD_OPENAPI`, else `openapi.yaml` in the
+    /// working directory (a checkout), else next to the installed binary.
+    static func openAPIPath() -> String {
+        if let path = value("SURVEYD_OPENAPI") { return path }
+        if FileManager.default.fileExists(atPath: "openapi.yaml") { return "openapi.yaml" }
+        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        return executable.deletingLastPathComponent().appendingPathComponent("../share/surveyd/openapi.yaml").path
+    }
+
     static func logger(_ label: String) -> Logger {
+        _ = bootstrapLogging
         var logger = Logger(label: label)
         logger.logLevel = value("LOG_LEVEL").flatMap(Logger.Level.init(rawValue:)) ?? .info
         return logger
     }
+
+    /// `LOG_FORMAT=json` writes one JSON object per line to standard output; the default
+    /// is swift-log's text lines. Done once, before the first logger is made.
+    private static let bootstrapLogging: Void = {
+        switch value("LOG_FORMAT") {
+        case "json":
+            LoggingSystem.bootstrap { label in JSONLogHandler(label: label) }
+        case nil, "text":
+            break
+        case let other?:
+            FileHandle.standardError.write(Data("LOG_FORMAT=\(other) is not known; use json or text. Logging as text.\n".utf8))
+        }
+    }()
 }

@@ -29,20 +29,23 @@ struct Pipeline {
     let superuser: PostgresClient
     let gateway: FakeTwilio
     let httpClient: HTTPClient
+    /// Every component's logger: tests can capture what the whole installation logs.
+    let logger: Logger
 
-    static func make(_ label: String) async throws -> Pipeline {
+    static func make(_ label: String, logger: Logger = TestDatabase.logger) async throws -> Pipeline {
         let url = try await TestDatabase.migratedScratchDatabase(label)
         var superuserConfiguration = PostgresClient.Configuration(connection: .init(url: url, applicationName: "tests-superuser"))
         superuserConfiguration.maximumConnections = 2
         return Pipeline(
             url: url,
             database: Database(client: Database.applicationPool(
-                url: url, applicationName: "surveyd-serve", maximumConnections: 8, logger: TestDatabase.logger)),
+                url: url, applicationName: "surveyd-serve", maximumConnections: 8, logger: logger)),
             workerPool: Database.applicationPool(
-                url: url, applicationName: "surveyd-worker", role: .worker, maximumConnections: 4, logger: TestDatabase.logger),
+                url: url, applicationName: "surveyd-worker", role: .worker, maximumConnections: 4, logger: logger),
             superuser: PostgresClient(configuration: superuserConfiguration, logger: TestDatabase.logger),
             gateway: try await FakeTwilio.start(),
-            httpClient: HTTPClient(eventLoopGroupProvider: .singleton))
+            httpClient: HTTPClient(eventLoopGroupProvider: .singleton),
+            logger: logger)
     }
 
     func close() async {
@@ -63,8 +66,12 @@ struct Pipeline {
     }
 
     func api<Value: Sendable>(_ body: @Sendable (any TestClientProtocol) async throws -> Value) async throws -> Value {
-        try await Application(router: buildRouter(configuration: apiConfiguration, database: database))
-            .test(.router) { client in try await body(client) }
+        try await Application(
+            router: buildRouter(
+                configuration: apiConfiguration, database: database,
+                components: APIComponents(database: database, logger: logger)),
+            logger: logger
+        ).test(.router) { client in try await body(client) }
     }
 
     func company() async throws -> (id: CompanyID, headers: HTTPFields) {
@@ -97,7 +104,7 @@ struct Pipeline {
             configuration: .init(
                 apiBaseURL: gateway.baseURL, accountSID: FakeTwilio.accountSID, authToken: FakeTwilio.authToken, from: Self.sender,
                 statusCallback: Self.publicBaseURL + "/webhooks/twilio/status", timeout: timeout),
-            client: httpClient, logger: TestDatabase.logger)
+            client: httpClient, logger: logger)
     }
 
     static var fastWorker: SMSWorker.Configuration {
@@ -112,12 +119,12 @@ struct Pipeline {
     func worker(_ configuration: SMSWorker.Configuration = Pipeline.fastWorker, provider: (any SMSProvider)? = nil) -> SMSWorker {
         SMSWorker(
             queue: QueueRepository(database: Database(client: workerPool), policy: SendingPolicy()), client: workerPool,
-            provider: provider ?? self.provider(), configuration: configuration, logger: TestDatabase.logger)
+            provider: provider ?? self.provider(), configuration: configuration, logger: logger)
     }
 
     /// Runs workers until `done` holds (or the timeout), then shuts them down gracefully.
     func run(_ workers: [SMSWorker], timeout: Duration = .seconds(20), until done: @Sendable () async throws -> Bool) async throws {
-        let group = ServiceGroup(configuration: .init(services: workers.map { .init(service: $0) }, logger: TestDatabase.logger))
+        let group = ServiceGroup(configuration: .init(services: workers.map { .init(service: $0) }, logger: logger))
         let running = Task { try await group.run() }
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline, !(try await done()) {

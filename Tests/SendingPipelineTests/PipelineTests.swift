@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import HTTPTypes
 import HummingbirdTesting
 import NIOCore
@@ -8,6 +9,7 @@ import SurveyDomain
 import SurveyStorage
 import SurveyWorker
 import TestSupport
+import Telemetry
 import Testing
 
 @Suite struct PipelineTests {
@@ -253,9 +255,15 @@ import Testing
         await pipeline.close()
     }
 
-    @Test func noPhoneNumberOrReplyTextAtRestAfterAFullCycle() async throws {
-        let pipeline = try await Pipeline.make("privacy")
+    /// Neither the database nor any log line, at any level, holds a phone number, a token
+    /// or the text of a reply after a whole cycle.
+    @Test func noPhoneNumberTokenOrReplyTextAtRestOrInLogsAfterAFullCycle() async throws {
+        let sink = JSONLogSink.memory()
+        var logger = Logger(label: "surveyd.test") { JSONLogHandler(label: $0, sink: sink) }
+        logger.logLevel = .trace
+        let pipeline = try await Pipeline.make("privacy", logger: logger)
         let tenant = try await pipeline.company()
+        let token = String(tenant.headers[.authorization]!.dropFirst("Bearer ".count))
         let numbers = [phone(), phone()]
         try await pipeline.api { client in
             // With an Idempotency-Key: the stored fingerprint of the body must not give the numbers away.
@@ -263,13 +271,23 @@ import Testing
             // While queued, the number is in the job (and only there).
             #expect(try await pipeline.dump().contains(numbers[0]))
             try await pipeline.run([pipeline.worker()]) { try await pipeline.jobsLeft() == 0 }
+            let messageID = try #require(try await pipeline.request(ids[0]).messageID)
+            _ = try await pipeline.webhook(
+                "/webhooks/twilio/status", [("MessageSid", messageID), ("MessageStatus", "delivered"), ("To", numbers[0])],
+                client: client)
             _ = try await pipeline.reply(from: numbers[0], "9 ", client: client)
             _ = try await pipeline.reply(from: numbers[1], "Terrible-service-xyzzy", client: client)
             _ = try await pipeline.reply(from: numbers[1], "STOP", client: client)
+            // A failed authentication with a token-shaped secret, and a wrong one.
+            let wrong = "nps_live_" + String(repeating: "Q", count: 43)
+            _ = try await client.execute(uri: "/survey/1.0.0/surveys", method: .get, headers: [.authorization: "Bearer \(wrong)"])
             #expect(try await pipeline.request(ids[0]).score == 9)
         }
         let dump = try await pipeline.dump()
+        let logs = sink.lines.joined()
         #expect(!dump.isEmpty)
+        #expect(sink.lines.count > 10, "the test logged too little to prove anything: \(sink.lines.count) lines")
+        #expect(logs.contains("request_id"), "request lines carry their id")
         for number in numbers {
             let digits = String(number.dropFirst())
             let forms = [
@@ -278,9 +296,17 @@ import Testing
             ]
             for form in forms {
                 #expect(!dump.contains(form), "found \(form) at rest")
+                #expect(!logs.contains(form), "found \(form) in the logs")
             }
         }
         #expect(!dump.lowercased().contains("xyzzy"))
+        #expect(!logs.lowercased().contains("xyzzy"), "reply text in the logs")
+        for secret in [token, String(token.dropFirst(APIToken.prefix.count)), "QQQQQQQQQQQQ"] {
+            #expect(!logs.contains(secret), "a token in the logs")
+        }
+        for line in sink.lines {
+            #expect((try? JSONSerialization.jsonObject(with: Data(line.utf8))) is [String: Any], "not a JSON object: \(line)")
+        }
         await pipeline.close()
     }
 

@@ -16,6 +16,23 @@ public struct APIConfiguration: Sendable {
     /// Enables `/webhooks/twilio/...`; `nil` leaves them unrouted.
     public var webhooks: Webhooks?
     public var limits: Limits
+    public var operations: Operations
+
+    /// The operator's endpoints, each enabled by what it needs (`/health` always is).
+    public struct Operations: Sendable {
+        /// Enables `/ready`: the migrations this build expects.
+        public var migrator: Migrator?
+        /// Enables `/metrics`: the Prometheus exposition.
+        public var metrics: (@Sendable () -> [UInt8])?
+        /// Enables `/openapi.yaml` and `/openapi.json`.
+        public var openAPI: OpenAPIDocument?
+
+        public init(migrator: Migrator? = nil, metrics: (@Sendable () -> [UInt8])? = nil, openAPI: OpenAPIDocument? = nil) {
+            self.migrator = migrator
+            self.metrics = metrics
+            self.openAPI = openAPI
+        }
+    }
 
     /// What one client may ask of the service.
     public struct Limits: Sendable {
@@ -51,8 +68,10 @@ public struct APIConfiguration: Sendable {
 
     public init(
         host: String = "0.0.0.0", port: Int = 8080, adminToken: String? = nil, destinationHasher: DestinationHasher,
-        sendingPolicy: SendingPolicy = SendingPolicy(), webhooks: Webhooks? = nil, limits: Limits = Limits()
+        sendingPolicy: SendingPolicy = SendingPolicy(), webhooks: Webhooks? = nil, limits: Limits = Limits(),
+        operations: Operations = Operations()
     ) {
+        self.operations = operations
         self.webhooks = webhooks
         self.limits = limits
         self.host = host
@@ -84,7 +103,12 @@ public func buildRouter(
     let components = components ?? APIComponents(database: database, logger: Logger(label: "surveyd.api"))
     let router = Router(context: AppRequestContext.self)
     let table = RouteTable()
+    router.add(middleware: RequestIDMiddleware())
+    router.add(middleware: MetricsMiddleware())
     router.add(middleware: ProblemMiddleware(routes: table))
+
+    OperationsController<AppRequestContext>(database: database, operations: configuration.operations)
+        .addRoutes(to: Routes(group: router.group(), prefix: "", table: table))
 
     let tenantAPI = router.group(RouterPath(apiBasePath))
         .add(
@@ -136,4 +160,20 @@ public func buildApplication(
         RateLimitJanitor(
             limiter: components.rateLimiter, repository: RateLimitRepository(database: database), logger: logger))
     return application
+}
+
+/// A process without the API (the worker) still answers its operator: `/health`, and
+/// `/metrics` and `/ready` when configured, on their own port.
+public func buildOperationsApplication(
+    host: String, port: Int, operations: APIConfiguration.Operations, database: Database, logger: Logger
+) -> some ApplicationProtocol {
+    let router = Router(context: AppRequestContext.self)
+    let table = RouteTable()
+    router.add(middleware: RequestIDMiddleware())
+    router.add(middleware: ProblemMiddleware(routes: table))
+    OperationsController<AppRequestContext>(database: database, operations: operations)
+        .addRoutes(to: Routes(group: router.group(), prefix: "", table: table))
+    return Application(
+        router: router, configuration: .init(address: .hostname(host, port: port), serverName: "surveyd-worker"),
+        logger: logger)
 }

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Metrics
 import Logging
 import SMSGateway
 import SurveyDomain
@@ -42,6 +43,7 @@ struct WebhookController<Context: RequestContext> {
             let outcome = try await replies.recordReply(
                 ReplyParser.parse(form["Body"] ?? ""), from: hasher.hash(number), messageID: sid)
             context.logger.info("inbound SMS", metadata: ["outcome": "\(Self.describe(outcome))"])
+            Counter(label: "sms_replies_total", dimensions: [("outcome", Self.describe(outcome))]).increment()
         }
         // Empty TwiML: acknowledged, no automatic answer.
         return Response(

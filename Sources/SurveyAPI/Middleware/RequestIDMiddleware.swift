@@ -1,0 +1,53 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+
+/// The outermost middleware: gives every request an id, taken from `X-Request-Id` when
+/// the client (or a load balancer) sent a sensible one, else made here; puts it on every
+/// log line of the request and echoes it on the response, so a client's report and our
+/// logs meet on one string. Also writes the access log line: method, route template,
+/// status and duration; never the query string, headers or body.
+struct RequestIDMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let id = request.headers[.xRequestID].flatMap(Self.acceptable) ?? Self.make()
+        var context = context
+        context.logger[metadataKey: "request_id"] = .string(id)
+        let start = ContinuousClock.now
+        var response = try await next(request, context)
+        response.headers[.xRequestID] = id
+        if context.logger.logLevel <= .info {
+            let elapsed = ContinuousClock.now - start
+            context.logger.info(
+                "request",
+                metadata: [
+                    "method": .string(request.method.rawValue),
+                    "route": .string(context.endpointPath ?? "unmatched"),
+                    "status": .stringConvertible(response.status.code),
+                    "duration_ms": .string(String(format: "%.2f", Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000)),
+                ])
+        }
+        return response
+    }
+
+    /// Up to 128 characters of `A-Z a-z 0-9 - _ . : /`: enough for UUIDs and trace ids, too
+    /// little to smuggle anything into a log line.
+    static func acceptable(_ value: String) -> String? {
+        guard (1...128).contains(value.utf8.count),
+            value.utf8.allSatisfy({ byte in
+                (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+                    || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || "-_.:/".utf8.contains(byte)
+            })
+        else { return nil }
+        return value
+    }
+
+    static func make() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0 ... .max, using: &generator)) }.joined()
+    }
+}
+
+extension HTTPField.Name {
+    static let xRequestID = HTTPField.Name("X-Request-Id")!
+}

@@ -1,0 +1,172 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Logging
+import Synchronization
+
+/// One JSON object per line, for log shippers (`LOG_FORMAT=json`):
+/// `{"ts":"2026-11-29T16:30:00.123Z","level":"info","logger":"surveyd.serve","msg":"…","request_id":"…"}`.
+/// Metadata members sit at the top level; one whose name collides with those four is
+/// written as `meta.<name>` rather than lost.
+public struct JSONLogHandler: LogHandler {
+    public var metadata: Logger.Metadata = [:]
+    public var logLevel: Logger.Level = .info
+    public var metadataProvider: Logger.MetadataProvider?
+
+    private let label: String
+    private let sink: JSONLogSink
+
+    public init(label: String, sink: JSONLogSink = .standardOutput, metadataProvider: Logger.MetadataProvider? = nil) {
+        self.label = label
+        self.sink = sink
+        self.metadataProvider = metadataProvider
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        var merged = metadata
+        if let provided = metadataProvider?.get() { merged.merge(provided) { _, new in new } }
+        if let extra = event.metadata { merged.merge(extra) { _, new in new } }
+        sink.write(Self.line(at: currentTime(), level: event.level, label: label, message: event.message.description, metadata: merged))
+    }
+
+    /// The line for one event; separate from the clock and the output, to be tested.
+    static func line(
+        at time: (seconds: Int, milliseconds: Int), level: Logger.Level, label: String, message: String,
+        metadata: Logger.Metadata
+    ) -> String {
+        var out = "{\"ts\":\""
+        out += formatUTC(time)
+        out += "\",\"level\":\""
+        out += level.rawValue
+        out += "\",\"logger\":"
+        appendJSONString(label, to: &out)
+        out += ",\"msg\":"
+        appendJSONString(message, to: &out)
+        for key in metadata.keys.sorted() {
+            out += ","
+            appendJSONString(reserved.contains(key) ? "meta." + key : key, to: &out)
+            out += ":"
+            appendJSONValue(metadata[key]!, to: &out)
+        }
+        out += "}\n"
+        return out
+    }
+
+    private static let reserved: Set<String> = ["ts", "level", "logger", "msg"]
+}
+
+/// Where JSON lines go: written whole, one writer at a time, so lines of concurrent
+/// events never interleave.
+public final class JSONLogSink: Sendable {
+    private let descriptor: Int32
+    private let lock = Mutex(())
+    private let capturing: Bool
+    private let captured = Mutex<[String]>([])
+
+    init(descriptor: Int32, capturing: Bool) {
+        self.descriptor = descriptor
+        self.capturing = capturing
+    }
+
+    public static let standardOutput = JSONLogSink(descriptor: 1, capturing: false)
+    public static let standardError = JSONLogSink(descriptor: 2, capturing: false)
+    /// Keeps the lines in memory (for tests that check what gets logged).
+    public static func memory() -> JSONLogSink { JSONLogSink(descriptor: -1, capturing: true) }
+
+    /// The lines kept by a `memory()` sink.
+    public var lines: [String] { captured.withLock { $0 } }
+
+    func write(_ line: String) {
+        if capturing {
+            captured.withLock { $0.append(line) }
+            return
+        }
+        var bytes = Array(line.utf8)
+        lock.withLock { _ in
+            var offset = 0
+            while offset < bytes.count {
+                let written = bytes.withUnsafeMutableBytes { buffer in
+                    #if canImport(Glibc)
+                    Glibc.write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
+                    #else
+                    Darwin.write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
+                    #endif
+                }
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    return  // Nowhere to report a failing log; dropping the line is all we can do.
+                }
+                offset += written
+            }
+        }
+    }
+}
+
+private func currentTime() -> (seconds: Int, milliseconds: Int) {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return (Int(now.tv_sec), Int(now.tv_nsec) / 1_000_000)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` from Unix seconds, without Foundation's formatters (cheap
+/// enough for every line, and the same everywhere).
+func formatUTC(_ time: (seconds: Int, milliseconds: Int)) -> String {
+    var seconds = time_t(time.seconds)
+    var parts = tm()
+    gmtime_r(&seconds, &parts)
+    func pad(_ value: Int32, _ width: Int) -> String {
+        let text = String(value)
+        return String(repeating: "0", count: max(0, width - text.count)) + text
+    }
+    return pad(parts.tm_year + 1900, 4) + "-" + pad(parts.tm_mon + 1, 2) + "-" + pad(parts.tm_mday, 2) + "T"
+        + pad(parts.tm_hour, 2) + ":" + pad(parts.tm_min, 2) + ":" + pad(parts.tm_sec, 2) + "."
+        + pad(Int32(time.milliseconds), 3) + "Z"
+}
+
+func appendJSONString(_ string: String, to out: inout String) {
+    out += "\""
+    for scalar in string.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        case _ where scalar.value < 0x20 || scalar.value == 0x2028 || scalar.value == 0x2029:
+            let hex = String(scalar.value, radix: 16)
+            out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    out += "\""
+}
+
+private func appendJSONValue(_ value: Logger.Metadata.Value, to out: inout String) {
+    switch value {
+    case .string(let string): appendJSONString(string, to: &out)
+    case .stringConvertible(let convertible): appendJSONString(convertible.description, to: &out)
+    case .array(let values):
+        out += "["
+        for (index, element) in values.enumerated() {
+            if index > 0 { out += "," }
+            appendJSONValue(element, to: &out)
+        }
+        out += "]"
+    case .dictionary(let dictionary):
+        out += "{"
+        for (index, key) in dictionary.keys.sorted().enumerated() {
+            if index > 0 { out += "," }
+            appendJSONString(key, to: &out)
+            out += ":"
+            appendJSONValue(dictionary[key]!, to: &out)
+        }
+        out += "}"
+    }
+}

@@ -1,0 +1,152 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Metrics
+import Postgres
+import Prometheus
+import SurveyAPI
+import SurveyDomain
+import SurveyStorage
+import Telemetry
+import TestSupport
+import Testing
+
+/// `/health`, `/ready`, `/metrics`, request ids, and 503 when the pool is exhausted.
+@Suite struct OperationsTests {
+    let harness: Harness
+    init() async throws { harness = try await Harness() }
+
+    /// The process's one metrics registry: swift-metrics is bootstrapped once per process.
+    static let metrics: PrometheusMetrics = PrometheusMetrics.bootstrap()
+
+    func application(database: Database? = nil, migrator: Migrator? = nil) throws -> some ApplicationProtocol {
+        var configuration = Harness.configuration()
+        configuration.operations = .init(
+            migrator: try migrator ?? Migrator(directory: TestDatabase.sqlDirectory), metrics: Self.metrics.exposition)
+        return Application(router: buildRouter(configuration: configuration, database: database ?? harness.database))
+    }
+
+    @Test func healthAndReadinessNeedNoToken() async throws {
+        try await application().test(.router) { client in
+            let health = try await client.send(.get, "/health")
+            #expect(health.status == .ok)
+            #expect(health.text == #"{"status":"ok"}"#)
+            let ready = try await client.send(.get, "/ready")
+            #expect(ready.status == .ok, "\(ready.text)")
+            #expect(ready.text == #"{"status":"ready"}"#)
+        }
+    }
+
+    @Test func notReadyWhenAMigrationIsMissing() async throws {
+        let known = try Migrator(directory: TestDatabase.sqlDirectory).migrations
+        let ahead = try Migrator(migrations: known + [.init(version: 9_999, name: "9999_future.sql", sql: "SELECT 1")])
+        try await application(migrator: ahead).test(.router) { client in
+            let response = try await client.send(.get, "/ready")
+            response.expectProblem(.serviceUnavailable)
+            #expect(response.object["detail"] as? String == "The database schema is behind this build: run `surveyd migrate`.")
+            #expect(response.headers[.retryAfter] == "5")
+            // Liveness does not depend on it.
+            #expect(try await client.send(.get, "/health").status == .ok)
+        }
+    }
+
+    @Test func notReadyWhenTheDatabaseIsUnreachable() async throws {
+        let unreachable = Database(client: Database.applicationPool(
+            url: "postgresql://nobody@/none?host=/nonexistent-surveyd-socket&connect_timeout=1",
+            applicationName: "surveyd-serve", maximumConnections: 2, logger: TestDatabase.logger))
+        try await application(database: unreachable).test(.router) { client in
+            let start = ContinuousClock.now
+            let response = try await client.send(.get, "/ready")
+            response.expectProblem(.serviceUnavailable)
+            #expect(response.object["detail"] as? String == "The database is unreachable.")
+            #expect(ContinuousClock.now - start < .seconds(3))
+            #expect(try await client.send(.get, "/health").status == .ok)
+        }
+        await unreachable.client.shutDown()
+    }
+
+    @Test func metricsCountRequestsByRouteTemplateNeverByTenant() async throws {
+        let tenant = try await harness.company()
+        _ = Self.metrics
+        try await application().test(.router) { client in
+            let created = try await client.send(
+                .post, "\(base)/surveys", headers: tenant.headers,
+                body: #"{"name":"m","interactionType":"care","questions":[{"body":"Q?","language":"en"}]}"#)
+            let survey = try #require(created.object["id"] as? Int)
+            #expect(try await client.send(.get, "\(base)/surveys/\(survey)", headers: tenant.headers).status == .ok)
+            let metrics = try await client.send(.get, "/metrics")
+            #expect(metrics.status == .ok)
+            #expect(metrics.headers[.contentType] == "text/plain; version=0.0.4; charset=utf-8")
+            let text = metrics.text
+            #expect(text.contains(#"http_route="/survey/1.0.0/surveys/{id}""#), "\(text.prefix(2000))")
+            #expect(text.contains("http_server_request_duration_bucket"))
+            #expect(text.contains("postgres_pool_connections_in_use") || text.contains("http_server_requests_total"))
+            #expect(!text.contains("/surveys/\(survey)\""), "an id as a label")
+            #expect(!text.contains(tenant.token))
+            #expect(!text.contains("company"), "a tenant as a label")
+        }
+    }
+
+    @Test func everyResponseCarriesARequestID() async throws {
+        let tenant = try await harness.company()
+        try await application().test(.router) { client in
+            let given = try await client.send(
+                .get, "\(base)/surveys", headers: [.authorization: tenant.headers[.authorization]!, HTTPField.Name("X-Request-Id")!: "trace-1234:abc/def"])
+            #expect(given.headers[HTTPField.Name("X-Request-Id")!] == "trace-1234:abc/def")
+            let made = try await client.send(.get, "\(base)/surveys", headers: tenant.headers)
+            let id = try #require(made.headers[HTTPField.Name("X-Request-Id")!])
+            #expect(id.count == 32 && id.allSatisfy(\.isHexDigit))
+            for bad in ["has space", String(repeating: "a", count: 129), "quote\"", "new\u{1}line"] {
+                let response = try await client.send(.get, "/health", headers: [HTTPField.Name("X-Request-Id")!: bad])
+                let echoed = try #require(response.headers[HTTPField.Name("X-Request-Id")!])
+                #expect(echoed != bad && echoed.count == 32)
+            }
+            for response in [
+                try await client.send(.get, "\(base)/surveys"),
+                try await client.send(.get, "/nowhere"),
+                try await client.send(.delete, "\(base)/report", headers: tenant.headers),
+            ] {
+                #expect(response.status.code >= 400)
+                #expect(response.headers[HTTPField.Name("X-Request-Id")!]?.count == 32, "\(response.status)")
+            }
+        }
+    }
+
+    @Test func anExhaustedPoolAnswers503AtOnce() async throws {
+        let tenant = try await harness.company()
+        let client = Database.applicationPool(
+            url: try TestDatabase.url(), applicationName: "surveyd-serve", maximumConnections: 1, maximumWaiters: 1,
+            waitTimeout: .milliseconds(300), logger: TestDatabase.logger)
+        let database = Database(client: client)
+        let held = AsyncStream<Void>.makeStream()
+        let release = AsyncStream<Void>.makeStream()
+        // Take the one connection and keep it.
+        let holder = Task {
+            try await client.withConnection { _ in
+                held.continuation.yield()
+                for await _ in release.stream { break }
+            }
+        }
+        for await _ in held.stream { break }
+        try await application(database: database).test(.router) { api in
+            let statuses = try await withThrowingTaskGroup(of: (Int, Duration, String?).self) { group in
+                for _ in 0..<3 {
+                    group.addTask {
+                        let start = ContinuousClock.now
+                        let response = try await api.send(.get, "\(base)/surveys", headers: tenant.headers)
+                        return (Int(response.status.code), ContinuousClock.now - start, response.headers[.retryAfter])
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(statuses.allSatisfy { $0.0 == 503 && $0.2 != nil }, "\(statuses)")
+            #expect(statuses.contains { $0.1 < .milliseconds(200) }, "past the bounded queue, refused at once: \(statuses)")
+            #expect(statuses.allSatisfy { $0.1 < .seconds(2) }, "none waited without end: \(statuses)")
+            release.continuation.yield()
+            try await holder.value
+            #expect(try await api.send(.get, "\(base)/surveys", headers: tenant.headers).status == .ok)
+        }
+        await client.shutDown()
+    }
+}

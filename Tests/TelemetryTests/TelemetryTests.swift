@@ -1,0 +1,77 @@
+import Foundation
+import Logging
+import Metrics
+import Prometheus
+import Telemetry
+import Testing
+
+@Suite struct JSONLogHandlerTests {
+    func log(_ body: (inout Logger) -> Void) -> [[String: Any]] {
+        let sink = JSONLogSink.memory()
+        var logger = Logger(label: "surveyd.test") { JSONLogHandler(label: $0, sink: sink) }
+        body(&logger)
+        return sink.lines.map { line in
+            #expect(line.hasSuffix("}\n") && line.filter { $0 == "\n" }.count == 1, "one line per event: \(line)")
+            return (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] ?? [:]
+        }
+    }
+
+    @Test func oneObjectPerEventWithMetadataAtTheTop() throws {
+        let lines = log { logger in
+            logger[metadataKey: "request_id"] = "abc"
+            logger.info("hello \"world\"\nsecond line", metadata: ["status": .stringConvertible(201), "nested": ["a": ["1", "2"]]])
+            logger.debug("not at info")
+        }
+        #expect(lines.count == 1)
+        let line = try #require(lines.first)
+        #expect(line["msg"] as? String == "hello \"world\"\nsecond line")
+        #expect(line["level"] as? String == "info")
+        #expect(line["logger"] as? String == "surveyd.test")
+        #expect(line["request_id"] as? String == "abc")
+        #expect(line["status"] as? String == "201")
+        #expect((line["nested"] as? [String: Any])?["a"] as? [String] == ["1", "2"])
+        let timestamp = try #require(line["ts"] as? String)
+        #expect(timestamp.count == 24 && timestamp.hasSuffix("Z"), "\(timestamp)")
+        let parsed = try #require(try? Date(timestamp, strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true)))
+        #expect(abs(parsed.timeIntervalSinceNow) < 60)
+    }
+
+    @Test func reservedNamesAndControlCharactersSurvive() throws {
+        let lines = log { logger in
+            logger.warning("\u{0}\u{1b}[31mred\u{2028}", metadata: ["msg": "shadow", "level": "x"])
+        }
+        let line = try #require(lines.first)
+        #expect(line["msg"] as? String == "\u{0}\u{1b}[31mred\u{2028}")
+        #expect(line["meta.msg"] as? String == "shadow")
+        #expect(line["meta.level"] as? String == "x")
+        #expect(line["level"] as? String == "warning")
+    }
+
+    @Test func concurrentEventsNeverInterleave() async throws {
+        let sink = JSONLogSink.memory()
+        let logger = Logger(label: "surveyd.test") { JSONLogHandler(label: $0, sink: sink) }
+        await withTaskGroup(of: Void.self) { group in
+            for task in 0..<8 {
+                group.addTask { for index in 0..<200 { logger.info("event \(task)-\(index)") } }
+            }
+        }
+        #expect(sink.lines.count == 1600)
+        #expect(sink.lines.allSatisfy { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) != nil })
+    }
+}
+
+@Suite struct PrometheusNamingTests {
+    @Test func dottedNamesBecomeValidPrometheusNames() throws {
+        let registry = PrometheusCollectorRegistry()
+        let factory = PrometheusMetrics.makeFactory(registry: registry)
+        let counter = factory.makeCounter(
+            label: "hb.requests", dimensions: [("http.route", "/survey/1.0.0/surveys/{id}"), ("http.response.status_code", "200")])
+        counter.increment(by: 2)
+        let timer = factory.makeTimer(label: "http.server.request.duration", dimensions: [("http.route", "/health")])
+        timer.recordNanoseconds(1_500_000)
+        let text = String(decoding: PrometheusMetrics(registry: registry).exposition(), as: UTF8.self)
+        #expect(text.contains(#"http_server_requests_total{http_route="/survey/1.0.0/surveys/{id}",http_response_status_code="200"} 2"#), "\(text)")
+        #expect(text.contains(#"http_server_request_duration_bucket{http_route="/health",le="0.002"} 1"#), "\(text)")
+        #expect(text.contains(#"http_server_request_duration_bucket{http_route="/health",le="0.001"} 0"#), "\(text)")
+    }
+}
