@@ -93,6 +93,14 @@ extension PostgresError {
         public static let deadlockDetected = "40P01"
     }
 
+    /// Whether the connection this came from is gone (closed, its backend terminated or
+    /// the server shutting down): another connection may well succeed.
+    public var isConnectionLost: Bool {
+        if code == .connectionClosed { return true }
+        guard let sqlState else { return false }
+        return sqlState.hasPrefix("08") || sqlState.hasPrefix("57P")
+    }
+
     /// Whether the database itself is unreachable or going away, as opposed to refusing
     /// a statement: the answer a caller gives for these is "try again later" (HTTP 503).
     public var isUnavailable: Bool {

@@ -145,7 +145,8 @@ public struct CompanyRepository: Sendable {
 
     /// Who the token with this SHA-256 is, or `nil` if it is unknown or revoked.
     public func authenticate(hash: Data) async throws -> TokenIdentity? {
-        try await database.client.withConnection { connection in
+        // Idempotent (at most it touches last_used_at again): safe to retry.
+        try await database.client.withConnection(retryingIfLost: true) { connection in
             try await connection.query(
                 "SELECT company_id, token_id, scope FROM authenticate_api_token_scoped(\(hash))"
             ).single.map { row in

@@ -80,8 +80,11 @@ public struct Database: Sendable {
         _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         // The id is an integer the program formats, so it can share BEGIN's round trip.
+        // Every body given here only touches the database, in this transaction: a connection
+        // lost before COMMIT (a terminated backend, a failover) can run it again elsewhere.
         try await client.withTransaction(
-            isolation: isolation, prelude: "SELECT set_config('app.company_id', '\(company.rawValue)', true)"
+            isolation: isolation, prelude: "SELECT set_config('app.company_id', '\(company.rawValue)', true)",
+            retryingIfLost: true
         ) { connection in
             try await body(connection)
         }

@@ -47,9 +47,11 @@ struct Serve: AsyncParsableCommand {
         let logger = Environment.logger("surveyd.serve")
         let metrics = PrometheusMetrics.bootstrap()
         let port = try Environment.port()
+        let waiting = try Environment.poolWaiting()
         let database = Database(client: Database.applicationPool(
             url: try Environment.databaseURL(), applicationName: "surveyd-serve",
-            maximumConnections: try Environment.maximumConnections(default: 20), logger: logger))
+            maximumConnections: try Environment.maximumConnections(default: 20), maximumWaiters: waiting.maximumWaiters,
+            waitTimeout: waiting.waitTimeout, logger: logger))
         var configuration = APIConfiguration(
             host: Environment.value("HOST") ?? "0.0.0.0", port: port, adminToken: Environment.value("ADMIN_TOKEN"),
             destinationHasher: try Environment.destinationHasher(), sendingPolicy: try Environment.sendingPolicy(),

@@ -41,6 +41,14 @@ enum Environment {
         return number
     }
 
+    /// How many requests may wait for a pooled connection (`DATABASE_POOL_MAX_WAITERS`) and
+    /// for how long (`DATABASE_POOL_WAIT_TIMEOUT_MS`) before being answered 503.
+    static func poolWaiting() throws -> (maximumWaiters: Int, waitTimeout: Duration) {
+        let waiters = try double("DATABASE_POOL_MAX_WAITERS", default: 1000, range: 0...1_000_000)
+        let timeout = try double("DATABASE_POOL_WAIT_TIMEOUT_MS", default: 5000, range: 1...600_000)
+        return (Int(waiters), .milliseconds(Int64(timeout)))
+    }
+
     /// The key of the phone-number hashes; `serve` and `worker` refuse to start without it.
     static func destinationHasher() throws -> DestinationHasher {
         try DestinationHasher(hexKey: value("DESTINATION_HASH_KEY"))
@@ -97,10 +105,13 @@ enum Environment {
         guard trust == nil || trust == "0" || trust == "1" else {
             throw Invalid(name: "TRUST_X_FORWARDED_FOR", hint: "must be 0 or 1")
         }
+        let requestTimeout = try double("REQUEST_TIMEOUT_SECONDS", default: 30, range: 1...600)
+        let idleTimeout = try double("IDLE_TIMEOUT_SECONDS", default: 60, range: 1...3600)
         return APIConfiguration.Limits(
             perToken: RateLimit(ratePerSecond: rate, burst: Int(burst)),
             failedAuthentication: RateLimit(ratePerSecond: failures / 60, burst: Int(failureBurst)),
-            trustForwardedFor: trust == "1")
+            trustForwardedFor: trust == "1", requestTimeout: .milliseconds(Int64(requestTimeout * 1000)),
+            idleTimeout: .milliseconds(Int64(idleTimeout * 1000)))
     }
 
     static func twilio() throws -> TwilioProvider.Configuration {

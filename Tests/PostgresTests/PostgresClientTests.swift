@@ -191,6 +191,38 @@ import Testing
         #expect(value == 42)
     }
 
+    @Test func aTransactionWhoseConnectionIsLostBeforeCommitRunsAgainWhenAllowed() async throws {
+        let client = try pool(max: 2)
+        let attempts = Mutex(0)
+        let table = "lost_\(UInt32.random(in: 0...UInt32.max))"
+        try await client.withConnection { try await $0.simpleQuery("CREATE TABLE \(table) (n int)") }
+        let body: (PostgresConnection) async throws -> Int = { connection in
+            let attempt = attempts.withLock { $0 += 1; return $0 }
+            try await connection.query("INSERT INTO \(identifier: table) VALUES (\(attempt))")
+            if attempt == 1 {
+                try await TestDatabase.superuser().withConnection { admin in
+                    try await admin.query("SELECT pg_terminate_backend(\(connection.backendPID))")
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            return try await connection.query("SELECT count(*)::int FROM \(identifier: table)").one().decode(Int.self)
+        }
+        let seen = try await client.withTransaction(retryingIfLost: true, body)
+        #expect(seen == 1, "the first run's insert was rolled back with its backend")
+        #expect(attempts.withLock { $0 } == 2)
+        let rows = try await client.withConnection {
+            try await $0.query("SELECT array_agg(n)::int[] FROM \(identifier: table)").one().decode([Int].self)
+        }
+        #expect(rows == [2])
+
+        // Not asked to: the caller hears that the connection was lost.
+        attempts.withLock { $0 = 0 }
+        let error = await #expect(throws: PostgresError.self) { try await client.withTransaction(body) }
+        #expect(error?.isConnectionLost == true)
+        #expect(attempts.withLock { $0 } == 1)
+        try await client.withConnection { try await $0.simpleQuery("DROP TABLE \(table)") }
+    }
+
     @Test func nulCharactersAreRefusedNotTruncated() async throws {
         let client = try pool(max: 1)
         let error = await #expect(throws: PostgresError.self) {

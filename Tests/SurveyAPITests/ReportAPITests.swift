@@ -299,3 +299,36 @@ import Testing
         await database.client.shutDown()
     }
 }
+
+/// A request past the request timeout is stopped: 503 with Retry-After, and its query is
+/// cancelled on the server rather than left to run.
+@Suite struct RequestTimeoutTests {
+    @Test func aSlowRequestIsStoppedAndItsQueryCancelled() async throws {
+        let url = try await TestDatabase.migratedScratchDatabase("requesttimeout")
+        let name = "surveyd-timeout-\(UInt32.random(in: 0...UInt32.max))"
+        let database = Database(client: Database.applicationPool(
+            url: url, applicationName: name, maximumConnections: 2, logger: TestDatabase.logger))
+        let (_, _, token) = try await CompanyRepository(database: database).create(name: "Slow")
+        let blocker = try await TestDatabase.connect(url: url)
+        try await blocker.simpleQuery("BEGIN; LOCK TABLE report_rollups IN ACCESS EXCLUSIVE MODE")
+        var configuration = Harness.configuration()
+        configuration.limits.requestTimeout = .milliseconds(500)
+        let application = Application(router: buildRouter(configuration: configuration, database: database))
+        try await application.test(.router) { client in
+            let start = ContinuousClock.now
+            let response = try await client.send(.get, "\(base)/report", headers: [.authorization: "Bearer \(token.secret)"])
+            response.expectProblem(.serviceUnavailable)
+            #expect(response.object["type"] as? String == "/problems/timeout")
+            #expect(response.headers[.retryAfter] == "5")
+            #expect(ContinuousClock.now - start < .seconds(3), "the statement timeout (30 s) did not decide it")
+        }
+        // Nothing of ours still waits on the lock.
+        let waiting = try await blocker.query(
+            "SELECT count(*)::int FROM pg_stat_activity WHERE application_name = \(name) AND state = 'active'"
+        ).one().decode(Int.self)
+        #expect(waiting == 0)
+        try await blocker.simpleQuery("ROLLBACK")
+        await blocker.close()
+        await database.client.shutDown()
+    }
+}

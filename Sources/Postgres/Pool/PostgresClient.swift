@@ -77,31 +77,90 @@ public final class PostgresClient: Service, Sendable {
     // MARK: Public API
 
     /// Leases a connection for the duration of `body`.
+    ///
+    /// With `retryingIfLost`, a `body` that fails because its connection was lost (a backend
+    /// terminated between the health check and the first statement) runs again on another
+    /// connection. Only for bodies that are safe to run twice: a statement whose backend
+    /// died may still have committed.
     @discardableResult
     public func withConnection<Result>(
-        _ body: (PostgresConnection) async throws -> Result
+        retryingIfLost: Bool = false, _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
-        let connection = try await leaseHealthy()
-        do {
-            let result = try await body(connection)
-            release(connection)
-            return result
-        } catch {
-            release(connection)
-            throw error
+        var attempt = 0
+        while true {
+            let connection = try await leaseHealthy()
+            do {
+                let result = try await body(connection)
+                release(connection)
+                return result
+            } catch let error as PostgresError where retryingIfLost && error.isConnectionLost && attempt < maximumRetries {
+                release(connection)
+                attempt += 1
+                logger.debug("connection lost before its work was done; retrying on another", metadata: ["attempt": "\(attempt)"])
+            } catch {
+                release(connection)
+                throw error
+            }
         }
     }
 
     /// Runs `body` in a transaction: committed if it returns, rolled back if it throws.
+    ///
+    /// A connection lost at `BEGIN` (with the prelude, which must have no effect outside the
+    /// transaction) is replaced and the transaction started again: nothing ran yet, so this is
+    /// always safe, and it hides from callers the backends that died while idle in the pool.
+    ///
+    /// With `retryingIfLost`, a connection lost later, but before `COMMIT` was sent, also
+    /// starts the transaction again on another connection: the server rolled it back, so
+    /// nothing of it happened. Only for bodies whose every effect is in the transaction
+    /// (nothing sent elsewhere, no state kept across runs). A connection lost during `COMMIT`
+    /// is never retried: the transaction may have committed.
     @discardableResult
     public func withTransaction<Result>(
-        isolation: IsolationLevel = .readCommitted, prelude: String? = nil,
+        isolation: IsolationLevel = .readCommitted, prelude: String? = nil, retryingIfLost: Bool = false,
         _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
-        try await withConnection { connection in
-            try await connection.withTransaction(isolation: isolation, prelude: prelude, body)
+        var attempt = 0
+        while true {
+            let connection = try await leaseHealthy()
+            do {
+                try await connection.begin(isolation: isolation, prelude: prelude)
+            } catch let error as PostgresError where error.isConnectionLost && attempt < maximumRetries {
+                release(connection)
+                attempt += 1
+                continue
+            } catch {
+                release(connection)
+                throw error
+            }
+            let result: Result
+            do {
+                result = try await body(connection)
+            } catch {
+                // If the rollback itself fails the connection is left in a transaction, and the
+                // pool closes it on release rather than reuse it.
+                try? await connection.simpleQuery("ROLLBACK")
+                release(connection)
+                if retryingIfLost, let error = error as? PostgresError, error.isConnectionLost, attempt < maximumRetries {
+                    attempt += 1
+                    logger.debug("connection lost inside a transaction; running it again", metadata: ["attempt": "\(attempt)"])
+                    continue
+                }
+                throw error
+            }
+            do {
+                try await connection.simpleQuery("COMMIT")
+            } catch {
+                release(connection)
+                throw error
+            }
+            release(connection)
+            return result
         }
     }
+
+    /// As many as the pool could hold dead connections, plus one.
+    private var maximumRetries: Int { configuration.maximumConnections + 1 }
 
     /// Opens a connection outside the pool, on the pool's threads, for long-lived uses such
     /// as `LISTEN`. The caller closes it.
@@ -335,15 +394,21 @@ public enum IsolationLevel: String, Sendable {
 extension PostgresConnection {
     /// Runs `body` in a transaction on this connection: committed if it returns, rolled back
     /// if it throws (including on cancellation).
-    @discardableResult
     ///
     /// `prelude` is trusted SQL without values from outside (e.g. a `set_config` of an id the
     /// program formatted), sent in the same round trip as `BEGIN`: each round trip costs two
     /// thread hops, which add up on short transactions.
+    @discardableResult
     public func withTransaction<Result>(
         isolation: IsolationLevel = .readCommitted, prelude: String? = nil,
         _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
+        try await begin(isolation: isolation, prelude: prelude)
+        return try await runBegunTransaction(body)
+    }
+
+    /// `BEGIN` and the prelude, in one round trip; rolled back if the prelude fails.
+    func begin(isolation: IsolationLevel, prelude: String?) async throws {
         let begin = isolation == .readCommitted ? "BEGIN" : "BEGIN ISOLATION LEVEL \(isolation.rawValue)"
         do {
             try await simpleQuery(prelude.map { begin + "; " + $0 } ?? begin)
@@ -352,6 +417,10 @@ extension PostgresConnection {
             try? await simpleQuery("ROLLBACK")
             throw error
         }
+    }
+
+    /// `body`, then `COMMIT`; `ROLLBACK` if it throws.
+    func runBegunTransaction<Result>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
         let result: Result
         do {
             result = try await body(self)

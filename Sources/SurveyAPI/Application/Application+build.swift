@@ -43,14 +43,20 @@ public struct APIConfiguration: Sendable {
         /// Take the client's address from the last `X-Forwarded-For` entry (behind a load
         /// balancer that appends it), not from the connection.
         public var trustForwardedFor: Bool
+        /// Past this a request is stopped and answered 503.
+        public var requestTimeout: Duration
+        /// A connection with no request for this long is closed (slow or abandoned clients).
+        public var idleTimeout: Duration
 
         public init(
             perToken: RateLimit = .perTokenDefault, failedAuthentication: RateLimit = .failedAuthenticationDefault,
-            trustForwardedFor: Bool = false
+            trustForwardedFor: Bool = false, requestTimeout: Duration = .seconds(30), idleTimeout: Duration = .seconds(60)
         ) {
             self.perToken = perToken
             self.failedAuthentication = failedAuthentication
             self.trustForwardedFor = trustForwardedFor
+            self.requestTimeout = requestTimeout
+            self.idleTimeout = idleTimeout
         }
     }
 
@@ -106,6 +112,7 @@ public func buildRouter(
     router.add(middleware: RequestIDMiddleware())
     router.add(middleware: MetricsMiddleware())
     router.add(middleware: ProblemMiddleware(routes: table))
+    router.add(middleware: RequestTimeoutMiddleware(timeout: configuration.limits.requestTimeout))
 
     OperationsController<AppRequestContext>(database: database, operations: configuration.operations)
         .addRoutes(to: Routes(group: router.group(), prefix: "", table: table))
@@ -152,6 +159,7 @@ public func buildApplication(
     let components = APIComponents(database: database, logger: logger)
     var application = Application(
         router: buildRouter(configuration: configuration, database: database, components: components),
+        server: .http1(configuration: .init(idleTimeout: .nanoseconds(configuration.limits.idleTimeout.nanoseconds))),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "surveyd"),
         logger: logger)
     application.addServices(
@@ -176,4 +184,8 @@ public func buildOperationsApplication(
     return Application(
         router: router, configuration: .init(address: .hostname(host, port: port), serverName: "surveyd-worker"),
         logger: logger)
+}
+
+extension Duration {
+    var nanoseconds: Int64 { components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000 }
 }

@@ -128,6 +128,14 @@ extension Problem {
         detail: "The request took longer than the server allows; retry later, or ask for less (a shorter period, a coarser interval).",
         headers: [.retryAfter: "5"])
 
+    /// The request ran past the server's request timeout and was abandoned.
+    public static func timedOut(after timeout: Duration) -> Problem {
+        Problem(
+            status: .serviceUnavailable, type: "/problems/timeout", title: "Service Unavailable",
+            detail: "The request took longer than \(timeout.components.seconds) s and was stopped; retry later, or ask for less.",
+            headers: [.retryAfter: "5"])
+    }
+
     public static let internalError = Problem(
         status: .internalServerError, title: "Internal Server Error",
         detail: "Something went wrong on our side; it has been logged.")
