@@ -149,6 +149,9 @@ let package = Package(
             name: "TestSupport",
             dependencies: [
                 "Postgres",
+                "SurveyAPI",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
                 "SurveyStorage",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),

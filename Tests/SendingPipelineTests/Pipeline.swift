@@ -71,7 +71,7 @@ struct Pipeline {
                 configuration: apiConfiguration, database: database,
                 components: APIComponents(database: database, logger: logger)),
             logger: logger
-        ).test(.router) { client in try await body(client) }
+        ).testContract { client in try await body(client) }
     }
 
     func company() async throws -> (id: CompanyID, headers: HTTPFields) {

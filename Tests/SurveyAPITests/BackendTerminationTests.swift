@@ -18,7 +18,7 @@ import Testing
         let database = Database(client: Database.applicationPool(
             url: try TestDatabase.url(), applicationName: name, maximumConnections: 4, logger: TestDatabase.logger))
         let application = Application(router: buildRouter(configuration: Harness.configuration(), database: database))
-        try await application.test(.router) { client in
+        try await application.testContract { client in
             // Fill the pool with idle connections.
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for _ in 0..<8 {

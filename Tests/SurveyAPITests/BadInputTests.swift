@@ -198,7 +198,7 @@ import Testing
             url: "postgresql://nobody@/none?host=/nonexistent-surveyd-socket&connect_timeout=1",
             applicationName: "surveyd-serve", maximumConnections: 2, logger: TestDatabase.logger))
         let application = Application(router: buildRouter(configuration: Harness.configuration(), database: unreachable))
-        try await application.test(.router) { client in
+        try await application.testContract { client in
             let start = ContinuousClock.now
             let response = try await client.send(
                 .get, "\(base)/surveys", headers: [.authorization: "Bearer nps_live_" + String(repeating: "A", count: 43)])

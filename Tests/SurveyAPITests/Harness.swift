@@ -49,7 +49,9 @@ struct Harness {
         adminToken: String? = Harness.adminToken, limits: APIConfiguration.Limits = generousLimits,
         _ body: @Sendable (any TestClientProtocol) async throws -> Value
     ) async throws -> Value {
-        try await application(adminToken: adminToken, limits: limits).test(.router) { client in try await body(client) }
+        try await application(adminToken: adminToken, limits: limits).test(.router) { client in
+            try await body(ContractCheckedClient(client))
+        }
     }
 
     /// A new company and its token, created the way the CLI does.

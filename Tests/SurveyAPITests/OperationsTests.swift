@@ -23,12 +23,32 @@ import Testing
     func application(database: Database? = nil, migrator: Migrator? = nil) throws -> some ApplicationProtocol {
         var configuration = Harness.configuration()
         configuration.operations = .init(
-            migrator: try migrator ?? Migrator(directory: TestDatabase.sqlDirectory), metrics: Self.metrics.exposition)
+            migrator: try migrator ?? Migrator(directory: TestDatabase.sqlDirectory), metrics: Self.metrics.exposition,
+            openAPI: try OpenAPIDocument(contentsOf: Self.openAPIPath))
         return Application(router: buildRouter(configuration: configuration, database: database ?? harness.database))
     }
 
+    static let openAPIPath = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("openapi.yaml").path
+
+    @Test func theContractIsServedAsYAMLAndJSON() async throws {
+        try await application().testContract { client in
+            let yaml = try await client.send(.get, "/openapi.yaml")
+            #expect(yaml.status == .ok)
+            #expect(yaml.text == (try String(contentsOfFile: Self.openAPIPath, encoding: .utf8)))
+            let json = try await client.send(.get, "/openapi.json")
+            #expect(json.headers[.contentType] == "application/json; charset=utf-8")
+            #expect(json.object["openapi"] as? String == "3.1.0")
+            let paths = try #require(json.object["paths"] as? [String: Any])
+            #expect(paths["/survey/1.0.0/surveys/{id}/send"] != nil)
+            // `responses` keys are numbers in YAML; JSON has them as strings.
+            let get = (paths["/health"] as? [String: Any])?["get"] as? [String: Any]
+            #expect((get?["responses"] as? [String: Any])?["200"] != nil)
+        }
+    }
+
     @Test func healthAndReadinessNeedNoToken() async throws {
-        try await application().test(.router) { client in
+        try await application().testContract { client in
             let health = try await client.send(.get, "/health")
             #expect(health.status == .ok)
             #expect(health.text == #"{"status":"ok"}"#)
@@ -41,7 +61,7 @@ import Testing
     @Test func notReadyWhenAMigrationIsMissing() async throws {
         let known = try Migrator(directory: TestDatabase.sqlDirectory).migrations
         let ahead = try Migrator(migrations: known + [.init(version: 9_999, name: "9999_future.sql", sql: "SELECT 1")])
-        try await application(migrator: ahead).test(.router) { client in
+        try await application(migrator: ahead).testContract { client in
             let response = try await client.send(.get, "/ready")
             response.expectProblem(.serviceUnavailable)
             #expect(response.object["detail"] as? String == "The database schema is behind this build: run `surveyd migrate`.")
@@ -55,7 +75,7 @@ import Testing
         let unreachable = Database(client: Database.applicationPool(
             url: "postgresql://nobody@/none?host=/nonexistent-surveyd-socket&connect_timeout=1",
             applicationName: "surveyd-serve", maximumConnections: 2, logger: TestDatabase.logger))
-        try await application(database: unreachable).test(.router) { client in
+        try await application(database: unreachable).testContract { client in
             let start = ContinuousClock.now
             let response = try await client.send(.get, "/ready")
             response.expectProblem(.serviceUnavailable)
@@ -69,7 +89,7 @@ import Testing
     @Test func metricsCountRequestsByRouteTemplateNeverByTenant() async throws {
         let tenant = try await harness.company()
         _ = Self.metrics
-        try await application().test(.router) { client in
+        try await application().testContract { client in
             let created = try await client.send(
                 .post, "\(base)/surveys", headers: tenant.headers,
                 body: #"{"name":"m","interactionType":"care","questions":[{"body":"Q?","language":"en"}]}"#)
@@ -90,7 +110,7 @@ import Testing
 
     @Test func everyResponseCarriesARequestID() async throws {
         let tenant = try await harness.company()
-        try await application().test(.router) { client in
+        try await application().testContract { client in
             let given = try await client.send(
                 .get, "\(base)/surveys", headers: [.authorization: tenant.headers[.authorization]!, HTTPField.Name("X-Request-Id")!: "trace-1234:abc/def"])
             #expect(given.headers[HTTPField.Name("X-Request-Id")!] == "trace-1234:abc/def")
@@ -129,7 +149,7 @@ import Testing
             }
         }
         for await _ in held.stream { break }
-        try await application(database: database).test(.router) { api in
+        try await application(database: database).testContract { api in
             let statuses = try await withThrowingTaskGroup(of: (Int, Duration, String?).self) { group in
                 for _ in 0..<3 {
                     group.addTask {

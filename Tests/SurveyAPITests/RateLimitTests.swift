@@ -26,7 +26,7 @@ import Testing
         let tenant = try await harness.company()
         let other = try await harness.company()
         let limits = APIConfiguration.Limits(perToken: RateLimit(ratePerSecond: 0.2, burst: 3))
-        try await replica(limits).test(.router) { client in
+        try await replica(limits).testContract { client in
             for _ in 0..<3 {
                 #expect(try await client.send(.get, "\(base)/surveys", headers: tenant.headers).status == .ok)
             }
@@ -45,8 +45,8 @@ import Testing
         let limits = APIConfiguration.Limits(perToken: RateLimit(ratePerSecond: 0.1, burst: 4))
         let first = replica(limits)
         let second = replica(limits)
-        let statuses = try await first.test(.router) { one in
-            try await second.test(.router) { two in
+        let statuses = try await first.testContract { one in
+            try await second.testContract { two in
                 var statuses: [Int] = []
                 for index in 0..<8 {
                     let client = index.isMultiple(of: 2) ? one : two
@@ -66,7 +66,7 @@ import Testing
         // Unique addresses, so no other test shares these buckets.
         let attacker = "198.51.100.\(UInt8.random(in: 1...254)), 10.\(UInt8.random(in: 0...255)).\(UInt8.random(in: 0...255)).1"
         let neighbour = "203.0.113.\(UInt8.random(in: 1...254)), 10.\(UInt8.random(in: 0...255)).\(UInt8.random(in: 0...255)).2"
-        try await replica(limits).test(.router) { client in
+        try await replica(limits).testContract { client in
             func get(_ token: String, from address: String) async throws -> TestResponse {
                 try await client.send(
                     .get, "\(base)/surveys",

@@ -289,7 +289,7 @@ import Testing
         let blocker = try await TestDatabase.connect(url: url)
         try await blocker.simpleQuery("BEGIN; LOCK TABLE report_rollups IN ACCESS EXCLUSIVE MODE")
         let application = Application(router: buildRouter(configuration: Harness.configuration(), database: database))
-        try await application.test(.router) { client in
+        try await application.testContract { client in
             let response = try await client.send(.get, "\(base)/report", headers: [.authorization: "Bearer \(token.secret)"])
             response.expectProblem(.serviceUnavailable)
             #expect(response.headers[.retryAfter] != nil)
@@ -314,7 +314,7 @@ import Testing
         var configuration = Harness.configuration()
         configuration.limits.requestTimeout = .milliseconds(500)
         let application = Application(router: buildRouter(configuration: configuration, database: database))
-        try await application.test(.router) { client in
+        try await application.testContract { client in
             let start = ContinuousClock.now
             let response = try await client.send(.get, "\(base)/report", headers: [.authorization: "Bearer \(token.secret)"])
             response.expectProblem(.serviceUnavailable)
