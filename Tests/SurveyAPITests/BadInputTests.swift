@@ -65,7 +65,7 @@ import Testing
         Case(
             label: "duplicate language in one body",
             body: survey(questions: #"[{"body":"a","language":"en-GB"},{"body":"b","language":"fr"},{"body":"c","language":"EN-gb"}]"#),
-            fields: ["questions[2].language"]),
+            status: .unprocessableContent, fields: ["questions[2].language"]),
         Case(label: "every field wrong at once", body: #"{"name":"","interactionType":"","questions":[{}]}"#,
              fields: ["name", "interactionType", "questions[0].body", "questions[0].language"]),
     ]

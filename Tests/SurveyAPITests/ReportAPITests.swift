@@ -221,16 +221,28 @@ import Testing
     @Test func badPeriodsAndLimits() async throws {
         let tenant = try await harness.company()
         try await harness.test { client in
+            // Well-formed parameters that together break a rule: 422.
             let reversed = try await get(client, tenant, "/report", [("startDate", "2026-03-02"), ("endDate", "2026-03-01")])
-            reversed.expectProblem(.badRequest)
+            reversed.expectProblem(.unprocessableContent)
+            #expect(reversed.object["type"] as? String == "/problems/rule-violation")
             #expect(reversed.errorFields == ["startDate"])
             let long = try await get(client, tenant, "/report", [("startDate", "2020-01-01"), ("endDate", "2025-06-01")])
+            long.expectProblem(.unprocessableContent)
             #expect(long.errorFields == ["endDate"])
+            // The last day of year 9999 would end the period in year 10000.
+            let far = try await get(client, tenant, "/report", [("startDate", "9999-01-01"), ("endDate", "9999-12-31")])
+            far.expectProblem(.unprocessableContent)
+            #expect(far.errorFields == ["endDate"])
+            // A malformed parameter beside a broken rule: 400, listing both.
+            let both = try await get(client, tenant, "/report", [("startDate", "2026-03-02"), ("endDate", "2026-03-01"), ("channel", "FAX")])
+            both.expectProblem(.badRequest)
+            #expect(Set(both.errorFields) == ["startDate", "channel"])
             let segments = try await get(client, tenant, "/report", [("segments", (0...20).map { "s\($0)" }.joined(separator: ","))])
             #expect(segments.errorFields == ["segments"])
             let twice = try await get(client, tenant, "/report", [("startDate", "2026-01-01"), ("startDate", "2026-01-02")])
             #expect(twice.errorFields == ["startDate"])
             let buckets = try await get(client, tenant, "/report/trend", [("startDate", "2024-01-01"), ("endDate", "2025-06-01"), ("interval", "day")])
+            buckets.expectProblem(.unprocessableContent)
             #expect(buckets.errorFields == ["interval"])
         }
     }

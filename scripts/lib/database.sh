@@ -101,6 +101,18 @@ ensure_system_packages() {
     [[ -n "$(surveyd_postgres_bin_dir)" ]] || _surveyd_die "PostgreSQL server binaries still not found after install"
 }
 
+# Installs the named Debian packages (apt-get), for tools only some scripts need
+# (python3-venv for schemathesis, wrk for the HTTP benchmark).
+ensure_apt_packages() {
+    command -v apt-get >/dev/null 2>&1 || { _surveyd_die "missing $*; install it by hand"; return 1; }
+    if [[ -z "$_SURVEYD_APT_UPDATED" ]]; then
+        _surveyd_quiet_as_root apt-get update || return 1
+        _SURVEYD_APT_UPDATED=1
+    fi
+    _surveyd_log "Installing $* (apt-get)..."
+    _surveyd_quiet_as_root apt-get install -y --no-install-recommends "$@"
+}
+
 # Puts the Swift toolchain on PATH when it is installed but not on PATH.
 ensure_swift_toolchain() {
     command -v swift >/dev/null 2>&1 && return 0

@@ -49,8 +49,11 @@ struct ReportController {
         } catch ReportRepository.Failure.surveyNotFound {
             throw Problem.notFound("No survey \(survey.map { "\($0)" } ?? "").")
         } catch ReportRepository.Failure.tooManyGroups {
-            throw Problem.invalidField(
-                "groupBy", "the breakdown has more than \(ReportLimits.maximumGroups) entries; narrow it with segments or a shorter period")
+            throw Problem.ruleViolation([
+                .init(
+                    field: "groupBy",
+                    message: "the breakdown has more than \(ReportLimits.maximumGroups) entries; narrow it with segments or a shorter period")
+            ])
         }
     }
 
@@ -81,12 +84,17 @@ struct ReportController {
             guard errors.isEmpty else { throw Problem.validation(errors) }
             return query
         } catch let error as ReportParameterError {
-            throw Problem.validation(errors + error.problems.map { .init(field: $0.parameter, message: $0.message) })
+            guard errors.isEmpty else {
+                throw Problem.validation(errors + error.problems.map { .init(field: $0.parameter, message: $0.message) })
+            }
+            throw problem(error)
         }
     }
 
+    /// 422 when every problem is a broken rule, else 400 listing them all.
     static func problem(_ error: ReportParameterError) -> Problem {
-        Problem.validation(error.problems.map { .init(field: $0.parameter, message: $0.message) })
+        let fields = error.problems.map { Problem.FieldError(field: $0.parameter, message: $0.message) }
+        return error.isOnlyRules ? .ruleViolation(fields) : .validation(fields)
     }
 
     private func surveyID(_ context: TenantRequestContext) throws -> SurveyID {

@@ -67,7 +67,7 @@ extension NewSurvey {
                     }
                     guard let question = NewQuestion(json: fields, at: path, validator: &validator) else { continue }
                     if let first = firstPathByLanguage[question.language] {
-                        validator.fail("\(path).language", "duplicates the language of \(first) (\(question.language)); one question per language")
+                        validator.breaks("\(path).language", "duplicates the language of \(first) (\(question.language)); one question per language")
                         continue
                     }
                     firstPathByLanguage[question.language] = path

@@ -57,6 +57,15 @@ extension Problem {
             detail: errors.count == 1 ? "1 field is invalid." : "\(errors.count) fields are invalid.", errors: errors)
     }
 
+    /// The request matches the contract (openapi.yaml), field by field, but breaks a rule
+    /// that spans fields or depends on data: two questions in one language, a period that
+    /// ends before it starts. 400 is kept for what the contract itself rules out.
+    public static func ruleViolation(_ errors: [FieldError]) -> Problem {
+        Problem(
+            status: .unprocessableContent, type: "/problems/rule-violation", title: "The request breaks a rule",
+            detail: errors.count == 1 ? "1 rule is broken." : "\(errors.count) rules are broken.", errors: errors)
+    }
+
     public static func invalidField(_ field: String, _ message: String) -> Problem {
         validation([FieldError(field: field, message: message)])
     }

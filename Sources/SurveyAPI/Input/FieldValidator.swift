@@ -4,9 +4,15 @@ import SurveyDomain
 /// learns all of them from one response.
 struct FieldValidator {
     private(set) var errors: [Problem.FieldError] = []
+    /// Rules broken by fields that are each valid (see `Problem.ruleViolation`).
+    private(set) var brokenRules: [Problem.FieldError] = []
 
     mutating func fail(_ field: String, _ message: String) {
         errors.append(.init(field: field, message: message))
+    }
+
+    mutating func breaks(_ field: String, _ message: String) {
+        brokenRules.append(.init(field: field, message: message))
     }
 
     /// A required string whose length, counted in Unicode characters as PostgreSQL counts
@@ -74,8 +80,10 @@ struct FieldValidator {
         }
     }
 
-    /// Throws a 400 listing every error, if there is any.
+    /// Throws a 400 listing every error (and broken rule), if there is any; else a 422
+    /// listing the broken rules, if there is any.
     func check() throws {
-        if !errors.isEmpty { throw Problem.validation(errors) }
+        if !errors.isEmpty { throw Problem.validation(errors + brokenRules) }
+        if !brokenRules.isEmpty { throw Problem.ruleViolation(brokenRules) }
     }
 }

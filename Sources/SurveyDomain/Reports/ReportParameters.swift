@@ -37,6 +37,9 @@ public struct ReportParameters: Sendable, Equatable {
         func fail(_ parameter: String, _ message: String) {
             problems.append(.init(parameter: parameter, message: message))
         }
+        func breaks(_ parameter: String, _ message: String) {
+            problems.append(.init(parameter: parameter, message: message, isRule: true))
+        }
 
         var timeZone = TimeZone(identifier: "UTC")!
         var timeZoneName = "UTC"
@@ -57,7 +60,7 @@ public struct ReportParameters: Sendable, Equatable {
             if let parsed = ISODateParser.parse(endDate) {
                 if case .day = parsed { endIsWholeDay = true }
                 end = parsed.resolved(in: calendar, asEnd: true)
-                if end == nil { fail("endDate", "is not a time that exists in \(timeZone.identifier)") }
+                if end == nil { breaks("endDate", "is not a time that exists in \(timeZone.identifier)") }
             } else {
                 fail("endDate", "must be an ISO 8601 date or date-time, e.g. 2026-03-31 or 2026-03-31T23:59:59.999+01:00 (got \(quoted(endDate)))")
             }
@@ -65,7 +68,7 @@ public struct ReportParameters: Sendable, Equatable {
         if let startDate {
             if let parsed = ISODateParser.parse(startDate) {
                 start = parsed.resolved(in: calendar, asEnd: false)
-                if start == nil { fail("startDate", "is not a time that exists in \(timeZone.identifier)") }
+                if start == nil { breaks("startDate", "is not a time that exists in \(timeZone.identifier)") }
             } else {
                 fail("startDate", "must be an ISO 8601 date or date-time, e.g. 2026-03-01 or 2026-03-01T00:00:00+01:00 (got \(quoted(startDate)))")
             }
@@ -74,10 +77,15 @@ public struct ReportParameters: Sendable, Equatable {
         if startDate == nil, let end { start = end.addingTimeInterval(-Double(ReportLimits.defaultDays) * 86_400) }
         if let start, let end {
             // A whole-day end includes its day: a start at the next midnight is after it.
-            if start > end || (endIsWholeDay && start >= end) {
-                fail("startDate", "must not be after endDate (\(Timestamp.format(start)) > \(Timestamp.format(end)))")
+            if start < ReportLimits.earliest || end > ReportLimits.latest {
+                // Far enough for any survey, near enough that every bound prints as a four-digit year.
+                breaks(
+                    start < ReportLimits.earliest ? "startDate" : "endDate",
+                    "must lie between \(Timestamp.format(ReportLimits.earliest)) and \(Timestamp.format(ReportLimits.latest))")
+            } else if start > end || (endIsWholeDay && start >= end) {
+                breaks("startDate", "must not be after endDate (\(Timestamp.format(start)) > \(Timestamp.format(end)))")
             } else if let limit = calendar.date(byAdding: .year, value: ReportLimits.maximumYears, to: start), end > limit {
-                fail(endDate == nil ? "startDate" : "endDate", "the period must not be longer than \(ReportLimits.maximumYears) years")
+                breaks(endDate == nil ? "startDate" : "endDate", "the period must not be longer than \(ReportLimits.maximumYears) years")
             }
         }
 

@@ -87,7 +87,9 @@ public struct ReportQuery: Sendable, Equatable {
         var start = period.lowerBound
         while start < period.upperBound || buckets.isEmpty {
             guard buckets.count < ReportLimits.maximumBuckets else {
-                throw ReportParameterError("interval", "makes more than \(ReportLimits.maximumBuckets) buckets over this period; choose a longer interval or a shorter period")
+                throw ReportParameterError(
+                    "interval", "makes more than \(ReportLimits.maximumBuckets) buckets over this period; choose a longer interval or a shorter period",
+                    isRule: true)
             }
             guard let next = calendar.dateInterval(of: unit, for: start)?.end else { break }
             let end = min(next, period.upperBound)
@@ -106,6 +108,9 @@ public enum ReportLimits {
     /// Entries of a breakdown; more is refused rather than cut.
     public static let maximumGroups = 1000
     public static let defaultDays = 30
+    /// Reports cover `[1970-01-01, 9000-01-01)` UTC.
+    public static let earliest = Date(timeIntervalSince1970: 0)
+    public static let latest = Date(timeIntervalSince1970: 221_845_392_000)
 }
 
 /// Bad report parameters: each names the query parameter and says what was wrong.
@@ -113,13 +118,26 @@ public struct ReportParameterError: Error, Sendable, Equatable {
     public struct Problem: Sendable, Equatable {
         public var parameter: String
         public var message: String
+        /// Each parameter is well-formed, but together they ask for what is not allowed
+        /// (a period that ends before it starts, too many buckets): the API answers 422,
+        /// where a malformed parameter gets 400.
+        public var isRule: Bool
+
+        public init(parameter: String, message: String, isRule: Bool = false) {
+            self.parameter = parameter
+            self.message = message
+            self.isRule = isRule
+        }
     }
 
     public var problems: [Problem]
 
-    public init(_ parameter: String, _ message: String) {
-        problems = [Problem(parameter: parameter, message: message)]
+    public init(_ parameter: String, _ message: String, isRule: Bool = false) {
+        problems = [Problem(parameter: parameter, message: message, isRule: isRule)]
     }
+
+    /// Whether every problem is a broken rule rather than a malformed parameter.
+    public var isOnlyRules: Bool { problems.allSatisfy(\.isRule) }
 
     init(problems: [Problem]) {
         self.problems = problems
