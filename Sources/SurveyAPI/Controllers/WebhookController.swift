@@ -30,7 +30,7 @@ struct WebhookController<Context: RequestContext> {
 
     @Sendable func inbound(request: Request, context: Context) async throws -> Response {
         let form = try await verifiedForm(request, context: context)
-        let sid = form["MessageSid"] ?? form["SmsSid"] ?? ""
+        let sid = Self.messageID(form)
         let from = form["From"] ?? ""
         guard !sid.isEmpty, !from.isEmpty else {
             var missing: [Problem.FieldError] = []
@@ -53,7 +53,8 @@ struct WebhookController<Context: RequestContext> {
 
     @Sendable func status(request: Request, context: Context) async throws -> HTTPResponse.Status {
         let form = try await verifiedForm(request, context: context)
-        guard let sid = form["MessageSid"] ?? form["SmsSid"], !sid.isEmpty else {
+        let sid = Self.messageID(form)
+        guard !sid.isEmpty else {
             throw Problem.validation([.init(field: "MessageSid", message: "is required")])
         }
         let status: ReplyRepository.DeliveryStatus =
@@ -64,6 +65,11 @@ struct WebhookController<Context: RequestContext> {
             }
         try await replies.recordDelivery(status, messageID: sid)
         return .noContent
+    }
+
+    /// The message's id: `MessageSid`, else the older `SmsSid` (the first that is not empty).
+    static func messageID(_ form: [String: String]) -> String {
+        [form["MessageSid"], form["SmsSid"]].lazy.compactMap { $0 }.first { !$0.isEmpty } ?? ""
     }
 
     /// The form parameters, once the signature over them and our public URL checks out.

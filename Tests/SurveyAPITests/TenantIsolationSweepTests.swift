@@ -1,0 +1,122 @@
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import Postgres
+import SurveyDomain
+import SurveyStorage
+import TestSupport
+import Testing
+
+/// Every operation of the tenant API, taken from openapi.yaml (so a new one cannot be
+/// forgotten), called by one company with another's ids: 404, and nothing of the other
+/// company changed. Then every tenant table read as the application role with no tenant
+/// set: no rows.
+@Suite struct TenantIsolationSweepTests {
+    let harness: Harness
+    init() async throws { harness = try await Harness() }
+
+    /// A valid body for each operation that takes one, so that only the ownership of the
+    /// ids can be why it is refused.
+    static let bodies: [String: String] = [
+        "POST /survey/1.0.0/surveys/{id}/question": #"{"body":"Wie wahrscheinlich …?","language":"de"}"#,
+        "POST /survey/1.0.0/surveys/{id}/send": #"{"requests":[{"channel":"SMS","destination":"+32470999111"}]}"#,
+    ]
+
+    /// Everything of a company the database holds, as text, to compare before and after.
+    func snapshot(_ company: CompanyID) async throws -> String {
+        try await harness.superuser().withConnection { connection in
+            let tables = try await connection.query(
+                """
+                SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname <> 'report_rollups'
+                   AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'company_id')
+                 ORDER BY 1
+                """
+            ).map { try $0.decode(String.self) }
+            var text = ""
+            for table in tables {
+                let rows = try await connection.query(
+                    "SELECT coalesce(string_agg(t::text, '\n' ORDER BY t::text), '') FROM \(identifier: table) AS t WHERE company_id = \(company)"
+                ).one().decode(String.self)
+                text += "\(table):\n\(rows)\n"
+            }
+            return text
+        }
+    }
+
+    @Test func anotherCompanysIdsAre404EverywhereAndChangeNothing() async throws {
+        let victim = try await harness.company()
+        let intruder = try await harness.company()
+        let tenantOperations = OpenAPIContract.shared.operations
+            .filter { $0.path.hasPrefix("/survey/1.0.0/") && $0.path.contains("{") }
+            .map { (path: $0.path, method: $0.method) }
+        #expect(tenantOperations.count >= 6, "the contract lost its tenant operations?")
+        try await harness.test { client in
+            let created = try await client.send(
+                .post, "\(base)/surveys", headers: victim.headers,
+                body: #"{"name":"victim","interactionType":"care","questions":[{"body":"Q?","language":"en"}]}"#)
+            let survey = try #require(created.object["id"] as? Int)
+            let sent = try await client.send(
+                .post, "\(base)/surveys/\(survey)/send", headers: victim.headers,
+                body: #"{"requests":[{"channel":"SMS","destination":"+32470999222"}]}"#)
+            #expect(sent.status == .accepted)
+            let before = try await snapshot(victim.id)
+
+            for (path, method) in tenantOperations {
+                let key = "\(method) \(path)"
+                let concrete = path.replacingOccurrences(of: "{id}", with: String(survey))
+                #expect(!concrete.contains("{"), "\(key): a path parameter the sweep does not know")
+                let body = Self.bodies[key]
+                if method == "POST" { #expect(body != nil, "\(key): the sweep needs a valid body for this operation") }
+                let response = try await client.send(
+                    HTTPRequest.Method(method)!, concrete, headers: intruder.headers, body: body)
+                #expect(response.status == .notFound, "\(key) with another company's id: \(response.status) \(response.text)")
+            }
+            // The lists and reports without ids show the intruder nothing of the victim.
+            let list = try await client.send(.get, "\(base)/surveys", headers: intruder.headers)
+            #expect(!list.text.contains("victim"))
+            let report = try await client.send(.get, "\(base)/report", headers: intruder.headers)
+            #expect((report.object["responseStatistics"] as? [String: Any])?["totalRequests"] as? Int == 0, "\(report.text)")
+            let usage = try await client.send(.get, "\(base)/usage", headers: intruder.headers)
+            #expect(usage.object["smsQueuedToday"] as? Int == 0)
+
+            #expect(try await snapshot(victim.id) == before, "a request of another company changed the victim's data")
+        }
+    }
+
+    @Test func theApplicationRoleWithoutATenantSeesNoRowOfAnyTenantTable() async throws {
+        let tenant = try await harness.company()
+        try await harness.test { client in
+            let created = try await client.send(
+                .post, "\(base)/surveys", headers: tenant.headers,
+                body: #"{"name":"s","interactionType":"care","questions":[{"body":"Q?","language":"en"}]}"#)
+            let survey = try #require(created.object["id"] as? Int)
+            _ = try await client.send(
+                .post, "\(base)/surveys/\(survey)/send", headers: tenant.headers.merging([HTTPField.Name("Idempotency-Key")!: "sweep"]),
+                body: #"{"requests":[{"channel":"SMS","destination":"+32470999333"}]}"#)
+        }
+        let tables = try await harness.superuser().withConnection { connection in
+            try await connection.query(
+                "SELECT DISTINCT c.relname::text FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid WHERE p.polname = 'tenant_isolation' ORDER BY 1"
+            ).map { try $0.decode(String.self) }
+        }
+        #expect(tables.count >= 9, "\(tables)")
+        try await harness.database.client.withConnection { connection in
+            for table in tables {
+                let count = try await connection.query("SELECT count(*)::int FROM \(identifier: table)").one().decode(Int.self)
+                #expect(count == 0, "\(table) shows \(count) rows to the application role with no tenant set")
+            }
+        }
+        // They are there: the superuser sees the tenant's rows.
+        #expect(try await harness.count("survey_requests", company: tenant.id) == 1)
+        #expect(try await harness.count("idempotency_keys", company: tenant.id) == 1)
+    }
+}
+
+extension HTTPFields {
+    func merging(_ other: HTTPFields) -> HTTPFields {
+        var merged = self
+        for field in other { merged[field.name] = field.value }
+        return merged
+    }
+}

@@ -1,0 +1,38 @@
+"""schemathesis hooks for surveyd (loaded by scripts/contract-test).
+
+Webhook calls are signed the way Twilio signs them, so the fuzzer reaches the webhook
+handlers instead of stopping at 403: a case that carries an X-Twilio-Signature header
+gets the right signature for its URL and form. A case without the header (the
+fuzzer's missing-header test) stays unsigned and must be refused.
+"""
+
+import base64
+import hashlib
+import hmac
+import os
+
+import schemathesis
+
+AUTH_TOKEN = os.environ.get("TWILIO_AUTH_TOKEN", "")
+PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "")
+
+
+def twilio_signature(url, form):
+    data = url + "".join(key + value for key, value in sorted(form.items()))
+    mac = hmac.new(AUTH_TOKEN.encode(), data.encode("utf-8", "surrogatepass"), hashlib.sha1)
+    return base64.b64encode(mac.digest()).decode()
+
+
+@schemathesis.hook
+def before_call(context, case, kwargs):
+    if not case.path.startswith("/webhooks/twilio/") or not case.headers:
+        return
+    name = next((key for key in case.headers if key.lower() == "x-twilio-signature"), None)
+    if name is None or not isinstance(case.body, dict):
+        return
+    if not all(isinstance(key, str) and isinstance(value, str) for key, value in case.body.items()):
+        return
+    signature = twilio_signature(PUBLIC_BASE_URL + case.formatted_path, case.body)
+    case.headers[name] = signature
+    if isinstance(kwargs.get("headers"), dict):
+        kwargs["headers"][name] = signature
