@@ -80,10 +80,12 @@ public struct Database: Sendable {
         _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         // The id is an integer the program formats, so it can share BEGIN's round trip.
+        // `SET LOCAL` rather than `set_config(…, true)`, its equal here: Citus forwards
+        // `SET LOCAL` to the worker nodes (citus.propagate_set_commands = 'local').
         // Every body given here only touches the database, in this transaction: a connection
         // lost before COMMIT (a terminated backend, a failover) can run it again elsewhere.
         try await client.withTransaction(
-            isolation: isolation, prelude: "SELECT set_config('app.company_id', '\(company.rawValue)', true)",
+            isolation: isolation, prelude: "SET LOCAL app.company_id = '\(company.rawValue)'",
             retryingIfLost: true
         ) { connection in
             try await body(connection)
