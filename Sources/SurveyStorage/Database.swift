@@ -93,6 +93,26 @@ public struct Database: Sendable {
     }
 }
 
+extension Database {
+    /// One statement in a transaction scoped to one company, as `withTenant` would run it,
+    /// but in a single round trip: `BEGIN`, the tenant, the statement and `COMMIT` go out
+    /// together (pipeline mode). For the reads that make most of the API's traffic.
+    public func read(_ company: CompanyID, _ query: PostgresQuery) async throws -> PostgresRows {
+        try await client.withConnection(retryingIfLost: true) { connection in
+            do {
+                return try await connection.pipeline([
+                    "BEGIN", PostgresQuery(unsafeSQL: "SET LOCAL app.company_id = '\(company.rawValue)'", bindings: []), query,
+                    "COMMIT",
+                ])[2]
+            } catch {
+                // An error leaves the transaction open and aborted.
+                try? await connection.simpleQuery("ROLLBACK")
+                throw error
+            }
+        }
+    }
+}
+
 extension Identifier: PostgresEncodable, PostgresDecodable, PostgresOptionalDecodableOrValue {
     public var postgresText: String? { String(rawValue) }
     public init(postgresText text: String) throws(PostgresError) {

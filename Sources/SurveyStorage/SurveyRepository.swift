@@ -28,16 +28,15 @@ public struct SurveyRepository: Sendable {
     }
 
     public func find(_ id: SurveyID, company: CompanyID) async throws -> Survey? {
-        try await database.withTenant(company) { connection in
-            try await surveys(where: id, after: nil, limit: 1, company: company, on: connection).first
-        }
+        try Self.surveys(
+            from: try await database.read(company, Self.surveysQuery(where: id, after: nil, limit: 1, company: company))
+        ).first
     }
 
     /// A page of surveys in id order, starting after `after`.
     public func list(after: SurveyID?, limit: Int, company: CompanyID) async throws -> [Survey] {
-        try await database.withTenant(company) { connection in
-            try await surveys(where: nil, after: after, limit: limit, company: company, on: connection)
-        }
+        try Self.surveys(
+            from: try await database.read(company, Self.surveysQuery(where: nil, after: after, limit: limit, company: company)))
     }
 
     /// Deletes a survey and everything that hangs off it (foreign keys cascade).
@@ -98,26 +97,32 @@ public struct SurveyRepository: Sendable {
     func surveys(
         where id: SurveyID?, after: SurveyID?, limit: Int, company: CompanyID, on connection: PostgresConnection
     ) async throws -> [Survey] {
-        // One round trip: the page of surveys with their questions aggregated as arrays,
-        // in question id order (the first question is the fallback language).
-        let rows = try await connection.query(
-            """
-            SELECT s.survey_id, s.name, s.interaction_type,
-                   coalesce(array_agg(q.question_id ORDER BY q.question_id) FILTER (WHERE q.question_id IS NOT NULL), '{}'),
-                   coalesce(array_agg(q.body ORDER BY q.question_id) FILTER (WHERE q.question_id IS NOT NULL), '{}'),
-                   coalesce(array_agg(q.language ORDER BY q.question_id) FILTER (WHERE q.question_id IS NOT NULL), '{}')
-              FROM (SELECT survey_id, name, interaction_type
-                      FROM surveys
-                     WHERE company_id = \(company)
-                       AND (\(id)::bigint IS NULL OR survey_id = \(id))
-                       AND survey_id > coalesce(\(after)::bigint, 0)
-                     ORDER BY survey_id
-                     LIMIT \(limit)) AS s
-              LEFT JOIN questions AS q ON q.company_id = \(company) AND q.survey_id = s.survey_id
-             GROUP BY s.survey_id, s.name, s.interaction_type
-             ORDER BY s.survey_id
-            """)
-        return try rows.map { row in
+        try Self.surveys(from: try await connection.query(Self.surveysQuery(where: id, after: after, limit: limit, company: company)))
+    }
+
+    /// One statement: the page of surveys with their questions aggregated as arrays, in
+    /// question id order (the first question is the fallback language).
+    static func surveysQuery(where id: SurveyID?, after: SurveyID?, limit: Int, company: CompanyID) -> PostgresQuery {
+        """
+        SELECT s.survey_id, s.name, s.interaction_type,
+               coalesce(array_agg(q.question_id ORDER BY q.question_id) FILTER (WHERE q.question_id IS NOT NULL), '{}'),
+               coalesce(array_agg(q.body ORDER BY q.question_id) FILTER (WHERE q.question_id IS NOT NULL), '{}'),
+               coalesce(array_agg(q.language ORDER BY q.question_id) FILTER (WHERE q.question_id IS NOT NULL), '{}')
+          FROM (SELECT survey_id, name, interaction_type
+                  FROM surveys
+                 WHERE company_id = \(company)
+                   AND (\(id)::bigint IS NULL OR survey_id = \(id))
+                   AND survey_id > coalesce(\(after)::bigint, 0)
+                 ORDER BY survey_id
+                 LIMIT \(limit)) AS s
+          LEFT JOIN questions AS q ON q.company_id = \(company) AND q.survey_id = s.survey_id
+         GROUP BY s.survey_id, s.name, s.interaction_type
+         ORDER BY s.survey_id
+        """
+    }
+
+    static func surveys(from rows: PostgresRows) throws -> [Survey] {
+        try rows.map { row in
             let (id, name, interactionType, questionIDs, bodies, languages) = try row.decode(
                 (SurveyID, String, String, [Int64], [String], [String]).self)
             var questions: [Question] = []

@@ -223,6 +223,41 @@ import Testing
         try await client.withConnection { try await $0.simpleQuery("DROP TABLE \(table)") }
     }
 
+    @Test func aPipelineRunsItsStatementsInOneGoAndStopsAtTheFirstError() async throws {
+        let client = try pool(max: 1)
+        let table = "pipeline_\(UInt32.random(in: 0...UInt32.max))"
+        try await client.withConnection { connection in
+            try await connection.simpleQuery("CREATE TABLE \(table) (n int PRIMARY KEY)")
+            let results = try await connection.pipeline([
+                "INSERT INTO \(identifier: table) VALUES (\(1)), (\(2))",
+                "SELECT n FROM \(identifier: table) ORDER BY n",
+                "SELECT \("text")::text AS t, \(Optional<Int>.none)::int AS missing",
+            ])
+            #expect(results.count == 3)
+            #expect(results[0].affectedRows == 2)
+            let numbers = try results[1].map { try $0.decode(Int.self) }
+            #expect(numbers == [1, 2])
+            let (text, missing) = try results[2].one().decode((String, Int?).self)
+            #expect(text == "text" && missing == nil)
+
+            // An error: thrown, the statements after it not run, and the implicit
+            // transaction (the insert before it) rolled back.
+            let error = await #expect(throws: PostgresError.self) {
+                try await connection.pipeline([
+                    "INSERT INTO \(identifier: table) VALUES (\(3))",
+                    "INSERT INTO \(identifier: table) VALUES (\(1))",
+                    "INSERT INTO \(identifier: table) VALUES (\(4))",
+                ])
+            }
+            #expect(error?.sqlState == "23505")
+            let left = try await connection.query("SELECT array_agg(n ORDER BY n)::int[] FROM \(identifier: table)").one()
+                .decode([Int].self)
+            #expect(left == [1, 2])
+            #expect(connection.isReusable, "the connection left pipeline mode cleanly")
+            try await connection.simpleQuery("DROP TABLE \(table)")
+        }
+    }
+
     @Test func nulCharactersAreRefusedNotTruncated() async throws {
         let client = try pool(max: 1)
         let error = await #expect(throws: PostgresError.self) {

@@ -207,3 +207,27 @@ import Testing
         }
     }
 }
+
+/// `Database.read`, the one-round-trip tenant read: the same isolation as `withTenant`.
+@Suite struct SingleRoundTripReadTests {
+    @Test func aReadSeesOnlyItsTenantAndLeavesNothingBehind() async throws {
+        let database = try await TestDatabase.application()
+        let companies = CompanyRepository(database: database)
+        let (mine, _, _) = try await companies.create(name: "Mine")
+        let (theirs, _, _) = try await companies.create(name: "Theirs")
+        let question = NewQuestion(body: "q", language: try LanguageTag(parsing: "en"))
+        _ = try await SurveyRepository(database: database).create(NewSurvey(name: "theirs", interactionType: "t", questions: [question]), company: theirs.id)
+        // No WHERE clause: row-level security alone keeps the other company out.
+        let names = try await database.read(mine.id, "SELECT name FROM surveys").map { try $0.decode(String.self) }
+        #expect(!names.contains("theirs"))
+        let own = try await database.read(theirs.id, "SELECT name FROM surveys").map { try $0.decode(String.self) }
+        #expect(own == ["theirs"])
+        // An error is thrown, and the connection comes back clean: no tenant left set.
+        await #expect(throws: PostgresError.self) { try await database.read(mine.id, "SELECT 1/0") }
+        try await database.client.withConnection { connection in
+            let setting = try await connection.query("SELECT coalesce(current_setting('app.company_id', true), '')").one().decode(String.self)
+            #expect(setting == "")
+            #expect(try await connection.query("SELECT count(*)::int FROM surveys").one().decode(Int.self) == 0)
+        }
+    }
+}
