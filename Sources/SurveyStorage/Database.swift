@@ -85,7 +85,7 @@ public struct Database: Sendable {
         // Every body given here only touches the database, in this transaction: a connection
         // lost before COMMIT (a terminated backend, a failover) can run it again elsewhere.
         try await client.withTransaction(
-            isolation: isolation, prelude: "SET LOCAL app.company_id = '\(company.rawValue)'",
+            isolation: isolation, prelude: Self.tenantSettings(company).joined(separator: "; "),
             retryingIfLost: true
         ) { connection in
             try await body(connection)
@@ -94,16 +94,20 @@ public struct Database: Sendable {
 }
 
 extension Database {
+    /// The tenant, and the time left to the request's deadline if it has one. Both are
+    /// integers the program formats, so they can go with `BEGIN` in one message.
+    static func tenantSettings(_ company: CompanyID) -> [String] {
+        ["SET LOCAL app.company_id = '\(company.rawValue)'"] + [RequestDeadline.statementTimeoutSetting()].compactMap { $0 }
+    }
+
     /// One statement in a transaction scoped to one company, as `withTenant` would run it,
     /// but in a single round trip: `BEGIN`, the tenant, the statement and `COMMIT` go out
     /// together (pipeline mode). For the reads that make most of the API's traffic.
     public func read(_ company: CompanyID, _ query: PostgresQuery) async throws -> PostgresRows {
         try await client.withConnection(retryingIfLost: true) { connection in
             do {
-                return try await connection.pipeline([
-                    "BEGIN", PostgresQuery(unsafeSQL: "SET LOCAL app.company_id = '\(company.rawValue)'", bindings: []), query,
-                    "COMMIT",
-                ])[2]
+                let settings = Self.tenantSettings(company).map { PostgresQuery(unsafeSQL: $0, bindings: []) }
+                return try await connection.pipeline(["BEGIN"] + settings + [query, "COMMIT"])[1 + settings.count]
             } catch {
                 // An error leaves the transaction open and aborted.
                 try? await connection.simpleQuery("ROLLBACK")

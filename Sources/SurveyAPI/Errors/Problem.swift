@@ -130,20 +130,12 @@ extension Problem {
         status: .serviceUnavailable, title: "Service Unavailable",
         detail: "The database is unavailable; retry shortly.", headers: [.retryAfter: "1"])
 
-    /// The statement ran into the session's `statement_timeout`: too much work for one
-    /// request right now (e.g. a day trend of a very large company far from UTC).
+    /// The statement ran into its `statement_timeout`: the request's deadline, or the
+    /// session's limit (e.g. a day trend of a very large company far from UTC).
     public static let tooSlow = Problem(
-        status: .serviceUnavailable, title: "Service Unavailable",
-        detail: "The request took longer than the server allows; retry later, or ask for less (a shorter period, a coarser interval).",
+        status: .serviceUnavailable, type: "/problems/timeout", title: "Service Unavailable",
+        detail: "The request took longer than the server allows and was stopped; retry later, or ask for less (a shorter period, a coarser interval).",
         headers: [.retryAfter: "5"])
-
-    /// The request ran past the server's request timeout and was abandoned.
-    public static func timedOut(after timeout: Duration) -> Problem {
-        Problem(
-            status: .serviceUnavailable, type: "/problems/timeout", title: "Service Unavailable",
-            detail: "The request took longer than \(timeout.components.seconds) s and was stopped; retry later, or ask for less.",
-            headers: [.retryAfter: "5"])
-    }
 
     public static let internalError = Problem(
         status: .internalServerError, title: "Internal Server Error",

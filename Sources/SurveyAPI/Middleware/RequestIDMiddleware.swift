@@ -42,9 +42,19 @@ struct RequestIDMiddleware<Context: RequestContext>: RouterMiddleware {
         return value
     }
 
+    /// 128 random bits as 32 lowercase hex digits.
     static func make() -> String {
         var generator = SystemRandomNumberGenerator()
-        return (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0 ... .max, using: &generator)) }.joined()
+        let digits = Array("0123456789abcdef".utf8)
+        var bytes = [UInt8](repeating: 0, count: 32)
+        for half in 0..<2 {
+            var word = generator.next()
+            for index in 0..<16 {
+                bytes[half * 16 + index] = digits[Int(word & 0xF)]
+                word >>= 4
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 }
 

@@ -1,35 +1,18 @@
 import Hummingbird
-import Logging
+import SurveyStorage
 
-/// Ends a request that runs past `timeout` with 503 and `Retry-After`, cancelling its
-/// handler (whose queries are then cancelled on the server too), so that no client waits
-/// without end and no handler holds a connection past its time.
+/// Gives each request a deadline, `timeout` from its start. The database work of the
+/// request runs with what is left as its `statement_timeout` (and a request whose
+/// statement runs past it is answered 503 with `Retry-After`, the statement cancelled by
+/// the server). A deadline rather than a watchdog task per request: a task group for
+/// every request cost a third of the server's throughput and most of its memory under
+/// load (docs/BENCHMARKS.md). Slow clients are the idle timeout's business.
 struct RequestTimeoutMiddleware<Context: RequestContext>: RouterMiddleware {
     let timeout: Duration
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        try await withoutActuallyEscaping(next) { next in
-            let handler = NextHandler(run: next)
-            return try await withThrowingTaskGroup(of: Response?.self) { group in
-                group.addTask { try await handler.run(request, context) }
-                group.addTask {
-                    try await Task.sleep(for: timeout)
-                    return nil
-                }
-                defer { group.cancelAll() }
-                guard let response = try await group.next()! else {
-                    context.logger.warning("request timed out", metadata: ["timeout": "\(timeout)"])
-                    throw Problem.timedOut(after: timeout)
-                }
-                return response
-            }
+        try await RequestDeadline.$current.withValue(.now + timeout) {
+            try await next(request, context)
         }
     }
-}
-
-/// `next` runs in a child task, the only place it runs; the task group is awaited to the
-/// end before `handle` returns, so it never outlives the call and nothing else calls it
-/// concurrently. That is what makes sending this non-`Sendable` closure safe.
-private struct NextHandler<Context: RequestContext>: @unchecked Sendable {
-    let run: (Request, Context) async throws -> Response
 }
