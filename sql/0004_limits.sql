@@ -105,17 +105,28 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
-    moment timestamptz := clock_timestamp();
+    moment timestamptz;
+    last_refresh timestamptz;
     available double precision;
 BEGIN
     IF rate <= 0 OR burst < 1 OR wanted < 1 THEN
         RAISE EXCEPTION 'rate must be positive, burst and wanted at least 1' USING ERRCODE = '22023';
     END IF;
-    INSERT INTO rate_limit_buckets (bucket_key, tokens, refreshed_at) VALUES (key, burst, moment)
+    INSERT INTO rate_limit_buckets (bucket_key, tokens, refreshed_at) VALUES (key, burst, clock_timestamp())
     ON CONFLICT (bucket_key) DO NOTHING;
-    SELECT least(burst, b.tokens + rate * greatest(0, extract(epoch FROM moment - b.refreshed_at)))
-      INTO available
+    SELECT b.tokens, b.refreshed_at INTO available, last_refresh
       FROM rate_limit_buckets AS b WHERE b.bucket_key = key FOR UPDATE;
+    IF NOT FOUND THEN
+        -- Purged between the insert and the lock: grant nothing this time.
+        granted := 0;
+        retry_after := 1 / rate;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    -- The time is read once the row is ours: a caller that waited for the lock must not
+    -- refill for time another caller already counted.
+    moment := greatest(clock_timestamp(), last_refresh);
+    available := least(burst, available + rate * extract(epoch FROM moment - last_refresh));
     granted := least(wanted, floor(available))::integer;
     UPDATE rate_limit_buckets SET tokens = available - granted, refreshed_at = moment WHERE bucket_key = key;
     retry_after := CASE WHEN granted > 0 THEN 0 ELSE (1 - available) / rate END;

@@ -100,14 +100,15 @@ extension Database {
         ["SET LOCAL app.company_id = '\(company.rawValue)'"] + [RequestDeadline.statementTimeoutSetting()].compactMap { $0 }
     }
 
-    /// One statement in a transaction scoped to one company, as `withTenant` would run it,
+    /// One read-only statement in a transaction scoped to one company, as `withTenant` would run it,
     /// but in a single round trip: `BEGIN`, the tenant, the statement and `COMMIT` go out
     /// together (pipeline mode). For the reads that make most of the API's traffic.
     public func read(_ company: CompanyID, _ query: PostgresQuery) async throws -> PostgresRows {
         try await client.withConnection(retryingIfLost: true) { connection in
             do {
                 let settings = Self.tenantSettings(company).map { PostgresQuery(unsafeSQL: $0, bindings: []) }
-                return try await connection.pipeline(["BEGIN"] + settings + [query, "COMMIT"])[1 + settings.count]
+                // READ ONLY: a lost connection runs this again, which only a read may.
+                return try await connection.pipeline(["BEGIN READ ONLY"] + settings + [query, "COMMIT"])[1 + settings.count]
             } catch {
                 // An error leaves the transaction open and aborted.
                 try? await connection.simpleQuery("ROLLBACK")

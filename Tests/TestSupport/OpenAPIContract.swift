@@ -134,7 +134,16 @@ struct SchemaValidator {
             if !flag { errors.append("\(path): no value is allowed here") }
             return
         }
+        if let reference = (schemaNode as? [String: Any])?["$ref"] as? String, (contract.resolve(schemaNode) as? [String: Any])?.isEmpty ?? true {
+            errors.append("\(path): $ref \(reference) does not resolve")
+            return
+        }
         guard let schema = contract.resolve(schemaNode) as? [String: Any] else { return }
+        for keyword in ["not", "uniqueItems", "exclusiveMinimum", "exclusiveMaximum", "minProperties", "maxProperties",
+                        "patternProperties", "if", "prefixItems", "contains", "multipleOf"]
+        where schema[keyword] != nil {
+            errors.append("\(path): the checker does not implement \(keyword); teach it before the contract uses it")
+        }
         if let all = schema["allOf"] as? [Any] { for part in all { validate(value, against: part, at: path) } }
         if let any = schema["anyOf"] as? [Any], !any.contains(where: { matches(value, $0, path) }) {
             errors.append("\(path): matches none of anyOf")
@@ -159,6 +168,11 @@ struct SchemaValidator {
             let properties = schema["properties"] as? [String: Any] ?? [:]
             for name in schema["required"] as? [String] ?? [] where object[name] == nil {
                 errors.append("\(path): required member \(name) missing")
+            }
+            for (name, needed) in schema["dependentRequired"] as? [String: [String]] ?? [:] where object[name] != nil {
+                for other in needed where object[other] == nil {
+                    errors.append("\(path): \(name) is present, so \(other) is required")
+                }
             }
             for (name, member) in object {
                 if let property = properties[name] {

@@ -143,7 +143,10 @@ public func buildRouter(
     }
 
     if let adminToken = configuration.adminToken, !adminToken.isEmpty {
-        let admin = router.group("admin").add(middleware: AdminAuthMiddleware(adminToken: adminToken))
+        let admin = router.group("admin").add(
+            middleware: AdminAuthMiddleware(
+                adminToken: adminToken, limiter: components.rateLimiter, limits: configuration.limits,
+                addressHasher: configuration.destinationHasher))
         AdminController(companies: companies)
             .addRoutes(to: Routes(group: admin, prefix: "admin", table: table))
     }

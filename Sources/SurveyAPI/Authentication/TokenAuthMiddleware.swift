@@ -10,9 +10,10 @@ import SurveyStorage
 /// applies the token's rate limit and scope.
 ///
 /// Any authentication failure is the same 401, so the answer reveals nothing about why.
-/// Failures are counted per client address; past that limit the address gets 429 without
-/// its tokens being looked up (a token this replica already knows valid still passes, so
-/// one misbehaving client behind a shared address cannot lock out the rest).
+/// Failures are counted per client address; past that limit the address gets 429 for
+/// every request without a valid token. Valid tokens still pass, so one misbehaving
+/// client behind a shared address cannot lock out the rest. Malformed tokens cost no
+/// lookup (`APIToken.isWellFormed`).
 struct TokenAuthMiddleware: RouterMiddleware {
     typealias Context = AppRequestContext
     let authenticator: TokenAuthenticator
@@ -23,10 +24,11 @@ struct TokenAuthMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let token = request.headers[.authorization].flatMap(bearerToken).map(APIToken.init(secret:))
         let addressKey = failureKey(request, context)
-        if let wait = limiter.blockedFor(addressKey), !(token.map(authenticator.isKnown) ?? false) {
-            throw Problem.tooManyFailedAuthentications(retryAfter: wait)
-        }
-        guard let token, let identity = try await authenticator.identity(of: token) else {
+        // A token-shaped secret is always looked up, so a valid token passes even from an
+        // address that others behind the same balancer or NAT got blocked.
+        let identity = try await token.asyncFlatMap { try await authenticator.identity(of: $0) }
+        guard let identity else {
+            if let wait = limiter.blockedFor(addressKey) { throw Problem.tooManyFailedAuthentications(retryAfter: wait) }
             if case .limited(let wait) = await limiter.acquire(addressKey, limit: limits.failedAuthentication) {
                 throw Problem.tooManyFailedAuthentications(retryAfter: wait)
             }
@@ -45,12 +47,23 @@ struct TokenAuthMiddleware: RouterMiddleware {
         return try await next(request, context)
     }
 
-    /// The bucket of failed authentications of the client's address: a keyed hash, so no
-    /// address is stored.
     private func failureKey(_ request: Request, _ context: Context) -> String {
-        let address = clientAddress(request, context, trustForwardedFor: limits.trustForwardedFor) ?? "unknown"
-        let digest = addressHasher.fingerprint(Data(address.utf8)).prefix(16)
-        return "auth-failures:" + digest.map { String(format: "%02x", $0) }.joined()
+        SurveyAPI.failureKey(request, context, trustForwardedFor: limits.trustForwardedFor, hasher: addressHasher)
+    }
+}
+
+/// The bucket of failed authentications of the client's address: a keyed hash, so no
+/// address is stored.
+func failureKey(_ request: Request, _ context: AppRequestContext, trustForwardedFor: Bool, hasher: DestinationHasher) -> String {
+    let address = clientAddress(request, context, trustForwardedFor: trustForwardedFor) ?? "unknown"
+    let digest = hasher.fingerprint(Data(address.utf8)).prefix(16)
+    return "auth-failures:" + digest.map { String(format: "%02x", $0) }.joined()
+}
+
+extension Optional {
+    func asyncFlatMap<U>(_ transform: (Wrapped) async throws -> U?) async rethrows -> U? {
+        guard let value = self else { return nil }
+        return try await transform(value)
     }
 }
 
@@ -75,14 +88,24 @@ extension HTTPField.Name {
     static let xForwardedFor = HTTPField.Name("X-Forwarded-For")!
 }
 
-/// Guards the operator's admin API with `ADMIN_TOKEN`, compared in constant time.
-struct AdminAuthMiddleware<Context: RequestContext>: RouterMiddleware {
+/// Guards the operator's admin API with `ADMIN_TOKEN`, compared in constant time, with
+/// the same per-address limit on failures as the tenant API.
+struct AdminAuthMiddleware: RouterMiddleware {
+    typealias Context = AppRequestContext
     let adminToken: String
+    let limiter: SharedRateLimiter
+    let limits: APIConfiguration.Limits
+    let addressHasher: DestinationHasher
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard let secret = request.headers[.authorization].flatMap(bearerToken),
-            constantTimeEquals(secret, adminToken)
-        else { throw Problem.unauthorized }
+        guard let secret = request.headers[.authorization].flatMap(bearerToken), constantTimeEquals(secret, adminToken) else {
+            let key = failureKey(request, context, trustForwardedFor: limits.trustForwardedFor, hasher: addressHasher)
+            if let wait = limiter.blockedFor(key) { throw Problem.tooManyFailedAuthentications(retryAfter: wait) }
+            if case .limited(let wait) = await limiter.acquire(key, limit: limits.failedAuthentication) {
+                throw Problem.tooManyFailedAuthentications(retryAfter: wait)
+            }
+            throw Problem.unauthorized
+        }
         return try await next(request, context)
     }
 }
