@@ -117,11 +117,14 @@ public func buildRouter(
     OperationsController<AppRequestContext>(database: database, operations: configuration.operations)
         .addRoutes(to: Routes(group: router.group(), prefix: "", table: table))
 
+    let failures = FailedAuthentications(
+        limiter: components.rateLimiter, limit: configuration.limits.failedAuthentication,
+        trustForwardedFor: configuration.limits.trustForwardedFor, addressHasher: configuration.destinationHasher)
     let tenantAPI = router.group(RouterPath(apiBasePath))
         .add(
             middleware: TokenAuthMiddleware(
                 authenticator: components.authenticator, limiter: components.rateLimiter,
-                limits: configuration.limits, addressHasher: configuration.destinationHasher)
+                limits: configuration.limits, failures: failures)
         )
         .group(context: TenantRequestContext.self)
     let tenantRoutes = Routes(group: tenantAPI, prefix: apiBasePath, table: table)
@@ -144,9 +147,7 @@ public func buildRouter(
 
     if let adminToken = configuration.adminToken, !adminToken.isEmpty {
         let admin = router.group("admin").add(
-            middleware: AdminAuthMiddleware(
-                adminToken: adminToken, limiter: components.rateLimiter, limits: configuration.limits,
-                addressHasher: configuration.destinationHasher))
+            middleware: AdminAuthMiddleware(adminToken: adminToken, failures: failures))
         AdminController(companies: companies)
             .addRoutes(to: Routes(group: admin, prefix: "admin", table: table))
     }

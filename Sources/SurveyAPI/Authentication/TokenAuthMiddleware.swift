@@ -19,21 +19,14 @@ struct TokenAuthMiddleware: RouterMiddleware {
     let authenticator: TokenAuthenticator
     let limiter: SharedRateLimiter
     let limits: APIConfiguration.Limits
-    let addressHasher: DestinationHasher
+    let failures: FailedAuthentications
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let token = request.headers[.authorization].flatMap(bearerToken).map(APIToken.init(secret:))
-        let addressKey = failureKey(request, context)
         // A token-shaped secret is always looked up, so a valid token passes even from an
         // address that others behind the same balancer or NAT got blocked.
         let identity = try await token.asyncFlatMap { try await authenticator.identity(of: $0) }
-        guard let identity else {
-            if let wait = limiter.blockedFor(addressKey) { throw Problem.tooManyFailedAuthentications(retryAfter: wait) }
-            if case .limited(let wait) = await limiter.acquire(addressKey, limit: limits.failedAuthentication) {
-                throw Problem.tooManyFailedAuthentications(retryAfter: wait)
-            }
-            throw Problem.unauthorized
-        }
+        guard let identity else { throw await failures.refusal(request, context) }
         if case .limited(let wait) = await limiter.acquire("token:\(identity.token)", limit: limits.perToken) {
             throw Problem.rateLimited(retryAfter: wait)
         }
@@ -46,18 +39,27 @@ struct TokenAuthMiddleware: RouterMiddleware {
         context.logger[metadataKey: "token_id"] = "\(identity.token)"
         return try await next(request, context)
     }
-
-    private func failureKey(_ request: Request, _ context: Context) -> String {
-        SurveyAPI.failureKey(request, context, trustForwardedFor: limits.trustForwardedFor, hasher: addressHasher)
-    }
 }
 
-/// The bucket of failed authentications of the client's address: a keyed hash, so no
-/// address is stored.
-func failureKey(_ request: Request, _ context: AppRequestContext, trustForwardedFor: Bool, hasher: DestinationHasher) -> String {
-    let address = clientAddress(request, context, trustForwardedFor: trustForwardedFor) ?? "unknown"
-    let digest = hasher.fingerprint(Data(address.utf8)).prefix(16)
-    return "auth-failures:" + digest.map { String(format: "%02x", $0) }.joined()
+/// Failed authentications, counted per client address in the shared buckets; past the
+/// limit the answer is 429 instead of 401. The address is kept only as a keyed hash, and
+/// only worked out when an authentication fails (never on the path of a valid request).
+struct FailedAuthentications: Sendable {
+    let limiter: SharedRateLimiter
+    let limit: RateLimit
+    let trustForwardedFor: Bool
+    let addressHasher: DestinationHasher
+
+    /// Counts this failure and says what to answer.
+    func refusal(_ request: Request, _ context: AppRequestContext) async -> Problem {
+        let address = clientAddress(request, context, trustForwardedFor: trustForwardedFor) ?? "unknown"
+        let key = "auth-failures:" + addressHasher.fingerprint(Data(address.utf8)).prefix(16).map { String(format: "%02x", $0) }.joined()
+        if let wait = limiter.blockedFor(key) { return .tooManyFailedAuthentications(retryAfter: wait) }
+        if case .limited(let wait) = await limiter.acquire(key, limit: limit) {
+            return .tooManyFailedAuthentications(retryAfter: wait)
+        }
+        return .unauthorized
+    }
 }
 
 extension Optional {
@@ -93,18 +95,11 @@ extension HTTPField.Name {
 struct AdminAuthMiddleware: RouterMiddleware {
     typealias Context = AppRequestContext
     let adminToken: String
-    let limiter: SharedRateLimiter
-    let limits: APIConfiguration.Limits
-    let addressHasher: DestinationHasher
+    let failures: FailedAuthentications
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let secret = request.headers[.authorization].flatMap(bearerToken), constantTimeEquals(secret, adminToken) else {
-            let key = failureKey(request, context, trustForwardedFor: limits.trustForwardedFor, hasher: addressHasher)
-            if let wait = limiter.blockedFor(key) { throw Problem.tooManyFailedAuthentications(retryAfter: wait) }
-            if case .limited(let wait) = await limiter.acquire(key, limit: limits.failedAuthentication) {
-                throw Problem.tooManyFailedAuthentications(retryAfter: wait)
-            }
-            throw Problem.unauthorized
+            throw await failures.refusal(request, context)
         }
         return try await next(request, context)
     }
