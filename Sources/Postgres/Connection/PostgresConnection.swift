@@ -116,22 +116,7 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Cancelling the calling task cancels the statement on the server (`PQcancel`).
     @discardableResult
     public func query(_ query: PostgresQuery) async throws -> PostgresRows {
-        try Task.checkCancellation()
-        let ticket = nextTicket.wrappingAdd(1, ordering: .relaxed).newValue
-        return try await withTaskCancellationHandler {
-            try await threadPool.runBlocking { () throws(PostgresError) -> PostgresRows in
-                try self.inFlight.withLock { state throws(PostgresError) in
-                    if state.cancelledBeforeStart == ticket {
-                        throw PostgresError(code: .server, sqlState: PostgresError.SQLState.queryCanceled, message: "cancelled before it started")
-                    }
-                    state.running = ticket
-                }
-                defer { self.inFlight.withLock { $0.running = nil } }
-                return try self.execute(query)
-            }
-        } onCancel: {
-            self.cancel(ticket: ticket)
-        }
+        try await cancellably { () throws(PostgresError) in try self.execute(query) }
     }
 
     /// Sends `queries` in one round trip (libpq's pipeline mode) and returns each one's rows,
@@ -141,10 +126,18 @@ public final class PostgresConnection: @unchecked Sendable {
     /// One round trip instead of one per statement: on a short request, each saved round
     /// trip is a network exchange and two thread hops.
     public func pipeline(_ queries: [PostgresQuery]) async throws -> [PostgresRows] {
+        try await cancellably { () throws(PostgresError) in try self.executePipeline(queries) }
+    }
+
+    /// Runs `work` on the connection's thread; cancelling the calling task cancels what
+    /// runs on the server (`PQcancel`), or, if it has not started yet, keeps it from starting.
+    private func cancellably<Result: Sendable>(
+        _ work: @escaping @Sendable () throws(PostgresError) -> Result
+    ) async throws -> Result {
         try Task.checkCancellation()
         let ticket = nextTicket.wrappingAdd(1, ordering: .relaxed).newValue
         return try await withTaskCancellationHandler {
-            try await threadPool.runBlocking { () throws(PostgresError) -> [PostgresRows] in
+            try await threadPool.runBlocking { () throws(PostgresError) -> Result in
                 try self.inFlight.withLock { state throws(PostgresError) in
                     if state.cancelledBeforeStart == ticket {
                         throw PostgresError(code: .server, sqlState: PostgresError.SQLState.queryCanceled, message: "cancelled before it started")
@@ -152,7 +145,7 @@ public final class PostgresConnection: @unchecked Sendable {
                     state.running = ticket
                 }
                 defer { self.inFlight.withLock { $0.running = nil } }
-                return try self.executePipeline(queries)
+                return try work()
             }
         } onCancel: {
             self.cancel(ticket: ticket)
