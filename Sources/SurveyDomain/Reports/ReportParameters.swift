@@ -97,6 +97,11 @@ public struct ReportParameters: Sendable, Equatable {
 
         var segments: [String] = []
         var segmentsValid = true
+        // The contract allows the parameter at most 20 times, empty or repeated values included.
+        if self.segments.count > ReportLimits.maximumSegments {
+            fail("segments", "must be given at most \(ReportLimits.maximumSegments) times (got \(self.segments.count))")
+            segmentsValid = false
+        }
         for list in self.segments where !list.isEmpty {
             for segment in list.split(separator: ",", omittingEmptySubsequences: false).map(String.init) {
                 if segment.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
@@ -112,7 +117,7 @@ public struct ReportParameters: Sendable, Equatable {
                 }
             }
         }
-        if segments.count > ReportLimits.maximumSegments {
+        if segmentsValid, segments.count > ReportLimits.maximumSegments {
             fail("segments", "must list at most \(ReportLimits.maximumSegments) segments (got \(segments.count))")
         }
 
