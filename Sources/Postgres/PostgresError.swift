@@ -91,6 +91,14 @@ extension PostgresError {
         public static let adminShutdown = "57P01"
         public static let serializationFailure = "40001"
         public static let deadlockDetected = "40P01"
+        public static let featureNotSupported = "0A000"
+    }
+
+    /// Whether a prepared statement failed because its plan no longer fits the tables: the
+    /// server replans most changes by itself, but not a column whose type changed under a
+    /// statement's result ("cached plan must not change result type").
+    var isStalePreparedPlan: Bool {
+        sqlState == SQLState.featureNotSupported && message?.contains("cached plan") == true
     }
 
     /// Whether the connection this came from is gone (closed, its backend terminated or

@@ -7,18 +7,26 @@ public struct PostgresQuery: Sendable, Hashable, ExpressibleByStringInterpolatio
     public private(set) var sql: String
     /// The parameters in PostgreSQL's text format, `nil` for `NULL`.
     public private(set) var bindings: [String?]
+    /// Whether a connection may prepare this text once and reuse it on later calls
+    /// (`PreparedStatements`). True for statements written as literals or interpolations:
+    /// their text is fixed at the call site. False by default for `unsafeSQL`, whose text
+    /// may be built anew on each call (a report's, a `SET` with a value in it): caching it
+    /// would fill the cache, and after five runs the server may choose a generic plan that
+    /// suits some parameter values poorly.
+    public var isPreparable: Bool
 
-    public init(unsafeSQL sql: String, bindings: [String?] = []) {
+    public init(unsafeSQL sql: String, bindings: [String?] = [], preparable: Bool = false) {
         self.sql = sql
         self.bindings = bindings
+        self.isPreparable = preparable
     }
 
     public init(stringLiteral value: String) {
-        self.init(unsafeSQL: value)
+        self.init(unsafeSQL: value, preparable: true)
     }
 
     public init(stringInterpolation: StringInterpolation) {
-        self.init(unsafeSQL: stringInterpolation.sql, bindings: stringInterpolation.bindings)
+        self.init(unsafeSQL: stringInterpolation.sql, bindings: stringInterpolation.bindings, preparable: true)
     }
 
     public struct StringInterpolation: StringInterpolationProtocol {

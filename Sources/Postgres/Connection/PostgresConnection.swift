@@ -41,6 +41,8 @@ public final class PostgresConnection: @unchecked Sendable {
     private let closed = Atomic<Bool>(false)
     /// Set for connections that own their thread pool (dedicated ones), shut down on close.
     private let ownsThreadPool: Bool
+    /// Only touched on the thread pool, by the one holder's calls, which run one after another.
+    private var statements = PreparedStatements(capacity: 256)
 
     /// The server process serving this connection (`pg_backend_pid()`).
     public let backendPID: Int32
@@ -262,18 +264,25 @@ public final class PostgresConnection: @unchecked Sendable {
     // MARK: - Internals (run on the thread pool)
 
     private func execute(_ query: PostgresQuery) throws(PostgresError) -> PostgresRows {
-        // C strings end at NUL: a value containing one would be cut short without a word.
-        if query.sql.utf8.contains(0) || query.bindings.contains(where: { $0?.utf8.contains(0) == true }) {
-            throw PostgresError(code: .encoding, message: "a query or parameter contains a NUL character", query: query.sql)
+        let outsideTransaction = PQtransactionStatus(handle) == PQTRANS_IDLE
+        do {
+            return try executePipeline([query])[0]
+        } catch let error where error.isStalePreparedPlan && outsideTransaction {
+            // The statement ran in a transaction of its own, which the error rolled back:
+            // running it again, prepared afresh, is what the caller asked for.
+            return try executePipeline([query])[0]
         }
-        let result = withCStringArray(query.bindings) { values in
-            PQexecParams(handle, query.sql, Int32(query.bindings.count), nil, values, nil, nil, 0)
-        }
-        defer { PQclear(result) }
-        let result2 = try check(result, sql: query.sql)
-        return copyRows(result2)
     }
 
+    /// What was sent, in order, so the results can be read back against it.
+    private enum Step {
+        case prepare(sql: String, name: String)
+        case run(PostgresQuery)
+    }
+
+    /// Sends `queries` and a single sync, then reads every result. A statement seen before
+    /// on this connection runs as the statement prepared then; a new one is prepared in the
+    /// same round trip (`PreparedStatements`).
     private func executePipeline(_ queries: [PostgresQuery]) throws(PostgresError) -> [PostgresRows] {
         for query in queries
         where query.sql.utf8.contains(0) || query.bindings.contains(where: { $0?.utf8.contains(0) == true }) {
@@ -285,41 +294,79 @@ public final class PostgresConnection: @unchecked Sendable {
                 message: String(cString: PQerrorMessage(handle)), query: sql)
         }
         guard PQenterPipelineMode(handle) == 1 else { throw failure(nil) }
-        var sent = 0
-        for query in queries {
-            let accepted = withCStringArray(query.bindings) { values in
-                PQsendQueryParams(handle, query.sql, Int32(query.bindings.count), nil, values, nil, nil, 0)
+        var steps: [Step] = []
+        steps.reserveCapacity(queries.count * 2)
+        var allSent = true
+        sending: for query in queries {
+            let count = Int32(query.bindings.count)
+            var name: String?
+            switch query.isPreparable ? statements.plan(for: query.sql) : .unnamed {
+            case .execute(let existing):
+                name = existing
+            case .prepare(let new):
+                guard PQsendPrepare(handle, new, query.sql, count, nil) == 1 else {
+                    statements.prepared(query.sql, as: new, succeeded: false)
+                    allSent = false
+                    break sending
+                }
+                steps.append(.prepare(sql: query.sql, name: new))
+                name = new
+            case .unnamed:
+                name = nil
             }
-            guard accepted == 1 else { break }
-            sent += 1
+            let accepted = withCStringArray(query.bindings) { values in
+                if let name {
+                    PQsendQueryPrepared(handle, name, count, values, nil, nil, 0)
+                } else {
+                    PQsendQueryParams(handle, query.sql, count, nil, values, nil, nil, 0)
+                }
+            }
+            guard accepted == 1 else {
+                allSent = false
+                break sending
+            }
+            steps.append(.run(query))
         }
         let synced = PQpipelineSync(handle) == 1
         // Read everything that was sent, even after an error, so the connection leaves
         // pipeline mode clean.
         var rows: [PostgresRows] = []
+        rows.reserveCapacity(queries.count)
         var firstError: PostgresError?
-        for query in queries.prefix(sent) where synced {
-            guard let result = PQgetResult(handle) else {
-                firstError = firstError ?? failure(query.sql)
-                break
-            }
-            if PQresultStatus(result) != PGRES_PIPELINE_ABORTED {
-                do {
-                    rows.append(copyRows(try check(result, sql: query.sql)))
-                } catch {
-                    firstError = firstError ?? error
+        var reading = synced
+        for step in steps {
+            let result = reading ? PQgetResult(handle) : nil
+            switch step {
+            case .prepare(let sql, let name):
+                statements.prepared(sql, as: name, succeeded: result.map { PQresultStatus($0) == PGRES_COMMAND_OK } ?? false)
+                if let result, PQresultStatus(result) != PGRES_PIPELINE_ABORTED, PQresultStatus(result) != PGRES_COMMAND_OK {
+                    do { _ = try check(result, sql: sql) } catch { firstError = firstError ?? error }
                 }
+            case .run(let query):
+                if let result, PQresultStatus(result) != PGRES_PIPELINE_ABORTED {
+                    do {
+                        rows.append(copyRows(try check(result, sql: query.sql)))
+                    } catch {
+                        if error.isStalePreparedPlan { statements.forget(query.sql) }
+                        firstError = firstError ?? error
+                    }
+                }
+            }
+            guard let result else {
+                if reading { firstError = firstError ?? failure(nil) }
+                reading = false
+                continue
             }
             PQclear(result)
             // Each statement's results end with a NULL.
             while let extra = PQgetResult(handle) { PQclear(extra) }
         }
-        if synced, PQstatus(handle) == CONNECTION_OK, let sync = PQgetResult(handle) {
+        if reading, PQstatus(handle) == CONNECTION_OK, let sync = PQgetResult(handle) {
             PQclear(sync)
         }
         if let firstError { _ = PQexitPipelineMode(handle); throw firstError }
-        guard sent == queries.count, synced else {
-            let error = failure(queries[min(sent, queries.count - 1)].sql)
+        guard allSent, synced else {
+            let error = failure(queries[min(rows.count, queries.count - 1)].sql)
             _ = PQexitPipelineMode(handle)
             throw error
         }
