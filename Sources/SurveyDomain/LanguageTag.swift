@@ -28,6 +28,10 @@ public struct LanguageTag: Hashable, Sendable, CustomStringConvertible, Codable 
 
     /// Parses a tag; surrounding whitespace is ignored (clients of the original API sent it).
     public init(parsing text: String) throws(ParseError) {
+        if Self.isCanonicalLanguageAndRegion(text) {
+            value = text
+            return
+        }
         let trimmed = text.trimmingASCIIWhitespace()
         guard !trimmed.isEmpty else { throw .empty }
         guard trimmed.utf8.count <= Self.maximumLength else { throw .tooLong }
@@ -51,6 +55,27 @@ public struct LanguageTag: Hashable, Sendable, CustomStringConvertible, Codable 
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         try container.encode(value)
+    }
+
+    /// Whether `text` is `ll`, `lll`, `ll-RR` or `lll-RR` (ISO 639 language, ISO 3166
+    /// region) in canonical case: nearly every tag clients send and every tag read back
+    /// from the database, checked without splitting or allocating.
+    private static func isCanonicalLanguageAndRegion(_ text: String) -> Bool {
+        let bytes = text.utf8
+        let count = bytes.count
+        guard count == 2 || count == 3 || count == 5 || count == 6 else { return false }
+        let languageLength = count == 2 || count == 5 ? 2 : 3
+        for (offset, byte) in bytes.enumerated() {
+            switch offset {
+            case ..<languageLength:
+                guard (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) else { return false }
+            case languageLength:
+                guard byte == UInt8(ascii: "-") else { return false }
+            default:
+                guard (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) else { return false }
+            }
+        }
+        return true
     }
 
     private static func canonicalize(_ subtags: [String]) throws(ParseError) -> String {

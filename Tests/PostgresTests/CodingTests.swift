@@ -23,6 +23,9 @@ import Testing
         #expect(try PostgresArrayParser.parse(text) == values)
         #expect(try PostgresArrayParser.parse("{a,NULL,\"NULL\"}") == ["a", nil, "NULL"])
         #expect(try PostgresArrayParser.parse("{}") == [])
+        #expect(try PostgresArrayParser.parse(#"{"d\"e","back\\slash",é€😀,"a,b}"}"#) == ["d\"e", "back\\slash", "é€😀", "a,b}"])
+        #expect(throws: PostgresError.self) { try PostgresArrayParser.parse("{a,}") }
+        #expect(throws: PostgresError.self) { try PostgresArrayParser.parse("{a") }
         #expect(try PostgresArrayParser.parse("[0:1]={x,y}") == ["x", "y"])
         #expect(throws: PostgresError.self) { try PostgresArrayParser.parse("{{1,2},{3,4}}") }
         #expect(throws: PostgresError.self) { try PostgresArrayParser.parse("{\"unterminated}") }

@@ -20,6 +20,18 @@ import Testing
         #expect(throws: LanguageTag.ParseError.self) { try LanguageTag(parsing: input) }
     }
 
+    /// The shortcut for `ll-RR`-shaped tags agrees with the full parse (which a leading
+    /// space forces) on random inputs, whichever of them it takes.
+    @Test func theCanonicalShortcutAgreesWithTheFullParse() {
+        let alphabet = Array("abcdefgzABCDEFGZ-09é")
+        for _ in 0..<5_000 {
+            let text = String((0..<Int.random(in: 0...7)).map { _ in alphabet.randomElement()! })
+            let direct = try? LanguageTag(parsing: text).value
+            let full = try? LanguageTag(parsing: " " + text).value
+            #expect(direct == full, "\(text)")
+        }
+    }
+
     @Test func primaryLanguage() throws {
         #expect(try LanguageTag(parsing: "en-GB").primaryLanguage == "en")
         #expect(try LanguageTag(parsing: "fr").primaryLanguage == "fr")

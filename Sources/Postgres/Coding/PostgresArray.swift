@@ -41,46 +41,70 @@ extension Array: PostgresDecodable where Element: PostgresDecodable {
 
 enum PostgresArrayParser {
     /// Parses a one-dimensional array literal such as `{a,"b c",NULL,"d\"e"}`.
+    ///
+    /// Works on the UTF-8 bytes: every structural character is ASCII, so no multi-byte
+    /// sequence can be mistaken for one, and elements are sliced out whole.
     static func parse(_ text: String) throws(PostgresError) -> [String?] {
-        var chars = Array(text.unicodeScalars)
+        var text = text
+        return try text.withUTF8 { parse(bytes: $0) }.get()
+    }
+
+    private static func parse(bytes all: UnsafeBufferPointer<UInt8>) -> Result<[String?], PostgresError> {
+        let malformed = Result<[String?], PostgresError>.failure(.decoding(String(decoding: all, as: UTF8.self), as: [String].self))
+        var bytes = all[...]
         // A lower bound decoration like `[0:1]={...}` only appears for non-default bounds.
-        if let equals = chars.firstIndex(of: "="), chars.first == "[" {
-            chars = Array(chars[(equals + 1)...])
+        if bytes.first == UInt8(ascii: "["), let equals = bytes.firstIndex(of: UInt8(ascii: "=")) {
+            bytes = bytes[(equals + 1)...]
         }
-        guard chars.first == "{", chars.last == "}" else { throw .decoding(text, as: [String].self) }
-        if chars.count == 2 { return [] }
+        guard bytes.count >= 2, bytes.first == UInt8(ascii: "{"), bytes.last == UInt8(ascii: "}") else { return malformed }
+        var index = bytes.startIndex + 1
+        let end = bytes.endIndex - 1
         var result = [String?]()
-        var index = 1
-        let end = chars.count - 1
+        if index == end { return .success(result) }
         while index < end {
-            var value = String.UnicodeScalarView()
-            var quoted = false
-            if chars[index] == "\"" {
-                quoted = true
+            if bytes[index] == UInt8(ascii: "\"") {
                 index += 1
-                while index < end, chars[index] != "\"" {
-                    if chars[index] == "\\" { index += 1 }
-                    guard index < end else { throw .decoding(text, as: [String].self) }
-                    value.append(chars[index])
+                let start = index
+                var escaped = false
+                while index < end, bytes[index] != UInt8(ascii: "\"") {
+                    if bytes[index] == UInt8(ascii: "\\") {
+                        escaped = true
+                        index += 1
+                    }
                     index += 1
                 }
-                guard index < end else { throw .decoding(text, as: [String].self) }
+                guard index < end else { return malformed }
+                result.append(escaped ? unescape(all[start..<index]) : String(decoding: all[start..<index], as: UTF8.self))
                 index += 1  // closing quote
             } else {
-                while index < end, chars[index] != "," {
-                    if chars[index] == "{" { throw .decoding(text, as: [String].self) }  // nested
-                    value.append(chars[index])
+                let start = index
+                while index < end, bytes[index] != UInt8(ascii: ",") {
+                    if bytes[index] == UInt8(ascii: "{") { return malformed }  // nested
                     index += 1
                 }
+                let element = all[start..<index]
+                result.append(element.elementsEqual("NULL".utf8) ? nil : String(decoding: element, as: UTF8.self))
             }
-            let string = String(value)
-            result.append(!quoted && string == "NULL" ? nil : string)
             if index < end {
-                guard chars[index] == "," else { throw .decoding(text, as: [String].self) }
+                guard bytes[index] == UInt8(ascii: ",") else { return malformed }
                 index += 1
+                if index == end { return malformed }  // a trailing comma
             }
         }
-        return result
+        return .success(result)
+    }
+
+    private static func unescape(_ bytes: Slice<UnsafeBufferPointer<UInt8>>) -> String {
+        var output: [UInt8] = []
+        output.reserveCapacity(bytes.count)
+        var index = bytes.startIndex
+        while index < bytes.endIndex {
+            if bytes[index] == UInt8(ascii: "\\") { index += 1 }
+            guard index < bytes.endIndex else { break }
+            output.append(bytes[index])
+            index += 1
+        }
+        return String(decoding: output, as: UTF8.self)
     }
 }
 

@@ -410,7 +410,13 @@ public final class PostgresConnection: @unchecked Sendable {
             var values: [String?] = []
             values.reserveCapacity(Int(columnCount))
             for column in 0..<columnCount {
-                values.append(PQgetisnull(result, row, column) == 1 ? nil : String(cString: PQgetvalue(result, row, column)))
+                if PQgetisnull(result, row, column) == 1 {
+                    values.append(nil)
+                } else {
+                    // The length libpq knows, instead of `strlen` over the value again.
+                    let bytes = UnsafeRawPointer(PQgetvalue(result, row, column)!).assumingMemoryBound(to: UInt8.self)
+                    values.append(String(decoding: UnsafeBufferPointer(start: bytes, count: Int(PQgetlength(result, row, column))), as: UTF8.self))
+                }
             }
             rows.append(values)
         }

@@ -17,61 +17,110 @@ enum JSONDocument: Sendable, Equatable {
     }
 
     func serialized() -> String {
-        var output = ""
-        write(to: &output)
-        return output
+        String(buffer: encoded())
     }
 
-    private func write(to output: inout String) {
+    func encoded() -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(512)
+        write(to: &buffer)
+        return buffer
+    }
+
+    // Written as bytes straight into the response's buffer: a list of surveys is mostly
+    // strings, and going through `String` appends, scalar by scalar, cost more than the
+    // database round trip (`docs/BENCHMARKS.md`).
+    private func write(to buffer: inout ByteBuffer) {
         switch self {
-        case .null: output += "null"
-        case .bool(let value): output += value ? "true" : "false"
-        case .integer(let value): output += String(value)
+        case .null: buffer.writeStaticString("null")
+        case .bool(let value): buffer.writeStaticString(value ? "true" : "false")
+        case .integer(let value): buffer.writeString(String(value))
         case .number(let value):
             if value.isFinite, value == value.rounded(), abs(value) < 1e15 {
-                output += String(Int64(value))
+                buffer.writeString(String(Int64(value)))
             } else if value.isFinite {
-                output += "\(value)"
+                buffer.writeString("\(value)")
             } else {
-                output += "null"
+                buffer.writeStaticString("null")
             }
-        case .string(let value): Self.writeString(value, to: &output)
+        case .string(let value): Self.writeString(value, to: &buffer)
         case .array(let values):
-            output += "["
-            for (index, value) in values.enumerated() {
-                if index > 0 { output += "," }
-                value.write(to: &output)
+            buffer.writeInteger(UInt8(ascii: "["))
+            for index in values.indices {
+                if index > 0 { buffer.writeInteger(UInt8(ascii: ",")) }
+                values[index].write(to: &buffer)
             }
-            output += "]"
+            buffer.writeInteger(UInt8(ascii: "]"))
         case .object(let members):
-            output += "{"
-            for (index, (key, value)) in members.enumerated() {
-                if index > 0 { output += "," }
-                Self.writeString(key, to: &output)
-                output += ":"
-                value.write(to: &output)
+            buffer.writeInteger(UInt8(ascii: "{"))
+            for index in members.indices {
+                if index > 0 { buffer.writeInteger(UInt8(ascii: ",")) }
+                Self.writeString(members[index].0, to: &buffer)
+                buffer.writeInteger(UInt8(ascii: ":"))
+                members[index].1.write(to: &buffer)
             }
-            output += "}"
+            buffer.writeInteger(UInt8(ascii: "}"))
         }
     }
 
-    private static func writeString(_ string: String, to output: inout String) {
-        output += "\""
-        for scalar in string.unicodeScalars {
-            switch scalar {
-            case "\"": output += "\\\""
-            case "\\": output += "\\\\"
-            case "\n": output += "\\n"
-            case "\r": output += "\\r"
-            case "\t": output += "\\t"
-            case let control where control.value < 0x20 || (0x7F...0x9F).contains(control.value)
-                || control.value == 0x2028 || control.value == 0x2029:
-                let hex = String(control.value, radix: 16)
-                output += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: output.unicodeScalars.append(scalar)
+    /// Writes `string` quoted, escaping what JSON requires (quote, backslash, controls) and
+    /// what some parsers choke on or drop (DEL, the C1 controls, U+2028, U+2029 and
+    /// U+FEFF). Runs of bytes
+    /// that need nothing are copied whole.
+    private static func writeString(_ string: String, to buffer: inout ByteBuffer) {
+        buffer.writeInteger(UInt8(ascii: "\""))
+        var string = string
+        string.withUTF8 { bytes in
+            var runStart = 0
+            var index = 0
+            while index < bytes.count {
+                let (length, scalar) = escapedScalar(in: bytes, at: index)
+                guard length > 0 else {
+                    index += 1
+                    continue
+                }
+                buffer.writeBytes(UnsafeBufferPointer(rebasing: bytes[runStart..<index]))
+                writeEscape(scalar, to: &buffer)
+                index += length
+                runStart = index
+            }
+            buffer.writeBytes(UnsafeBufferPointer(rebasing: bytes[runStart..<bytes.count]))
+        }
+        buffer.writeInteger(UInt8(ascii: "\""))
+    }
+
+    /// The length in bytes and the value of the scalar at `index` if it must be escaped;
+    /// a length of 0 if it needs nothing.
+    private static func escapedScalar(in bytes: UnsafeBufferPointer<UInt8>, at index: Int) -> (Int, UInt32) {
+        let byte = bytes[index]
+        switch byte {
+        case 0x00..<0x20, UInt8(ascii: "\""), UInt8(ascii: "\\"), 0x7F:
+            return (1, UInt32(byte))
+        case 0xC2 where index + 1 < bytes.count && (0x80...0x9F).contains(bytes[index + 1]):
+            return (2, UInt32(bytes[index + 1]))  // U+0080...U+009F
+        case 0xE2 where index + 2 < bytes.count && bytes[index + 1] == 0x80 && (bytes[index + 2] == 0xA8 || bytes[index + 2] == 0xA9):
+            return (3, 0x2000 | UInt32(bytes[index + 2] & 0x3F))  // U+2028, U+2029
+        case 0xEF where index + 2 < bytes.count && bytes[index + 1] == 0xBB && bytes[index + 2] == 0xBF:
+            return (3, 0xFEFF)  // a byte order mark, which some decoders drop wherever it is
+        default:
+            return (0, 0)
+        }
+    }
+
+    private static func writeEscape(_ scalar: UInt32, to buffer: inout ByteBuffer) {
+        switch scalar {
+        case UInt32(UInt8(ascii: "\"")): buffer.writeStaticString("\\\"")
+        case UInt32(UInt8(ascii: "\\")): buffer.writeStaticString("\\\\")
+        case 0x0A: buffer.writeStaticString("\\n")
+        case 0x0D: buffer.writeStaticString("\\r")
+        case 0x09: buffer.writeStaticString("\\t")
+        default:
+            buffer.writeStaticString("\\u")
+            for shift in stride(from: 12, through: 0, by: -4) {
+                let digit = UInt8((scalar >> UInt32(shift)) & 0xF)
+                buffer.writeInteger(digit < 10 ? UInt8(ascii: "0") + digit : UInt8(ascii: "a") + digit - 10)
             }
         }
-        output += "\""
     }
 }
 
@@ -87,7 +136,7 @@ extension Array: JSONResponse where Element: JSONResponse {
 func jsonResponse(_ json: JSONDocument, status: HTTPResponse.Status, headers: HTTPFields = [:], contentType: String = "application/json; charset=utf-8") -> Response {
     var headers = headers
     headers[.contentType] = contentType
-    return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: json.serialized())))
+    return Response(status: status, headers: headers, body: .init(byteBuffer: json.encoded()))
 }
 
 /// A JSON response, with its status and extra headers.
