@@ -57,7 +57,7 @@ public struct SendRepository: Sendable {
     ) async throws -> [SendResult] {
         try await database.withTenant(company) { connection in
             guard let survey = try await SurveyRepository(database: database)
-                .surveys(where: surveyID, after: nil, limit: 1, company: company, on: connection).first
+                .survey(surveyID, company: company, on: connection)
             else { throw StorageError.notFound }
 
             // The rules' facts in one round trip: the company's resurvey period, which

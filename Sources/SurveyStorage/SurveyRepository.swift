@@ -28,15 +28,12 @@ public struct SurveyRepository: Sendable {
     }
 
     public func find(_ id: SurveyID, company: CompanyID) async throws -> Survey? {
-        try Self.surveys(
-            from: try await database.read(company, Self.surveysQuery(where: id, after: nil, limit: 1, company: company))
-        ).first
+        try Self.surveys(from: try await database.read(company, Self.surveyQuery(id, company: company))).first
     }
 
     /// A page of surveys in id order, starting after `after`.
     public func list(after: SurveyID?, limit: Int, company: CompanyID) async throws -> [Survey] {
-        try Self.surveys(
-            from: try await database.read(company, Self.surveysQuery(where: nil, after: after, limit: limit, company: company)))
+        try Self.surveys(from: try await database.read(company, Self.surveysQuery(after: after, limit: limit, company: company)))
     }
 
     /// Deletes a survey and everything that hangs off it (foreign keys cascade).
@@ -94,45 +91,50 @@ public struct SurveyRepository: Sendable {
         return Question(id: try row.decode(QuestionID.self, column: "question_id"), body: question.body, language: question.language)
     }
 
-    func surveys(
-        where id: SurveyID?, after: SurveyID?, limit: Int, company: CompanyID, on connection: PostgresConnection
-    ) async throws -> [Survey] {
-        try Self.surveys(from: try await connection.query(Self.surveysQuery(where: id, after: after, limit: limit, company: company)))
+    func survey(_ id: SurveyID, company: CompanyID, on connection: PostgresConnection) async throws -> Survey? {
+        try Self.surveys(from: try await connection.query(Self.surveyQuery(id, company: company))).first
     }
 
-    /// One statement: the page of surveys with their questions aggregated as arrays, in
-    /// question id order (the first question is the fallback language).
-    static func surveysQuery(where id: SurveyID?, after: SurveyID?, limit: Int, company: CompanyID) -> PostgresQuery {
+    // Surveys with their questions come back one row per question (a survey without any,
+    // as one row of NULLs), in survey then question id order, and are grouped here: the
+    // first question is the fallback language. Aggregating into arrays on the server
+    // instead cost it a sort per array per survey, most of the statement's time.
+
+    static func surveyQuery(_ id: SurveyID, company: CompanyID) -> PostgresQuery {
         """
-        SELECT s.survey_id, s.name, s.interaction_type,
-               coalesce(array_agg(q.question_id ORDER BY q.question_id) FILTER (WHERE q.question_id IS NOT NULL), '{}'),
-               coalesce(array_agg(q.body ORDER BY q.question_id) FILTER (WHERE q.question_id IS NOT NULL), '{}'),
-               coalesce(array_agg(q.language ORDER BY q.question_id) FILTER (WHERE q.question_id IS NOT NULL), '{}')
+        SELECT s.survey_id, s.name, s.interaction_type, q.question_id, q.body, q.language
+          FROM surveys AS s
+          LEFT JOIN questions AS q ON q.company_id = s.company_id AND q.survey_id = s.survey_id
+         WHERE s.company_id = \(company) AND s.survey_id = \(id)
+         ORDER BY q.question_id
+        """
+    }
+
+    static func surveysQuery(after: SurveyID?, limit: Int, company: CompanyID) -> PostgresQuery {
+        """
+        SELECT s.survey_id, s.name, s.interaction_type, q.question_id, q.body, q.language
           FROM (SELECT survey_id, name, interaction_type
                   FROM surveys
-                 WHERE company_id = \(company)
-                   AND (\(id)::bigint IS NULL OR survey_id = \(id))
-                   AND survey_id > coalesce(\(after)::bigint, 0)
+                 WHERE company_id = \(company) AND survey_id > coalesce(\(after)::bigint, 0)
                  ORDER BY survey_id
                  LIMIT \(limit)) AS s
           LEFT JOIN questions AS q ON q.company_id = \(company) AND q.survey_id = s.survey_id
-         GROUP BY s.survey_id, s.name, s.interaction_type
-         ORDER BY s.survey_id
+         ORDER BY s.survey_id, q.question_id
         """
     }
 
     static func surveys(from rows: PostgresRows) throws -> [Survey] {
-        try rows.map { row in
-            let (id, name, interactionType, questionIDs, bodies, languages) = try row.decode(
-                (SurveyID, String, String, [Int64], [String], [String]).self)
-            var questions: [Question] = []
-            for index in questionIDs.indices {
-                questions.append(
-                    Question(
-                        id: QuestionID(questionIDs[index]), body: bodies[index],
-                        language: try LanguageTag(postgresText: languages[index])))
+        var surveys: [Survey] = []
+        for row in rows {
+            let (id, name, interactionType, questionID, body, language) = try row.decode(
+                (SurveyID, String, String, QuestionID?, String?, LanguageTag?).self)
+            if surveys.last?.id != id {
+                surveys.append(Survey(id: id, name: name, interactionType: interactionType, questions: []))
             }
-            return Survey(id: id, name: name, interactionType: interactionType, questions: questions)
+            if let questionID, let body, let language {
+                surveys[surveys.count - 1].questions.append(Question(id: questionID, body: body, language: language))
+            }
         }
+        return surveys
     }
 }

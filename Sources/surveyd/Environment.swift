@@ -163,14 +163,15 @@ enum Environment {
     }
 
     /// `LOG_FORMAT=json` writes one JSON object per line to standard output; the default
-    /// is swift-log's text lines. Done once, before the first logger is made.
+    /// is text lines on standard error. Done once, before the first logger is made.
     private static let bootstrapLogging: Void = {
         switch value("LOG_FORMAT") {
         case "json":
             LoggingSystem.bootstrap { label in JSONLogHandler(label: label) }
         case nil, "text":
-            break
+            LoggingSystem.bootstrap { label in TextLogHandler(label: label) }
         case let other?:
+            LoggingSystem.bootstrap { label in TextLogHandler(label: label) }
             FileHandle.standardError.write(Data("LOG_FORMAT=\(other) is not known; use json or text. Logging as text.\n".utf8))
         }
     }()

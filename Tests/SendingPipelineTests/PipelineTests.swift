@@ -258,7 +258,7 @@ import Testing
     /// Neither the database nor any log line, at any level, holds a phone number, a token
     /// or the text of a reply after a whole cycle.
     @Test func noPhoneNumberTokenOrReplyTextAtRestOrInLogsAfterAFullCycle() async throws {
-        let sink = JSONLogSink.memory()
+        let sink = LogSink.memory()
         var logger = Logger(label: "surveyd.test") { JSONLogHandler(label: $0, sink: sink) }
         logger.logLevel = .trace
         let pipeline = try await Pipeline.make("privacy", logger: logger)

@@ -33,3 +33,14 @@ import Testing
         }
     }
 }
+
+@Suite struct BearerTokenTests {
+    @Test(arguments: [
+        ("Bearer abc", "abc"), ("bearer   abc  ", "abc"), ("BEARER abc", "abc"), ("  Bearer abc", "abc"), ("Bearer a b", "a b"),
+        ("Bearer\tabc", "abc"), ("Bearer", nil), ("Bearer ", nil), ("Basic abc", nil), ("Bearerx abc", nil), ("", nil),
+        ("Béarer abc", nil), ("Bearer é", "é"),
+    ] as [(String, String?)])
+    func extractsTheTokenOfTheBearerScheme(header: String, token: String?) {
+        #expect(bearerToken(header) == token)
+    }
+}

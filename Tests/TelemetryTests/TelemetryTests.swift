@@ -5,9 +5,24 @@ import Prometheus
 import Telemetry
 import Testing
 
+@Suite struct TextLogHandlerTests {
+    @Test func oneLinePerEventWithSortedMetadataAfterTheMessage() {
+        let sink = LogSink.memory()
+        var logger = Logger(label: "surveyd.test") { TextLogHandler(label: $0, sink: sink) }
+        logger[metadataKey: "request_id"] = "abc"
+        logger.info("two\nlines\u{1B}[31m", metadata: ["status": .stringConvertible(201), "b": "x\ty"])
+        logger.debug("not at info")
+        #expect(sink.lines.count == 1)
+        let line = sink.lines.first ?? ""
+        #expect(line.hasSuffix(" info surveyd.test: two\\nlines\\x1b[31m b=x\\ty request_id=abc status=201\n"), "\(line)")
+        #expect(line.filter { $0 == "\n" }.count == 1)
+        #expect(line.wholeMatch(of: /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z .*\n/) != nil, "\(line)")
+    }
+}
+
 @Suite struct JSONLogHandlerTests {
     func log(_ body: (inout Logger) -> Void) -> [[String: Any]] {
-        let sink = JSONLogSink.memory()
+        let sink = LogSink.memory()
         var logger = Logger(label: "surveyd.test") { JSONLogHandler(label: $0, sink: sink) }
         body(&logger)
         return sink.lines.map { line in
@@ -48,7 +63,7 @@ import Testing
     }
 
     @Test func concurrentEventsNeverInterleave() async throws {
-        let sink = JSONLogSink.memory()
+        let sink = LogSink.memory()
         let logger = Logger(label: "surveyd.test") { JSONLogHandler(label: $0, sink: sink) }
         await withTaskGroup(of: Void.self) { group in
             for task in 0..<8 {

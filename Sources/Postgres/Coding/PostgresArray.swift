@@ -50,7 +50,9 @@ enum PostgresArrayParser {
     }
 
     private static func parse(bytes all: UnsafeBufferPointer<UInt8>) -> Result<[String?], PostgresError> {
-        let malformed = Result<[String?], PostgresError>.failure(.decoding(String(decoding: all, as: UTF8.self), as: [String].self))
+        var malformed: Result<[String?], PostgresError> {
+            .failure(.decoding(String(decoding: all, as: UTF8.self), as: [String].self))
+        }
         var bytes = all[...]
         // A lower bound decoration like `[0:1]={...}` only appears for non-default bounds.
         if bytes.first == UInt8(ascii: "["), let equals = bytes.firstIndex(of: UInt8(ascii: "=")) {

@@ -38,7 +38,10 @@ public final class PostgresClient: Service, Sendable {
         /// The pool's id of each open connection, to find it again on release.
         var ids: [ObjectIdentifier: Int] = [:]
         var waiting: [Int: CheckedContinuation<PostgresConnection, any Error>] = [:]
-        var timers: [Int: Task<Void, Never>] = [:]
+        /// Waiters' deadlines, watched by one sweeper task rather than a timer task each:
+        /// under load most requests wait a moment, and a task per wait cost more than the wait.
+        var deadlines: [Int: ContinuousClock.Instant] = [:]
+        var sweeping = false
         var nextRequestID = 0
         var nextConnectionID = 0
         var lastError: PostgresError?
@@ -277,6 +280,32 @@ public final class PostgresClient: Service, Sendable {
         }, closing: reusable ? [] : [connection])
     }
 
+    /// Sleeps until the earliest waiter's deadline and expires the waiters whose deadline
+    /// passed; ends when none is left. Every deadline is `waitTimeout` after its request,
+    /// so a deadline added while this sleeps is never earlier than the one it sleeps for.
+    private func sweepDeadlines() async {
+        while true {
+            let earliest = state.withLock { state -> ContinuousClock.Instant? in
+                guard let earliest = state.deadlines.values.min() else {
+                    state.sweeping = false
+                    return nil
+                }
+                return earliest
+            }
+            guard let earliest else { return }
+            try? await clock.sleep(until: earliest)
+            let now = clock.now
+            let expired = state.withLock { state in
+                let expired = state.deadlines.filter { $0.value <= now }.map(\.key)
+                for request in expired { state.deadlines[request] = nil }
+                return expired
+            }
+            for request in expired {
+                perform(state.withLock { $0.machine.timerFired(request) })
+            }
+        }
+    }
+
     // MARK: Carrying out actions
 
     /// Carries out the state machine's decisions. Called outside the lock.
@@ -291,30 +320,25 @@ public final class PostgresClient: Service, Sendable {
                 }
             case .fail(let request, let failure):
                 let (continuation, lastError) = state.withLock { state in
-                    // A timer that fired is done; forget its handle.
-                    state.timers[request] = nil
+                    state.deadlines[request] = nil
                     return (state.waiting.removeValue(forKey: request), state.lastError)
                 }
                 continuation?.resume(throwing: error(for: failure, lastError: lastError))
                 if failure == .timeout { metrics.timeouts.increment() }
             case .startTimer(let request, let deadline):
-                let timer = Task { [clock] in
-                    do { try await clock.sleep(until: deadline) } catch { return }
-                    self.perform(self.state.withLock { state in
-                        // Removes itself even if the request was served meanwhile and the
-                        // cancel came before this handle was stored.
-                        state.timers[request] = nil
-                        return state.machine.timerFired(request)
-                    })
+                let startSweeper = state.withLock { state in
+                    state.deadlines[request] = deadline
+                    defer { state.sweeping = true }
+                    return !state.sweeping
                 }
-                state.withLock { $0.timers[request] = timer }
+                if startSweeper { Task { await self.sweepDeadlines() } }
             case .scheduleRetry(let instant):
                 Task { [clock] in
                     try? await clock.sleep(until: instant)
                     self.perform(self.state.withLock { $0.machine.retryDue(now: clock.now) })
                 }
             case .cancelTimer(let request):
-                state.withLock { $0.timers.removeValue(forKey: request) }?.cancel()
+                state.withLock { _ = $0.deadlines.removeValue(forKey: request) }
             case .createConnection:
                 Task { await self.openConnection() }
             case .close(let id):

@@ -107,8 +107,16 @@ struct AdminAuthMiddleware: RouterMiddleware {
 
 /// The token of an `Authorization` header using the Bearer scheme (case-insensitive, RFC 6750).
 func bearerToken(_ header: String) -> String? {
-    let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
-    guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
-    let token = parts[1].trimmingCharacters(in: .whitespaces)
-    return token.isEmpty ? nil : token
+    // Split by hand on the UTF-8 bytes: this runs on every request, and Foundation's
+    // trimming bridges through NSString.
+    let bytes = header.utf8
+    let isBlank = { (byte: UInt8) in byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+    guard let schemeStart = bytes.firstIndex(where: { !isBlank($0) }),
+        let schemeEnd = bytes[schemeStart...].firstIndex(where: isBlank),
+        let tokenStart = bytes[schemeEnd...].firstIndex(where: { !isBlank($0) }),
+        let tokenLast = bytes.lastIndex(where: { !isBlank($0) })
+    else { return nil }
+    let scheme = bytes[schemeStart..<schemeEnd]
+    guard scheme.count == 6, zip(scheme, "bearer".utf8).allSatisfy({ $0 | 0x20 == $1 }) else { return nil }
+    return String(header[tokenStart...tokenLast])
 }

@@ -18,7 +18,7 @@ struct SurveyResponse: JSONResponse, Equatable {
     var json: JSONDocument {
         .object([
             ("id", .integer(id)), ("name", .string(name)), ("interactionType", .string(interactionType)),
-            ("questions", .array(questions.map(\.json))),
+            ("questions", .array(questions.map { $0.json })),
         ])
     }
 

@@ -130,7 +130,7 @@ protocol JSONResponse: Sendable {
 }
 
 extension Array: JSONResponse where Element: JSONResponse {
-    var json: JSONDocument { .array(map(\.json)) }
+    var json: JSONDocument { .array(map { $0.json }) }
 }
 
 func jsonResponse(_ json: JSONDocument, status: HTTPResponse.Status, headers: HTTPFields = [:], contentType: String = "application/json; charset=utf-8") -> Response {

@@ -16,9 +16,9 @@ public struct JSONLogHandler: LogHandler {
     public var metadataProvider: Logger.MetadataProvider?
 
     private let label: String
-    private let sink: JSONLogSink
+    private let sink: LogSink
 
-    public init(label: String, sink: JSONLogSink = .standardOutput, metadataProvider: Logger.MetadataProvider? = nil) {
+    public init(label: String, sink: LogSink = .standardOutput, metadataProvider: Logger.MetadataProvider? = nil) {
         self.label = label
         self.sink = sink
         self.metadataProvider = metadataProvider
@@ -62,9 +62,75 @@ public struct JSONLogHandler: LogHandler {
     private static let reserved: Set<String> = ["ts", "level", "logger", "msg"]
 }
 
-/// Where JSON lines go: written whole, one writer at a time, so lines of concurrent
+/// Text lines for people (the default): `2026-11-29T16:30:00.123Z info surveyd.serve: message request_id=…`,
+/// metadata sorted by name after the message.
+///
+/// Rather than swift-log's `StreamLogHandler`, which formats its metadata again each time
+/// a member is set, even when nothing is logged: the API sets the request id on every
+/// request's logger, and at `LOG_LEVEL=warning` that formatting was most of what logging
+/// cost (`docs/BENCHMARKS.md`). Here metadata is only formatted for a line that is written.
+public struct TextLogHandler: LogHandler {
+    public var metadata: Logger.Metadata = [:]
+    public var logLevel: Logger.Level = .info
+    public var metadataProvider: Logger.MetadataProvider?
+
+    private let label: String
+    private let sink: LogSink
+
+    public init(label: String, sink: LogSink = .standardError, metadataProvider: Logger.MetadataProvider? = nil) {
+        self.label = label
+        self.sink = sink
+        self.metadataProvider = metadataProvider
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        var merged = metadata
+        if let provided = metadataProvider?.get() { merged.merge(provided) { _, new in new } }
+        if let extra = event.metadata { merged.merge(extra) { _, new in new } }
+        sink.write(Self.line(at: currentTime(), level: event.level, label: label, message: event.message.description, metadata: merged))
+    }
+
+    /// The line for one event. Control characters are escaped, so one event is one line
+    /// whatever a message or value holds.
+    static func line(
+        at time: (seconds: Int, milliseconds: Int), level: Logger.Level, label: String, message: String,
+        metadata: Logger.Metadata
+    ) -> String {
+        var line = formatUTC(time) + " " + level.rawValue + " " + label + ": "
+        appendEscapingControls(message, to: &line)
+        for key in metadata.keys.sorted() {
+            line += " " + key + "="
+            appendEscapingControls(metadata[key]!.description, to: &line)
+        }
+        return line + "\n"
+    }
+
+    private static func appendEscapingControls(_ text: String, to line: inout String) {
+        guard text.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) else {
+            line += text
+            return
+        }
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\n": line += "\\n"
+            case "\r": line += "\\r"
+            case "\t": line += "\\t"
+            case _ where scalar.value < 0x20 || scalar.value == 0x7F:
+                line += "\\x" + (scalar.value < 0x10 ? "0" : "") + String(scalar.value, radix: 16)
+            default: line.unicodeScalars.append(scalar)
+            }
+        }
+    }
+}
+
+/// Where log lines go: written whole, one writer at a time, so lines of concurrent
 /// events never interleave.
-public final class JSONLogSink: Sendable {
+public final class LogSink: Sendable {
     private let descriptor: Int32
     private let lock = Mutex(())
     private let capturing: Bool
@@ -75,10 +141,10 @@ public final class JSONLogSink: Sendable {
         self.capturing = capturing
     }
 
-    public static let standardOutput = JSONLogSink(descriptor: 1, capturing: false)
-    public static let standardError = JSONLogSink(descriptor: 2, capturing: false)
+    public static let standardOutput = LogSink(descriptor: 1, capturing: false)
+    public static let standardError = LogSink(descriptor: 2, capturing: false)
     /// Keeps the lines in memory (for tests that check what gets logged).
-    public static func memory() -> JSONLogSink { JSONLogSink(descriptor: -1, capturing: true) }
+    public static func memory() -> LogSink { LogSink(descriptor: -1, capturing: true) }
 
     /// The lines kept by a `memory()` sink.
     public var lines: [String] { captured.withLock { $0 } }
