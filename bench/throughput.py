@@ -32,12 +32,40 @@ def rss_mb(pid):
     return 0.0
 
 
-def wrk(path, token, duration, connections, threads=2):
+def cpu_seconds(pids):
+    """User plus system CPU time of `pids` so far (processes that are gone count 0)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total / tick
+
+
+def postgres_pids():
+    found = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True).stdout.split()
+    return [int(pid) for pid in found]
+
+
+def wrk(path, token, duration, connections, serve_pid, threads=2):
     command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency"]
     if token:
         command += ["-H", f"Authorization: Bearer {token}"]
-    output = subprocess.run(command + [f"http://127.0.0.1:{PORT}{path}"], check=True, capture_output=True, text=True).stdout
+    # CPU per request, of serve and of PostgreSQL (the pool's backends live through the
+    # run), and of wrk itself: on a shared machine a steadier figure than requests/s.
+    pg = postgres_pids()
+    before = cpu_seconds([serve_pid]), cpu_seconds(pg)
+    finished = subprocess.run(["/usr/bin/time", "-f", "%U %S"] + command + [f"http://127.0.0.1:{PORT}{path}"], check=True,
+                              capture_output=True, text=True)
+    after = cpu_seconds([serve_pid]), cpu_seconds(pg)
+    output = finished.stdout
+    wrk_cpu = sum(map(float, finished.stderr.strip().splitlines()[-1].split()))
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    count = int(re.search(r"(\d+) requests in", output).group(1))
 
     def latency(label):
         match = re.search(rf"\s{label}%\s+([\d.]+)(us|ms|s)", output)
@@ -48,6 +76,8 @@ def wrk(path, token, duration, connections, threads=2):
     socket_errors = re.search(r"Socket errors: (.*)", output)
     return {
         "rate": rate, "p50": latency("50"), "p99": latency("99"),
+        "serve_us": (after[0] - before[0]) / count * 1e6, "pg_us": max(0.0, after[1] - before[1]) / count * 1e6,
+        "wrk_us": wrk_cpu / count * 1e6,
         "non2xx": int(errors.group(1)) if errors else 0, "socket_errors": socket_errors.group(1) if socket_errors else "",
     }
 
@@ -59,7 +89,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=2, help="alternations of the two routes")
     args = parser.parse_args()
 
-    subprocess.run(["bash", "-c", "source scripts/lib/database.sh && command -v wrk >/dev/null || ensure_apt_packages wrk"],
+    subprocess.run(["bash", "-c", "source scripts/lib/database.sh && { command -v wrk >/dev/null && [ -x /usr/bin/time ]; } || ensure_apt_packages wrk time"],
                    cwd=ROOT, check=True)
     print("building (release)...", file=sys.stderr)
     subprocess.run(["swift", "build", "-c", "release", "--product", "surveyd"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
@@ -87,8 +117,8 @@ def main():
         status, page = api.request("GET", "/survey/1.0.0/surveys")
         assert status == 200 and len(page) == 5, page
         # Warm up both routes, then settle before the idle reading.
-        wrk("/health", None, 3, args.connections)
-        wrk("/survey/1.0.0/surveys", token, 3, args.connections)
+        wrk("/health", None, 3, args.connections, serve.pid)
+        wrk("/survey/1.0.0/surveys", token, 3, args.connections, serve.pid)
         time.sleep(3)
         idle = rss_mb(serve.pid)
 
@@ -104,8 +134,8 @@ def main():
         sampler = threading.Thread(target=sample)
         sampler.start()
         for _ in range(args.rounds):
-            runs["health"].append(wrk("/health", None, args.duration, args.connections))
-            runs["surveys"].append(wrk("/survey/1.0.0/surveys", token, args.duration, args.connections))
+            runs["health"].append(wrk("/health", None, args.duration, args.connections, serve.pid))
+            runs["surveys"].append(wrk("/survey/1.0.0/surveys", token, args.duration, args.connections, serve.pid))
         sampling.set()
         sampler.join()
         time.sleep(3)
@@ -120,6 +150,7 @@ def main():
     for name in runs:
         for index, run in enumerate(runs[name]):
             print(f"{name:8} round {index + 1}: {run['rate']:>9,.0f} req/s  p50 {run['p50']:6.2f} ms  p99 {run['p99']:6.2f} ms"
+                  f"  CPU per request: serve {run['serve_us']:5.0f} µs, postgres {run['pg_us']:5.0f} µs, wrk {run['wrk_us']:4.0f} µs"
                   f"  non-2xx {run['non2xx']}  {run['socket_errors']}")
     ratios = [s["rate"] / h["rate"] for h, s in zip(runs["health"], runs["surveys"])]
     worst_p99 = max(run["p99"] for run in runs["surveys"])

@@ -3,4 +3,40 @@
 // pkg-config's cflags for libpq put its include directory on the path, so no absolute path here.
 #include <libpq-fe.h>
 #include <poll.h>
+
+#ifdef __linux__
+#include <errno.h>
+#include <sys/epoll.h>
+
+// epoll for the Postgres target's socket reactor. Wrapped here because `struct epoll_event`
+// is packed on x86-64, which Swift does not import field by field.
+
+/// Arms `fd` once (EPOLLONESHOT) for reading, or for reading and writing when `writable`,
+/// adding it to the set if it is not there yet (a new socket, or one that reused the number
+/// of a closed one, which the kernel already dropped).
+static inline int clibpq_epoll_arm(int epfd, int fd, int writable) {
+    struct epoll_event event = {0};
+    event.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT | (writable ? EPOLLOUT : 0);
+    event.data.fd = fd;
+    if (epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &event) == 0) return 0;
+    if (errno != ENOENT) return -1;
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event);
+}
+
+/// Removes `fd` from the set, before its socket is closed.
+static inline int clibpq_epoll_forget(int epfd, int fd) {
+    struct epoll_event event = {0};
+    return epoll_ctl(epfd, EPOLL_CTL_DEL, fd, &event);
+}
+
+/// Waits (without a timeout) and writes the ready descriptors to `fds`; returns how many,
+/// or -1 with errno set.
+static inline int clibpq_epoll_wait(int epfd, int *fds, int capacity) {
+    struct epoll_event events[64];
+    int count = epoll_wait(epfd, events, capacity < 64 ? capacity : 64, -1);
+    for (int index = 0; index < count; index++) fds[index] = events[index].data.fd;
+    return count;
+}
+#endif
+
 #endif

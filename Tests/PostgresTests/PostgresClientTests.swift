@@ -258,6 +258,28 @@ import Testing
         }
     }
 
+    /// Larger than the socket's buffers both ways: the non-blocking send waits for the
+    /// socket to drain (`PQflush` returns 1), and the answer arrives in many reads.
+    @Test func largeParametersAndResultsCrossTheNonBlockingSocket() async throws {
+        let client = try pool(max: 2)
+        let big = String(repeating: "0123456789abcdef", count: 1 << 18)  // 4 MiB
+        let (length, echoed) = try await client.withConnection { connection in
+            try await connection.query("SELECT length(\(big)::text), repeat(\("ab")::text, \(1 << 22))").one()
+                .decode((Int, String).self)
+        }
+        #expect(length == big.utf8.count)
+        #expect(echoed.utf8.count == 1 << 23 && echoed.hasPrefix("abab") && echoed.hasSuffix("abab"))
+        // Many at once, all through the one reactor thread.
+        try await withThrowingTaskGroup(of: Int.self) { group in
+            for index in 0..<200 {
+                group.addTask { try await client.withConnection { try await $0.query("SELECT \(index)::int").one().decode(Int.self) } }
+            }
+            var sum = 0
+            for try await value in group { sum += value }
+            #expect(sum == (0..<200).reduce(0, +))
+        }
+    }
+
     @Test func nulCharactersAreRefusedNotTruncated() async throws {
         let client = try pool(max: 1)
         let error = await #expect(throws: PostgresError.self) {

@@ -63,7 +63,10 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     deinit {
-        if !closed.load(ordering: .acquiring) { PQfinish(handle) }
+        if !closed.load(ordering: .acquiring) {
+            SocketReactor.shared.forget(PQsocket(handle))
+            PQfinish(handle)
+        }
         if let cancelHandle { PQfreeCancel(cancelHandle) }
         if ownsThreadPool { threadPool.shutdownGracefully { _ in } }
     }
@@ -101,6 +104,13 @@ public final class PostgresConnection: @unchecked Sendable {
                 PQfinish(handle)
                 throw PostgresError(code: .connectionFailed, message: message)
             }
+            // Statements go through `SocketReactor` and must never block the caller's thread.
+            // (`PQexec`, for `simpleQuery`, blocks whatever this says; it runs on the pool.)
+            guard PQsetnonblocking(handle, 1) == 0 else {
+                let message = String(cString: PQerrorMessage(handle))
+                PQfinish(handle)
+                throw PostgresError(code: .connectionFailed, message: message)
+            }
             return PostgresConnection(handle: handle, threadPool: threadPool, ownsThreadPool: ownsThreadPool, logger: logger)
         }
         do {
@@ -118,7 +128,7 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Cancelling the calling task cancels the statement on the server (`PQcancel`).
     @discardableResult
     public func query(_ query: PostgresQuery) async throws -> PostgresRows {
-        try await cancellably { () throws(PostgresError) in try self.execute(query) }
+        try await cancellably { () async throws(PostgresError) in try await self.execute(query) }
     }
 
     /// Sends `queries` in one round trip (libpq's pipeline mode) and returns each one's rows,
@@ -126,29 +136,30 @@ public final class PostgresConnection: @unchecked Sendable {
     /// transaction; the first error stops the rest, which are not run, and is thrown.
     ///
     /// One round trip instead of one per statement: on a short request, each saved round
-    /// trip is a network exchange and two thread hops.
+    /// trip is a network exchange and a wake-up.
     public func pipeline(_ queries: [PostgresQuery]) async throws -> [PostgresRows] {
-        try await cancellably { () throws(PostgresError) in try self.executePipeline(queries) }
+        try await cancellably { () async throws(PostgresError) in try await self.executePipeline(queries) }
     }
 
-    /// Runs `work` on the connection's thread; cancelling the calling task cancels what
-    /// runs on the server (`PQcancel`), or, if it has not started yet, keeps it from starting.
+    /// Runs `work`; cancelling the calling task cancels what runs on the server
+    /// (`PQcancel`), or, if it has not started yet, keeps it from starting. Work that has
+    /// started runs to its end: a `ROLLBACK` must not be skipped.
     private func cancellably<Result: Sendable>(
-        _ work: @escaping @Sendable () throws(PostgresError) -> Result
+        _ work: () async throws(PostgresError) -> Result
     ) async throws -> Result {
         try Task.checkCancellation()
         let ticket = nextTicket.wrappingAdd(1, ordering: .relaxed).newValue
-        return try await withTaskCancellationHandler {
-            try await threadPool.runBlocking { () throws(PostgresError) -> Result in
-                try self.inFlight.withLock { state throws(PostgresError) in
-                    if state.cancelledBeforeStart == ticket {
-                        throw PostgresError(code: .server, sqlState: PostgresError.SQLState.queryCanceled, message: "cancelled before it started")
-                    }
-                    state.running = ticket
+        return try await withTaskCancellationHandler { () async throws(PostgresError) -> Result in
+            try self.inFlight.withLock { state throws(PostgresError) in
+                if state.cancelledBeforeStart == ticket {
+                    throw PostgresError(code: .server, sqlState: PostgresError.SQLState.queryCanceled, message: "cancelled before it started")
                 }
-                defer { self.inFlight.withLock { $0.running = nil } }
-                return try work()
+                state.running = ticket
             }
+            // A cancel request being delivered holds the lock (see `cancel(ticket:)`), so
+            // this may wait for that exchange with the server: rare, and short.
+            defer { self.inFlight.withLock { $0.running = nil } }
+            return try await work()
         } onCancel: {
             self.cancel(ticket: ticket)
         }
@@ -170,6 +181,7 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Closes the connection. Safe to call more than once.
     public func close() async {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        SocketReactor.shared.forget(PQsocket(handle))
         do {
             try await threadPool.runBlocking { PQfinish(self.handle) }
         } catch {
@@ -263,14 +275,14 @@ public final class PostgresConnection: @unchecked Sendable {
 
     // MARK: - Internals (run on the thread pool)
 
-    private func execute(_ query: PostgresQuery) throws(PostgresError) -> PostgresRows {
+    private func execute(_ query: PostgresQuery) async throws(PostgresError) -> PostgresRows {
         let outsideTransaction = PQtransactionStatus(handle) == PQTRANS_IDLE
         do {
-            return try executePipeline([query])[0]
+            return try await executePipeline([query])[0]
         } catch let error where error.isStalePreparedPlan && outsideTransaction {
             // The statement ran in a transaction of its own, which the error rolled back:
             // running it again, prepared afresh, is what the caller asked for.
-            return try executePipeline([query])[0]
+            return try await executePipeline([query])[0]
         }
     }
 
@@ -283,59 +295,34 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Sends `queries` and a single sync, then reads every result. A statement seen before
     /// on this connection runs as the statement prepared then; a new one is prepared in the
     /// same round trip (`PreparedStatements`).
-    private func executePipeline(_ queries: [PostgresQuery]) throws(PostgresError) -> [PostgresRows] {
+    ///
+    /// The socket is non-blocking: every libpq call here returns at once, and waiting for
+    /// the server is a suspension on `SocketReactor`, which holds no thread.
+    private func executePipeline(_ queries: [PostgresQuery]) async throws(PostgresError) -> [PostgresRows] {
         for query in queries
         where query.sql.utf8.contains(0) || query.bindings.contains(where: { $0?.utf8.contains(0) == true }) {
             throw PostgresError(code: .encoding, message: "a query or parameter contains a NUL character", query: query.sql)
         }
-        func failure(_ sql: String?) -> PostgresError {
-            PostgresError(
-                code: PQstatus(handle) == CONNECTION_OK ? .protocolViolation : .connectionClosed,
-                message: String(cString: PQerrorMessage(handle)), query: sql)
-        }
         guard PQenterPipelineMode(handle) == 1 else { throw failure(nil) }
-        var steps: [Step] = []
-        steps.reserveCapacity(queries.count * 2)
-        var allSent = true
-        sending: for query in queries {
-            let count = Int32(query.bindings.count)
-            var name: String?
-            switch query.isPreparable ? statements.plan(for: query.sql) : .unnamed {
-            case .execute(let existing):
-                name = existing
-            case .prepare(let new):
-                guard PQsendPrepare(handle, new, query.sql, count, nil) == 1 else {
-                    statements.prepared(query.sql, as: new, succeeded: false)
-                    allSent = false
-                    break sending
-                }
-                steps.append(.prepare(sql: query.sql, name: new))
-                name = new
-            case .unnamed:
-                name = nil
-            }
-            let accepted = withCStringArray(query.bindings) { values in
-                if let name {
-                    PQsendQueryPrepared(handle, name, count, values, nil, nil, 0)
-                } else {
-                    PQsendQueryParams(handle, query.sql, count, nil, values, nil, nil, 0)
-                }
-            }
-            guard accepted == 1 else {
-                allSent = false
-                break sending
-            }
-            steps.append(.run(query))
-        }
+        let (steps, allSent) = send(queries)
         let synced = PQpipelineSync(handle) == 1
+        var reading = synced
+        if reading {
+            do throws(PostgresError) { try await flush() } catch { reading = false }
+        }
         // Read everything that was sent, even after an error, so the connection leaves
         // pipeline mode clean.
         var rows: [PostgresRows] = []
         rows.reserveCapacity(queries.count)
         var firstError: PostgresError?
-        var reading = synced
         for step in steps {
-            let result = reading ? PQgetResult(handle) : nil
+            var result: OpaquePointer?
+            if reading {
+                do throws(PostgresError) { result = try await nextResult() } catch {
+                    firstError = firstError ?? error
+                    reading = false
+                }
+            }
             switch step {
             case .prepare(let sql, let name):
                 statements.prepared(sql, as: name, succeeded: result.map { PQresultStatus($0) == PGRES_COMMAND_OK } ?? false)
@@ -359,9 +346,15 @@ public final class PostgresConnection: @unchecked Sendable {
             }
             PQclear(result)
             // Each statement's results end with a NULL.
-            while let extra = PQgetResult(handle) { PQclear(extra) }
+            do throws(PostgresError) {
+                while let extra = try await nextResult() { PQclear(extra) }
+            } catch {
+                firstError = firstError ?? error
+                reading = false
+            }
         }
-        if reading, PQstatus(handle) == CONNECTION_OK, let sync = PQgetResult(handle) {
+        // The sync's own result.
+        if reading, PQstatus(handle) == CONNECTION_OK, let sync = try? await nextResult() {
             PQclear(sync)
         }
         if let firstError { _ = PQexitPipelineMode(handle); throw firstError }
@@ -372,6 +365,69 @@ public final class PostgresConnection: @unchecked Sendable {
         }
         guard PQexitPipelineMode(handle) == 1 else { throw failure(nil) }
         return rows
+    }
+
+    /// Queues `queries` in libpq's output buffer (no waiting: the socket is non-blocking),
+    /// preparing the ones this connection has not seen.
+    private func send(_ queries: [PostgresQuery]) -> (steps: [Step], allSent: Bool) {
+        var steps: [Step] = []
+        steps.reserveCapacity(queries.count * 2)
+        for query in queries {
+            let count = Int32(query.bindings.count)
+            var name: String?
+            switch query.isPreparable ? statements.plan(for: query.sql) : .unnamed {
+            case .execute(let existing):
+                name = existing
+            case .prepare(let new):
+                guard PQsendPrepare(handle, new, query.sql, count, nil) == 1 else {
+                    statements.prepared(query.sql, as: new, succeeded: false)
+                    return (steps, false)
+                }
+                steps.append(.prepare(sql: query.sql, name: new))
+                name = new
+            case .unnamed:
+                name = nil
+            }
+            let accepted = withCStringArray(query.bindings) { values in
+                if let name {
+                    PQsendQueryPrepared(handle, name, count, values, nil, nil, 0)
+                } else {
+                    PQsendQueryParams(handle, query.sql, count, nil, values, nil, nil, 0)
+                }
+            }
+            guard accepted == 1 else { return (steps, false) }
+            steps.append(.run(query))
+        }
+        return (steps, true)
+    }
+
+    /// Sends what libpq still holds, waiting for the socket when its buffer is full.
+    private func flush() async throws(PostgresError) {
+        while true {
+            switch PQflush(handle) {
+            case 0: return
+            case 1:
+                // Take in what the server sent meanwhile, so it never waits on us to read.
+                guard PQconsumeInput(handle) == 1 else { throw failure(nil) }
+                await SocketReactor.shared.wait(for: PQsocket(handle), .readableOrWritable)
+            default: throw failure(nil)
+            }
+        }
+    }
+
+    /// The next result, waiting for the server until libpq has a whole one.
+    private func nextResult() async throws(PostgresError) -> OpaquePointer? {
+        while PQisBusy(handle) == 1 {
+            await SocketReactor.shared.wait(for: PQsocket(handle), .readable)
+            guard PQconsumeInput(handle) == 1 else { throw failure(nil) }
+        }
+        return PQgetResult(handle)
+    }
+
+    private func failure(_ sql: String?) -> PostgresError {
+        PostgresError(
+            code: PQstatus(handle) == CONNECTION_OK ? .protocolViolation : .connectionClosed,
+            message: String(cString: PQerrorMessage(handle)), query: sql)
     }
 
     /// Turns a libpq result into rows or a `PostgresError`.
