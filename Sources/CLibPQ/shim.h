@@ -3,6 +3,25 @@
 // pkg-config's cflags for libpq put its include directory on the path, so no absolute path here.
 #include <libpq-fe.h>
 #include <poll.h>
+#include <dlfcn.h>
+
+/// Whether OpenSSL holds decrypted bytes of this connection that libpq has not read yet.
+/// A TLS record can carry more than one `PQconsumeInput` takes in; what is left waits in
+/// OpenSSL, where no socket readiness shows it, so a caller must read again before it
+/// waits on the socket (as libpq's own waits do). `SSL_pending` is looked up in the
+/// process, where libpq's OpenSSL is loaded, so nothing here links OpenSSL itself.
+static inline int clibpq_tls_read_pending(PGconn *connection) {
+    if (!PQsslInUse(connection)) return 0;
+    void *ssl = PQsslStruct(connection, "OpenSSL");
+    if (ssl == NULL) return 0;
+    static int (*pending)(const void *) = NULL;
+    if (pending == NULL) {
+        void *process = dlopen(NULL, RTLD_NOW);
+        if (process != NULL) pending = (int (*)(const void *))dlsym(process, "SSL_pending");
+    }
+    // Always found where libpq uses OpenSSL, which is the only library PQsslStruct names.
+    return pending != NULL && pending(ssl) > 0;
+}
 
 #ifdef __linux__
 #include <errno.h>

@@ -49,6 +49,9 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
     public var constraint: String?
     /// The SQL text, when the error came from running one. Never part of `description`.
     public var query: String?
+    /// The server function that raised it (libpq's `PG_DIAG_SOURCE_FUNCTION`): for telling
+    /// errors apart where the SQLSTATE is shared and the message may be translated.
+    var routine: String?
 
     public init(
         code: Code, sqlState: String? = nil, message: String? = nil, detail: String? = nil,
@@ -92,13 +95,17 @@ extension PostgresError {
         public static let serializationFailure = "40001"
         public static let deadlockDetected = "40P01"
         public static let featureNotSupported = "0A000"
+        public static let invalidStatementName = "26000"
     }
 
-    /// Whether a prepared statement failed because its plan no longer fits the tables: the
-    /// server replans most changes by itself, but not a column whose type changed under a
-    /// statement's result ("cached plan must not change result type").
-    var isStalePreparedPlan: Bool {
-        sqlState == SQLState.featureNotSupported && message?.contains("cached plan") == true
+    /// Whether a prepared statement can no longer run as prepared: its plan no longer fits
+    /// the tables (the server replans most changes by itself, but not a column whose type
+    /// changed under a statement's result: 0A000 from `RevalidateCachedQuery`), or the
+    /// server no longer has it (26000: a `DEALLOCATE` or `DISCARD ALL` behind our back).
+    /// Told apart by the server's function name, which unlike the message is never translated.
+    public var isStalePreparedStatement: Bool {
+        (sqlState == SQLState.featureNotSupported && routine == "RevalidateCachedQuery")
+            || sqlState == SQLState.invalidStatementName
     }
 
     /// Whether the connection this came from is gone (closed, its backend terminated or

@@ -125,4 +125,22 @@ import Testing
             try await connection.simpleQuery("DROP TABLE \(table)")
         }
     }
+
+    @Test func statementsDeallocatedBehindTheClientsBackArePreparedAgain() async throws {
+        try await client().withConnection { connection in
+            let select: PostgresQuery = "SELECT \(3)::int AS deallocated"
+            _ = try await connection.query(select)
+            try await connection.simpleQuery("DEALLOCATE ALL")
+            let value = try await connection.query(select).one().decode(Int.self)
+            #expect(value == 3)
+        }
+    }
+
+    @Test func aCopyIsRefusedAndTheConnectionNotReused() async throws {
+        try await client().withConnection { connection in
+            let error = await #expect(throws: PostgresError.self) { try await connection.query("COPY (SELECT 1) TO STDOUT") }
+            #expect(error?.code == .protocolViolation)
+            #expect(!connection.isReusable)
+        }
+    }
 }

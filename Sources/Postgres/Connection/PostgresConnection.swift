@@ -6,14 +6,16 @@ import Synchronization
 
 /// One connection to PostgreSQL through libpq.
 ///
-/// Every blocking libpq call runs on the injected `NIOThreadPool`, never on an event loop
-/// or on Swift's cooperative pool; the API stays `async` so the internals can change.
+/// Statements run on a non-blocking socket: the caller sends, suspends while the server
+/// works, and is resumed by `SocketReactor`. The libpq calls that block (connecting,
+/// `PQexec`, closing) run on the injected `NIOThreadPool`. None runs on an event loop or
+/// on Swift's cooperative pool.
 ///
 /// `@unchecked Sendable`: the `PGconn` is not thread-safe, and it is used by one holder at a
-/// time. A pool leases a connection to exactly one task, and that task's calls run one after
-/// another on the thread pool (each awaits the previous). The one call that comes from
-/// another thread, `PQcancel`, is documented by libpq as safe for that and uses its own
-/// `PGcancel` object; `inFlight` (a mutex) makes sure it only hits the statement it is for.
+/// time. A pool leases a connection to exactly one task, whose calls run one after another
+/// (each awaits the previous), wherever each resumes. The one call that comes from another
+/// thread, `PQcancel`, is documented by libpq as safe for that and uses its own `PGcancel`
+/// object; `inFlight` (a mutex) makes sure it only hits the statement it is for.
 public final class PostgresConnection: @unchecked Sendable {
     public struct Configuration: Sendable {
         /// A libpq connection URI or `key=value` string.
@@ -34,15 +36,29 @@ public final class PostgresConnection: @unchecked Sendable {
     private let cancelHandle: OpaquePointer?
     private let threadPool: NIOThreadPool
     private let noticeSink: NoticeSink
-    /// The statement running now, if any, so cancellation only interrupts that one; and a
-    /// statement cancelled before it started, so it never starts.
-    private let inFlight = Mutex<(running: UInt64?, cancelledBeforeStart: UInt64?)>((nil, nil))
+    private let inFlight = Mutex(CancelState())
     private let nextTicket = Atomic<UInt64>(0)
     private let closed = Atomic<Bool>(false)
+    /// Set when libpq was left in a state this client cannot use again (stuck in pipeline
+    /// mode, or in a COPY): the pool then closes the connection instead of reusing it.
+    private let poisoned = Atomic<Bool>(false)
     /// Set for connections that own their thread pool (dedicated ones), shut down on close.
     private let ownsThreadPool: Bool
-    /// Only touched on the thread pool, by the one holder's calls, which run one after another.
+    /// Only touched by the one holder's calls, which run one after another.
     private var statements = PreparedStatements(capacity: 256)
+
+    /// What cancellation needs to know, so that a cancel request only ever interrupts the
+    /// statement it was made for.
+    private struct CancelState {
+        /// The statement running now, if any.
+        var running: UInt64?
+        /// A statement cancelled before it started: it never starts.
+        var cancelledBeforeStart: UInt64?
+        /// A cancel request on its way to the server. The next statement waits until it
+        /// has landed; otherwise it could be the one interrupted.
+        var delivering = false
+        var waitingForDelivery: [CheckedContinuation<Void, Never>] = []
+    }
 
     /// The server process serving this connection (`pg_backend_pid()`).
     public let backendPID: Int32
@@ -85,10 +101,10 @@ public final class PostgresConnection: @unchecked Sendable {
             // connection); they do not apply to Unix sockets.
             let keywords = [
                 "connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
-                "dbname", "application_name", "client_encoding",
+                "gssencmode", "dbname", "application_name", "client_encoding",
             ]
             let values = [
-                String(configuration.connectTimeoutSeconds), "1", "30", "10", "3", configuration.url,
+                String(configuration.connectTimeoutSeconds), "1", "30", "10", "3", "disable", configuration.url,
                 configuration.applicationName, "UTF8",
             ]
             let handle = withCStringArray(keywords) { keywords in
@@ -103,6 +119,15 @@ public final class PostgresConnection: @unchecked Sendable {
                 let message = String(cString: PQerrorMessage(handle)).trimmingCharacters(in: .whitespacesAndNewlines)
                 PQfinish(handle)
                 throw PostgresError(code: .connectionFailed, message: message)
+            }
+            // GSSAPI encryption keeps decrypted bytes inside libpq where no socket readiness
+            // shows them, and libpq offers no way to ask (as OpenSSL's `SSL_pending` does
+            // for TLS): waiting on the socket could then wait forever. Refused outright.
+            guard PQgssEncInUse(handle) == 0 else {
+                PQfinish(handle)
+                throw PostgresError(
+                    code: .connectionFailed,
+                    message: "GSSAPI encryption is not supported; use TLS (sslmode) and gssencmode=disable")
             }
             // Statements go through `SocketReactor` and must never block the caller's thread.
             // (`PQexec`, for `simpleQuery`, blocks whatever this says; it runs on the pool.)
@@ -150,14 +175,25 @@ public final class PostgresConnection: @unchecked Sendable {
         try Task.checkCancellation()
         let ticket = nextTicket.wrappingAdd(1, ordering: .relaxed).newValue
         return try await withTaskCancellationHandler { () async throws(PostgresError) -> Result in
-            try self.inFlight.withLock { state throws(PostgresError) in
-                if state.cancelledBeforeStart == ticket {
-                    throw PostgresError(code: .server, sqlState: PostgresError.SQLState.queryCanceled, message: "cancelled before it started")
+            while true {
+                let started = try self.inFlight.withLock { state throws(PostgresError) -> Bool in
+                    if state.cancelledBeforeStart == ticket {
+                        throw PostgresError(code: .server, sqlState: PostgresError.SQLState.queryCanceled, message: "cancelled before it started")
+                    }
+                    guard !state.delivering else { return false }
+                    state.running = ticket
+                    return true
                 }
-                state.running = ticket
+                if started { break }
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let landed = self.inFlight.withLock { state -> Bool in
+                        guard state.delivering else { return true }
+                        state.waitingForDelivery.append(continuation)
+                        return false
+                    }
+                    if landed { continuation.resume() }
+                }
             }
-            // A cancel request being delivered holds the lock (see `cancel(ticket:)`), so
-            // this may wait for that exchange with the server: rare, and short.
             defer { self.inFlight.withLock { $0.running = nil } }
             return try await work()
         } onCancel: {
@@ -195,7 +231,7 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Whether the connection can go back to a pool: open, and not inside a transaction.
     /// Reads libpq's local state only, so it does not block.
     public var isReusable: Bool {
-        !closed.load(ordering: .acquiring) && PQstatus(handle) == CONNECTION_OK
+        !closed.load(ordering: .acquiring) && !poisoned.load(ordering: .acquiring) && PQstatus(handle) == CONNECTION_OK
             && PQtransactionStatus(handle) == PQTRANS_IDLE
     }
 
@@ -279,7 +315,7 @@ public final class PostgresConnection: @unchecked Sendable {
         let outsideTransaction = PQtransactionStatus(handle) == PQTRANS_IDLE
         do {
             return try await executePipeline([query])[0]
-        } catch let error where error.isStalePreparedPlan && outsideTransaction {
+        } catch let error where error.isStalePreparedStatement && outsideTransaction {
             // The statement ran in a transaction of its own, which the error rolled back:
             // running it again, prepared afresh, is what the caller asked for.
             return try await executePipeline([query])[0]
@@ -299,6 +335,10 @@ public final class PostgresConnection: @unchecked Sendable {
     /// The socket is non-blocking: every libpq call here returns at once, and waiting for
     /// the server is a suspension on `SocketReactor`, which holds no thread.
     private func executePipeline(_ queries: [PostgresQuery]) async throws(PostgresError) -> [PostgresRows] {
+        guard !queries.isEmpty else { return [] }
+        guard !poisoned.load(ordering: .acquiring) else {
+            throw PostgresError(code: .connectionClosed, message: "the connection was left unusable by an earlier failure")
+        }
         for query in queries
         where query.sql.utf8.contains(0) || query.bindings.contains(where: { $0?.utf8.contains(0) == true }) {
             throw PostgresError(code: .encoding, message: "a query or parameter contains a NUL character", query: query.sql)
@@ -307,14 +347,17 @@ public final class PostgresConnection: @unchecked Sendable {
         let (steps, allSent) = send(queries)
         let synced = PQpipelineSync(handle) == 1
         var reading = synced
+        var firstError: PostgresError?
         if reading {
-            do throws(PostgresError) { try await flush() } catch { reading = false }
+            do throws(PostgresError) { try await flush() } catch {
+                firstError = error
+                reading = false
+            }
         }
         // Read everything that was sent, even after an error, so the connection leaves
         // pipeline mode clean.
         var rows: [PostgresRows] = []
         rows.reserveCapacity(queries.count)
-        var firstError: PostgresError?
         for step in steps {
             var result: OpaquePointer?
             if reading {
@@ -334,7 +377,7 @@ public final class PostgresConnection: @unchecked Sendable {
                     do {
                         rows.append(copyRows(try check(result, sql: query.sql)))
                     } catch {
-                        if error.isStalePreparedPlan { statements.forget(query.sql) }
+                        if error.isStalePreparedStatement { statements.forget(query.sql) }
                         firstError = firstError ?? error
                     }
                 }
@@ -354,16 +397,23 @@ public final class PostgresConnection: @unchecked Sendable {
             }
         }
         // The sync's own result.
-        if reading, PQstatus(handle) == CONNECTION_OK, let sync = try? await nextResult() {
-            PQclear(sync)
+        if reading, PQstatus(handle) == CONNECTION_OK {
+            do throws(PostgresError) {
+                if let sync = try await nextResult() { PQclear(sync) }
+            } catch {
+                firstError = firstError ?? error
+            }
         }
-        if let firstError { _ = PQexitPipelineMode(handle); throw firstError }
-        guard allSent, synced else {
-            let error = failure(queries[min(rows.count, queries.count - 1)].sql)
-            _ = PQexitPipelineMode(handle)
-            throw error
+        if firstError == nil, !(allSent && synced) {
+            firstError = failure(queries[min(rows.count, queries.count - 1)].sql)
         }
-        guard PQexitPipelineMode(handle) == 1 else { throw failure(nil) }
+        // A connection that cannot leave pipeline mode is of no further use: `PQexec`
+        // refuses to run in it, and a new pipeline would read this one's leftovers.
+        if PQexitPipelineMode(handle) != 1 {
+            poisoned.store(true, ordering: .releasing)
+            firstError = firstError ?? failure(nil)
+        }
+        if let firstError { throw firstError }
         return rows
     }
 
@@ -418,10 +468,21 @@ public final class PostgresConnection: @unchecked Sendable {
     /// The next result, waiting for the server until libpq has a whole one.
     private func nextResult() async throws(PostgresError) -> OpaquePointer? {
         while PQisBusy(handle) == 1 {
-            await SocketReactor.shared.wait(for: PQsocket(handle), .readable)
+            if clibpq_tls_read_pending(handle) == 0 {
+                await SocketReactor.shared.wait(for: PQsocket(handle), .readable)
+            }
             guard PQconsumeInput(handle) == 1 else { throw failure(nil) }
         }
-        return PQgetResult(handle)
+        guard let result = PQgetResult(handle) else { return nil }
+        switch PQresultStatus(result) {
+        case PGRES_COPY_IN, PGRES_COPY_OUT, PGRES_COPY_BOTH:
+            // libpq would hand out this result forever; nothing here speaks COPY.
+            PQclear(result)
+            poisoned.store(true, ordering: .releasing)
+            throw PostgresError(code: .protocolViolation, message: "COPY is not supported on this path")
+        default:
+            return result
+        }
     }
 
     private func failure(_ sql: String?) -> PostgresError {
@@ -445,11 +506,13 @@ public final class PostgresConnection: @unchecked Sendable {
                 PQresultErrorField(result, Int32(code.asciiValue!)).map { String(cString: $0) }
             }
             let broken = PQstatus(handle) != CONNECTION_OK
-            throw PostgresError(
+            var error = PostgresError(
                 code: broken ? .connectionClosed : .server,
                 sqlState: field("C"),
                 message: field("M") ?? String(cString: PQerrorMessage(handle)),
                 detail: field("D"), hint: field("H"), constraint: field("n"), query: sql)
+            error.routine = field("R")
+            throw error
         default:
             throw PostgresError(
                 code: .protocolViolation, message: "unexpected result status \(PQresultStatus(result))", query: sql)
@@ -482,22 +545,29 @@ public final class PostgresConnection: @unchecked Sendable {
 
     /// Asks the server to stop the statement `ticket`, from a thread of its own:
     /// `PQcancel` opens a connection and waits for the server, and the caller is whatever
-    /// thread cancelled the task (often one of the cooperative pool's).
+    /// thread cancelled the task (often one of the cooperative pool's). Nothing waits on
+    /// that thread but the connection's next statement, which suspends until it is done.
     private func cancel(ticket: UInt64) {
-        let running = inFlight.withLock { state -> Bool in
-            if state.running == ticket { return true }
-            state.cancelledBeforeStart = ticket
-            return false
-        }
-        guard running else { return }
-        Thread.detachNewThread {
-            self.inFlight.withLock { state in
-                // Holding the lock keeps the statement from finishing and the next one
-                // starting before the cancel request reaches the server.
-                guard state.running == ticket, let cancelHandle = self.cancelHandle else { return }
-                var buffer = [CChar](repeating: 0, count: 256)
-                _ = PQcancel(cancelHandle, &buffer, Int32(buffer.count))
+        guard cancelHandle != nil else { return }
+        let deliver = inFlight.withLock { state -> Bool in
+            guard state.running == ticket else {
+                state.cancelledBeforeStart = ticket
+                return false
             }
+            guard !state.delivering else { return false }
+            state.delivering = true
+            return true
+        }
+        guard deliver else { return }
+        Thread.detachNewThread {
+            var buffer = [CChar](repeating: 0, count: 256)
+            _ = PQcancel(self.cancelHandle, &buffer, Int32(buffer.count))
+            let waiting = self.inFlight.withLock { state in
+                state.delivering = false
+                defer { state.waitingForDelivery = [] }
+                return state.waitingForDelivery
+            }
+            for continuation in waiting { continuation.resume() }
         }
     }
 }

@@ -41,8 +41,9 @@ final class SocketReactor: Sendable {
     /// has one user.
     func wait(for descriptor: Int32, _ interest: Interest) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let previous = waiters.withLock { $0.updateValue(continuation, forKey: descriptor) }
-            precondition(previous == nil, "two waiters on one socket")
+            // Two waiters on one socket means two tasks share a connection, a bug above
+            // this layer: wake the earlier one (it checks again) rather than lose it.
+            waiters.withLock { $0.updateValue(continuation, forKey: descriptor) }?.resume()
             if clibpq_epoll_arm(epoll, descriptor, interest == .readableOrWritable ? 1 : 0) != 0 {
                 // Not a socket epoll can watch (closed under us): let the caller see the
                 // failure from libpq rather than wait forever.
@@ -54,6 +55,7 @@ final class SocketReactor: Sendable {
     /// Forgets `descriptor` before its socket closes.
     func forget(_ descriptor: Int32) {
         _ = clibpq_epoll_forget(epoll, descriptor)
+        waiters.withLock { $0.removeValue(forKey: descriptor) }?.resume()
     }
 
     private func run() {

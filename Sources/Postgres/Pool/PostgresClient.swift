@@ -82,8 +82,8 @@ public final class PostgresClient: Service, Sendable {
     /// Leases a connection for the duration of `body`.
     ///
     /// With `retryingIfLost`, a `body` that fails because its connection was lost (a backend
-    /// terminated between the health check and the first statement) runs again on another
-    /// connection. Only for bodies that are safe to run twice: a statement whose backend
+    /// terminated between the health check and the first statement), or because a statement
+    /// prepared on it went stale, runs again. Only for bodies that are safe to run twice: a statement whose backend
     /// died may still have committed.
     @discardableResult
     public func withConnection<Result>(
@@ -96,7 +96,9 @@ public final class PostgresClient: Service, Sendable {
                 let result = try await body(connection)
                 release(connection)
                 return result
-            } catch let error as PostgresError where retryingIfLost && error.isConnectionLost && attempt < maximumRetries {
+            } catch let error as PostgresError
+                where retryingIfLost && (error.isConnectionLost || error.isStalePreparedStatement) && attempt < maximumRetries
+            {
                 release(connection)
                 attempt += 1
                 logger.debug("connection lost before its work was done; retrying on another", metadata: ["attempt": "\(attempt)"])
@@ -144,9 +146,13 @@ public final class PostgresClient: Service, Sendable {
                 // pool closes it on release rather than reuse it.
                 try? await connection.simpleQuery("ROLLBACK")
                 release(connection)
-                if retryingIfLost, let error = error as? PostgresError, error.isConnectionLost, attempt < maximumRetries {
+                // A statement prepared before a migration changed its result type fails
+                // once per connection, at Bind, before it ran: also worth running again.
+                if retryingIfLost, let error = error as? PostgresError, error.isConnectionLost || error.isStalePreparedStatement,
+                    attempt < maximumRetries
+                {
                     attempt += 1
-                    logger.debug("connection lost inside a transaction; running it again", metadata: ["attempt": "\(attempt)"])
+                    logger.debug("connection lost, or a prepared statement gone stale, inside a transaction; running it again", metadata: ["attempt": "\(attempt)"])
                     continue
                 }
                 throw error
