@@ -35,8 +35,9 @@ struct TokenAuthMiddleware: RouterMiddleware {
         }
         var context = context
         context.company = identity.company
-        context.logger[metadataKey: "company_id"] = "\(identity.company)"
-        context.logger[metadataKey: "token_id"] = "\(identity.token)"
+        // Formatted only if a line is written.
+        context.logger[metadataKey: "company_id"] = .stringConvertible(identity.company)
+        context.logger[metadataKey: "token_id"] = .stringConvertible(identity.token)
         return try await next(request, context)
     }
 }

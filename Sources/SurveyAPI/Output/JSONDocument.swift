@@ -17,58 +17,62 @@ enum JSONDocument: Sendable, Equatable {
     }
 
     func serialized() -> String {
-        String(buffer: encoded())
+        String(decoding: utf8(), as: UTF8.self)
     }
 
     func encoded() -> ByteBuffer {
-        var buffer = ByteBuffer()
-        buffer.reserveCapacity(512)
-        write(to: &buffer)
-        return buffer
+        ByteBuffer(bytes: utf8())
     }
 
-    // Written as bytes straight into the response's buffer: a list of surveys is mostly
-    // strings, and going through `String` appends, scalar by scalar, cost more than the
-    // database round trip (`docs/BENCHMARKS.md`).
-    private func write(to buffer: inout ByteBuffer) {
+    private func utf8() -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(1024)
+        write(to: &bytes)
+        return bytes
+    }
+
+    // Written as bytes into one array, copied once into the response's buffer: a list of
+    // surveys is mostly strings, and going through `String` appends, scalar by scalar, cost
+    // more than the database round trip; `ByteBuffer`'s own writes check capacity and
+    // uniqueness on every byte (`docs/BENCHMARKS.md`).
+    private func write(to buffer: inout [UInt8]) {
         switch self {
-        case .null: buffer.writeStaticString("null")
-        case .bool(let value): buffer.writeStaticString(value ? "true" : "false")
-        case .integer(let value): buffer.writeString(String(value))
+        case .null: buffer.append(static: "null")
+        case .bool(let value): buffer.append(static: value ? "true" : "false")
+        case .integer(let value): buffer.append(contentsOf: String(value).utf8)
         case .number(let value):
             if value.isFinite, value == value.rounded(), abs(value) < 1e15 {
-                buffer.writeString(String(Int64(value)))
+                buffer.append(contentsOf: String(Int64(value)).utf8)
             } else if value.isFinite {
-                buffer.writeString("\(value)")
+                buffer.append(contentsOf: "\(value)".utf8)
             } else {
-                buffer.writeStaticString("null")
+                buffer.append(static: "null")
             }
         case .string(let value): Self.writeString(value, to: &buffer)
         case .array(let values):
-            buffer.writeInteger(UInt8(ascii: "["))
+            buffer.append(UInt8(ascii: "["))
             for index in values.indices {
-                if index > 0 { buffer.writeInteger(UInt8(ascii: ",")) }
+                if index > 0 { buffer.append(UInt8(ascii: ",")) }
                 values[index].write(to: &buffer)
             }
-            buffer.writeInteger(UInt8(ascii: "]"))
+            buffer.append(UInt8(ascii: "]"))
         case .object(let members):
-            buffer.writeInteger(UInt8(ascii: "{"))
+            buffer.append(UInt8(ascii: "{"))
             for index in members.indices {
-                if index > 0 { buffer.writeInteger(UInt8(ascii: ",")) }
+                if index > 0 { buffer.append(UInt8(ascii: ",")) }
                 Self.writeString(members[index].0, to: &buffer)
-                buffer.writeInteger(UInt8(ascii: ":"))
+                buffer.append(UInt8(ascii: ":"))
                 members[index].1.write(to: &buffer)
             }
-            buffer.writeInteger(UInt8(ascii: "}"))
+            buffer.append(UInt8(ascii: "}"))
         }
     }
 
     /// Writes `string` quoted, escaping what JSON requires (quote, backslash, controls) and
     /// what some parsers choke on or drop (DEL, the C1 controls, U+2028, U+2029 and
-    /// U+FEFF). Runs of bytes
-    /// that need nothing are copied whole.
-    private static func writeString(_ string: String, to buffer: inout ByteBuffer) {
-        buffer.writeInteger(UInt8(ascii: "\""))
+    /// U+FEFF). Runs of bytes that need nothing are copied whole.
+    private static func writeString(_ string: String, to buffer: inout [UInt8]) {
+        buffer.append(UInt8(ascii: "\""))
         var string = string
         string.withUTF8 { bytes in
             var runStart = 0
@@ -79,14 +83,14 @@ enum JSONDocument: Sendable, Equatable {
                     index += 1
                     continue
                 }
-                buffer.writeBytes(UnsafeBufferPointer(rebasing: bytes[runStart..<index]))
+                buffer.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<index]))
                 writeEscape(scalar, to: &buffer)
                 index += length
                 runStart = index
             }
-            buffer.writeBytes(UnsafeBufferPointer(rebasing: bytes[runStart..<bytes.count]))
+            buffer.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<bytes.count]))
         }
-        buffer.writeInteger(UInt8(ascii: "\""))
+        buffer.append(UInt8(ascii: "\""))
     }
 
     /// The length in bytes and the value of the scalar at `index` if it must be escaped;
@@ -107,20 +111,26 @@ enum JSONDocument: Sendable, Equatable {
         }
     }
 
-    private static func writeEscape(_ scalar: UInt32, to buffer: inout ByteBuffer) {
+    private static func writeEscape(_ scalar: UInt32, to buffer: inout [UInt8]) {
         switch scalar {
-        case UInt32(UInt8(ascii: "\"")): buffer.writeStaticString("\\\"")
-        case UInt32(UInt8(ascii: "\\")): buffer.writeStaticString("\\\\")
-        case 0x0A: buffer.writeStaticString("\\n")
-        case 0x0D: buffer.writeStaticString("\\r")
-        case 0x09: buffer.writeStaticString("\\t")
+        case UInt32(UInt8(ascii: "\"")): buffer.append(static: "\\\"")
+        case UInt32(UInt8(ascii: "\\")): buffer.append(static: "\\\\")
+        case 0x0A: buffer.append(static: "\\n")
+        case 0x0D: buffer.append(static: "\\r")
+        case 0x09: buffer.append(static: "\\t")
         default:
-            buffer.writeStaticString("\\u")
+            buffer.append(static: "\\u")
             for shift in stride(from: 12, through: 0, by: -4) {
                 let digit = UInt8((scalar >> UInt32(shift)) & 0xF)
-                buffer.writeInteger(digit < 10 ? UInt8(ascii: "0") + digit : UInt8(ascii: "a") + digit - 10)
+                buffer.append(digit < 10 ? UInt8(ascii: "0") + digit : UInt8(ascii: "a") + digit - 10)
             }
         }
+    }
+}
+
+extension [UInt8] {
+    fileprivate mutating func append(static text: StaticString) {
+        text.withUTF8Buffer { append(contentsOf: $0) }
     }
 }
 
