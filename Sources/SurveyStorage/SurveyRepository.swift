@@ -96,9 +96,10 @@ public struct SurveyRepository: Sendable {
     }
 
     // Surveys with their questions come back one row per question (a survey without any,
-    // as one row of NULLs), in survey then question id order, and are grouped here: the
-    // first question is the fallback language. Aggregating into arrays on the server
-    // instead cost it a sort per array per survey, most of the statement's time.
+    // as one row of NULLs), in survey order, and are grouped here, questions in id order:
+    // the first question is the fallback language. Aggregating into arrays on the server
+    // cost it a sort per array per survey, most of the statement's time; and even one sort
+    // of the rows by question id cost more to set up than sorting a few in Swift.
 
     static func surveyQuery(_ id: SurveyID, company: CompanyID) -> PostgresQuery {
         """
@@ -106,7 +107,6 @@ public struct SurveyRepository: Sendable {
           FROM surveys AS s
           LEFT JOIN questions AS q ON q.company_id = s.company_id AND q.survey_id = s.survey_id
          WHERE s.company_id = \(company) AND s.survey_id = \(id)
-         ORDER BY q.question_id
         """
     }
 
@@ -119,7 +119,7 @@ public struct SurveyRepository: Sendable {
                  ORDER BY survey_id
                  LIMIT \(limit)) AS s
           LEFT JOIN questions AS q ON q.company_id = \(company) AND q.survey_id = s.survey_id
-         ORDER BY s.survey_id, q.question_id
+         ORDER BY s.survey_id
         """
     }
 
@@ -134,6 +134,9 @@ public struct SurveyRepository: Sendable {
             if let questionID, let body, let language {
                 surveys[surveys.count - 1].questions.append(Question(id: questionID, body: body, language: language))
             }
+        }
+        for index in surveys.indices {
+            surveys[index].questions.sort { $0.id < $1.id }
         }
         return surveys
     }

@@ -60,6 +60,24 @@ import Testing
         }
     }
 
+    /// The first question is the fallback language, so order is part of the answer: the
+    /// order they were created in, whatever order the languages sort in.
+    @Test func questionsComeBackInTheOrderTheyWereCreated() async throws {
+        let tenant = try await harness.company()
+        try await harness.test { client in
+            let created = try await client.send(
+                .post, "\(base)/surveys", headers: tenant.headers,
+                body: #"{"name":"order","interactionType":"general","questions":[{"body":"nl","language":"nl-BE"},{"body":"en","language":"en-GB"},{"body":"fr","language":"fr"}]}"#)
+            let id = try #require(created.object["id"] as? Int)
+            let fetched = try await client.send(.get, "\(base)/surveys/\(id)", headers: tenant.headers)
+            let list = try await client.send(.get, "\(base)/surveys", headers: tenant.headers)
+            for survey in [created.object, fetched.object, list.array.first ?? [:]] {
+                let questions = survey["questions"] as? [[String: Any]] ?? []
+                #expect(questions.map { $0["language"] as? String } == ["nl-BE", "en-GB", "fr"])
+            }
+        }
+    }
+
     @Test func getAndDeleteOneSurvey() async throws {
         let tenant = try await harness.company()
         try await harness.test { client in
