@@ -6,21 +6,27 @@ import Darwin
 import Logging
 import Synchronization
 
-/// One JSON object per line, for log shippers (`LOG_FORMAT=json`):
-/// `{"ts":"2026-11-29T16:30:00.123Z","level":"info","logger":"surveyd.serve","msg":"…","request_id":"…"}`.
-/// Metadata members sit at the top level; one whose name collides with those four is
-/// written as `meta.<name>` rather than lost.
-public struct JSONLogHandler: LogHandler {
+/// Writes each event as one line, in the format `LogLineFormat` gives: text for people
+/// (the default), or JSON for log shippers (`LOG_FORMAT=json`).
+///
+/// Rather than swift-log's `StreamLogHandler`, which formats its metadata again each time
+/// a member is set, even when nothing is logged: the API sets the request id on every
+/// request's logger, and at `LOG_LEVEL=warning` that formatting was most of what logging
+/// cost (`docs/BENCHMARKS.md`). Here metadata is only formatted for a line that is written.
+public struct LineLogHandler: LogHandler {
     public var metadata: Logger.Metadata = [:]
     public var logLevel: Logger.Level = .info
     public var metadataProvider: Logger.MetadataProvider?
 
     private let label: String
+    private let format: LogLineFormat
     private let sink: LogSink
 
-    public init(label: String, sink: LogSink = .standardOutput, metadataProvider: Logger.MetadataProvider? = nil) {
+    /// `sink` defaults to the format's: standard error for text, standard output for JSON.
+    public init(label: String, format: LogLineFormat, sink: LogSink? = nil, metadataProvider: Logger.MetadataProvider? = nil) {
         self.label = label
-        self.sink = sink
+        self.format = format
+        self.sink = sink ?? format.standardSink
         self.metadataProvider = metadataProvider
     }
 
@@ -33,10 +39,26 @@ public struct JSONLogHandler: LogHandler {
         var merged = metadata
         if let provided = metadataProvider?.get() { merged.merge(provided) { _, new in new } }
         if let extra = event.metadata { merged.merge(extra) { _, new in new } }
-        sink.write(Self.line(at: currentTime(), level: event.level, label: label, message: event.message.description, metadata: merged))
+        sink.write(format.line(currentTime(), event.level, label, event.message.description, merged))
     }
+}
 
-    /// The line for one event; separate from the clock and the output, to be tested.
+/// How an event becomes a line; separate from the clock and the output, to be tested.
+public struct LogLineFormat: Sendable {
+    let line: @Sendable (_ time: (seconds: Int, milliseconds: Int), Logger.Level, _ label: String, _ message: String, Logger.Metadata) -> String
+    let standardSink: LogSink
+
+    /// `2026-11-29T16:30:00.123Z info surveyd.serve: message request_id=…`, metadata sorted
+    /// by name after the message.
+    public static let text = LogLineFormat(line: TextLine.line, standardSink: .standardError)
+    /// One JSON object per line:
+    /// `{"ts":"2026-11-29T16:30:00.123Z","level":"info","logger":"surveyd.serve","msg":"…","request_id":"…"}`.
+    /// Metadata members sit at the top level; one whose name collides with those four is
+    /// written as `meta.<name>` rather than lost.
+    public static let json = LogLineFormat(line: JSONLine.line, standardSink: .standardOutput)
+}
+
+private enum JSONLine {
     static func line(
         at time: (seconds: Int, milliseconds: Int), level: Logger.Level, label: String, message: String,
         metadata: Logger.Metadata
@@ -62,41 +84,9 @@ public struct JSONLogHandler: LogHandler {
     private static let reserved: Set<String> = ["ts", "level", "logger", "msg"]
 }
 
-/// Text lines for people (the default): `2026-11-29T16:30:00.123Z info surveyd.serve: message request_id=…`,
-/// metadata sorted by name after the message.
-///
-/// Rather than swift-log's `StreamLogHandler`, which formats its metadata again each time
-/// a member is set, even when nothing is logged: the API sets the request id on every
-/// request's logger, and at `LOG_LEVEL=warning` that formatting was most of what logging
-/// cost (`docs/BENCHMARKS.md`). Here metadata is only formatted for a line that is written.
-public struct TextLogHandler: LogHandler {
-    public var metadata: Logger.Metadata = [:]
-    public var logLevel: Logger.Level = .info
-    public var metadataProvider: Logger.MetadataProvider?
-
-    private let label: String
-    private let sink: LogSink
-
-    public init(label: String, sink: LogSink = .standardError, metadataProvider: Logger.MetadataProvider? = nil) {
-        self.label = label
-        self.sink = sink
-        self.metadataProvider = metadataProvider
-    }
-
-    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    public func log(event: LogEvent) {
-        var merged = metadata
-        if let provided = metadataProvider?.get() { merged.merge(provided) { _, new in new } }
-        if let extra = event.metadata { merged.merge(extra) { _, new in new } }
-        sink.write(Self.line(at: currentTime(), level: event.level, label: label, message: event.message.description, metadata: merged))
-    }
-
-    /// The line for one event. Control characters are escaped, so one event is one line
-    /// whatever a message or value holds.
+private enum TextLine {
+    /// Control characters are escaped, so one event is one line whatever a message or
+    /// value holds.
     static func line(
         at time: (seconds: Int, milliseconds: Int), level: Logger.Level, label: String, message: String,
         metadata: Logger.Metadata

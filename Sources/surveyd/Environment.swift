@@ -167,11 +167,11 @@ enum Environment {
     private static let bootstrapLogging: Void = {
         switch value("LOG_FORMAT") {
         case "json":
-            LoggingSystem.bootstrap { label in JSONLogHandler(label: label) }
+            LoggingSystem.bootstrap { label in LineLogHandler(label: label, format: .json) }
         case nil, "text":
-            LoggingSystem.bootstrap { label in TextLogHandler(label: label) }
+            LoggingSystem.bootstrap { label in LineLogHandler(label: label, format: .text) }
         case let other?:
-            LoggingSystem.bootstrap { label in TextLogHandler(label: label) }
+            LoggingSystem.bootstrap { label in LineLogHandler(label: label, format: .text) }
             FileHandle.standardError.write(Data("LOG_FORMAT=\(other) is not known; use json or text. Logging as text.\n".utf8))
         }
     }()

@@ -259,7 +259,7 @@ import Testing
     /// or the text of a reply after a whole cycle.
     @Test func noPhoneNumberTokenOrReplyTextAtRestOrInLogsAfterAFullCycle() async throws {
         let sink = LogSink.memory()
-        var logger = Logger(label: "surveyd.test") { JSONLogHandler(label: $0, sink: sink) }
+        var logger = Logger(label: "surveyd.test") { LineLogHandler(label: $0, format: .json, sink: sink) }
         logger.logLevel = .trace
         let pipeline = try await Pipeline.make("privacy", logger: logger)
         let tenant = try await pipeline.company()

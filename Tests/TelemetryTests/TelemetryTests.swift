@@ -5,10 +5,10 @@ import Prometheus
 import Telemetry
 import Testing
 
-@Suite struct TextLogHandlerTests {
+@Suite struct TextLogLinesTests {
     @Test func oneLinePerEventWithSortedMetadataAfterTheMessage() {
         let sink = LogSink.memory()
-        var logger = Logger(label: "surveyd.test") { TextLogHandler(label: $0, sink: sink) }
+        var logger = Logger(label: "surveyd.test") { LineLogHandler(label: $0, format: .text, sink: sink) }
         logger[metadataKey: "request_id"] = "abc"
         logger.info("two\nlines\u{1B}[31m", metadata: ["status": .stringConvertible(201), "b": "x\ty"])
         logger.debug("not at info")
@@ -20,10 +20,10 @@ import Testing
     }
 }
 
-@Suite struct JSONLogHandlerTests {
+@Suite struct JSONLogLinesTests {
     func log(_ body: (inout Logger) -> Void) -> [[String: Any]] {
         let sink = LogSink.memory()
-        var logger = Logger(label: "surveyd.test") { JSONLogHandler(label: $0, sink: sink) }
+        var logger = Logger(label: "surveyd.test") { LineLogHandler(label: $0, format: .json, sink: sink) }
         body(&logger)
         return sink.lines.map { line in
             #expect(line.hasSuffix("}\n") && line.filter { $0 == "\n" }.count == 1, "one line per event: \(line)")
@@ -64,7 +64,7 @@ import Testing
 
     @Test func concurrentEventsNeverInterleave() async throws {
         let sink = LogSink.memory()
-        let logger = Logger(label: "surveyd.test") { JSONLogHandler(label: $0, sink: sink) }
+        let logger = Logger(label: "surveyd.test") { LineLogHandler(label: $0, format: .json, sink: sink) }
         await withTaskGroup(of: Void.self) { group in
             for task in 0..<8 {
                 group.addTask { for index in 0..<200 { logger.info("event \(task)-\(index)") } }
