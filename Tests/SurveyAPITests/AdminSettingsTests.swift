@@ -75,10 +75,7 @@ import Testing
     @Test func readTokensCannotWrite() async throws {
         let tenant = try await harness.company()
         try await harness.test { client in
-            let survey = try await client.send(
-                .post, "\(base)/surveys", headers: tenant.headers,
-                body: #"{"name":"s","interactionType":"care","questions":[{"body":"Q?","language":"en"}]}"#)
-            let surveyID = try #require(survey.object["id"] as? Int)
+            let surveyID = try await client.createSurvey(for: tenant)
 
             let issued = try await client.send(
                 .post, "/admin/companies/\(tenant.id)/tokens", headers: admin, body: #"{"scope":"read"}"#)
@@ -123,10 +120,7 @@ import Testing
         let tenant = try await harness.company()
         try await CompanyRepository(database: harness.database).update(tenant.id, CompanySettingsChange(dailySMSCap: 3))
         try await harness.test { client in
-            let survey = try await client.send(
-                .post, "\(base)/surveys", headers: tenant.headers,
-                body: #"{"name":"s","interactionType":"care","questions":[{"body":"Q?","language":"en"}]}"#)
-            let surveyID = try #require(survey.object["id"] as? Int)
+            let surveyID = try await client.createSurvey(for: tenant)
             func send(_ phones: [String]) async throws -> TestResponse {
                 let items = phones.map { #"{"channel":"SMS","destination":"\#($0)"}"# }.joined(separator: ",")
                 return try await client.send(
@@ -162,10 +156,7 @@ import Testing
         let tenant = try await harness.company()
         try await CompanyRepository(database: harness.database).update(tenant.id, CompanySettingsChange(dailySMSCap: 25))
         let accepted = try await harness.test { client in
-            let survey = try await client.send(
-                .post, "\(base)/surveys", headers: tenant.headers,
-                body: #"{"name":"s","interactionType":"care","questions":[{"body":"Q?","language":"en"}]}"#)
-            let surveyID = try #require(survey.object["id"] as? Int)
+            let surveyID = try await client.createSurvey(for: tenant)
             let calls = (0..<10).map { _ in (0..<5).map { _ in #"{"channel":"SMS","destination":"\#(SendAPITests.phone())"}"# } }
             return try await withThrowingTaskGroup(of: Bool.self) { group in
                 for items in calls {

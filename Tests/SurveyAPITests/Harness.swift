@@ -90,6 +90,18 @@ extension TestClientProtocol {
         try await execute(
             uri: path, method: method, headers: headers, body: body.map { ByteBuffer(string: $0) })
     }
+
+    /// Creates a survey for `tenant`, a question per language ("Question in fr?"), and
+    /// returns its id.
+    func createSurvey(
+        for tenant: Tenant, languages: [String] = ["en"], sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws -> Int {
+        let questions = languages.map { #"{"body":"Question in \#($0)?","language":"\#($0)"}"# }.joined(separator: ",")
+        let created = try await send(
+            .post, "\(base)/surveys", headers: tenant.headers,
+            body: #"{"name":"support","interactionType":"care","questions":[\#(questions)]}"#)
+        return try #require(created.object["id"] as? Int, "\(created.text)", sourceLocation: sourceLocation)
+    }
 }
 
 extension TestResponse {

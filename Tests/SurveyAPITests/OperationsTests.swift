@@ -90,10 +90,7 @@ import Testing
         let tenant = try await harness.company()
         _ = Self.metrics
         try await application().testContract { client in
-            let created = try await client.send(
-                .post, "\(base)/surveys", headers: tenant.headers,
-                body: #"{"name":"m","interactionType":"care","questions":[{"body":"Q?","language":"en"}]}"#)
-            let survey = try #require(created.object["id"] as? Int)
+            let survey = try await client.createSurvey(for: tenant)
             #expect(try await client.send(.get, "\(base)/surveys/\(survey)", headers: tenant.headers).status == .ok)
             let metrics = try await client.send(.get, "/metrics")
             #expect(metrics.status == .ok)

@@ -15,13 +15,7 @@ import Testing
     /// A random Belgian mobile number, so tests never collide on the shared sender rules.
     static func phone() -> String { "+3247\(UInt32.random(in: 1_000_000...9_999_999))" }
 
-    func createSurvey(_ tenant: Tenant, client: any TestClientProtocol, languages: [String] = ["en-GB", "fr", "nl-BE"]) async throws -> Int {
-        let questions = languages.map { #"{"body":"Question in \#($0)?","language":"\#($0)"}"# }.joined(separator: ",")
-        let response = try await client.send(
-            .post, "\(base)/surveys", headers: tenant.headers,
-            body: #"{"name":"support","interactionType":"care","questions":[\#(questions)]}"#)
-        return try #require(response.object["id"] as? Int)
-    }
+    static let languages = ["en-GB", "fr", "nl-BE"]
 
     func item(_ destination: String, reference: String? = nil, language: String? = nil, segments: [String]? = nil) -> String {
         var fields = [#""channel":"SMS""#, #""destination":"\#(destination)""#]
@@ -41,7 +35,7 @@ import Testing
         let tenant = try await harness.company()
         let phone = Self.phone()
         try await harness.test { client in
-            let survey = try await createSurvey(tenant, client: client)
+            let survey = try await client.createSurvey(for: tenant, languages: Self.languages)
             let response = try await client.send(
                 .post, "\(base)/surveys/\(survey)/send", headers: tenant.headers,
                 body: #"""
@@ -79,7 +73,7 @@ import Testing
     @Test func languageFallsBackToPrimaryThenFirstQuestion() async throws {
         let tenant = try await harness.company()
         try await harness.test { client in
-            let survey = try await createSurvey(tenant, client: client, languages: ["nl-BE", "fr-BE", "en"])
+            let survey = try await client.createSurvey(for: tenant, languages: ["nl-BE", "fr-BE", "en"])
             let cases: [(String?, String)] = [("fr", "fr-BE"), ("en-US", "en"), ("de", "nl-BE"), (nil, "nl-BE"), ("FR-be", "fr-BE")]
             let response = try await client.send(
                 .post, "\(base)/surveys/\(survey)/send", headers: tenant.headers,
@@ -104,7 +98,7 @@ import Testing
     @Test func invalidItemsRejectTheWholeCallAndQueueNothing() async throws {
         let tenant = try await harness.company()
         try await harness.test { client in
-            let survey = try await createSurvey(tenant, client: client)
+            let survey = try await client.createSurvey(for: tenant, languages: Self.languages)
             let items = [
                 item(Self.phone()),
                 item("0472306705"),
@@ -148,8 +142,8 @@ import Testing
                 "INSERT INTO opt_outs (destination_hash) VALUES (\(Harness.hasher.hash(PhoneNumber(e164: optedOut)!)))")
         }
         try await harness.test { client in
-            let survey = try await createSurvey(tenant, client: client)
-            let otherSurvey = try await createSurvey(other, client: client)
+            let survey = try await client.createSurvey(for: tenant, languages: Self.languages)
+            let otherSurvey = try await client.createSurvey(for: other, languages: Self.languages)
             // Surveyed by this company before.
             _ = try await client.send(.post, "\(base)/surveys/\(survey)/send", headers: tenant.headers, body: body([item(recent)]))
             // An open survey from another company.
@@ -176,7 +170,7 @@ import Testing
             try await connection.query("UPDATE companies SET resurvey_days = 0 WHERE company_id = \(tenant.id)")
         }
         try await harness.test { client in
-            let survey = try await createSurvey(tenant, client: client)
+            let survey = try await client.createSurvey(for: tenant, languages: Self.languages)
             let first = try await client.send(.post, "\(base)/surveys/\(survey)/send", headers: tenant.headers, body: body([item(phone)]))
             #expect(results(first).first?["status"] as? String == "queued")
             // Still open: busy, not recently surveyed.
@@ -200,7 +194,7 @@ import Testing
         let phone = Self.phone()
         let statuses = try await harness.test { client in
             var surveys: [Int] = []
-            for tenant in tenants { surveys.append(try await createSurvey(tenant, client: client)) }
+            for tenant in tenants { surveys.append(try await client.createSurvey(for: tenant, languages: Self.languages)) }
             return try await withThrowingTaskGroup(of: String.self) { group in
                 for index in 0..<20 {
                     let tenant = tenants[index % tenants.count]
@@ -228,7 +222,7 @@ import Testing
     @Test func idempotencyKeyReplaysRejectsMismatchAndInProgress() async throws {
         let tenant = try await harness.company()
         try await harness.test { client in
-            let survey = try await createSurvey(tenant, client: client)
+            let survey = try await client.createSurvey(for: tenant, languages: Self.languages)
             var headers = tenant.headers
             headers[HTTPField.Name("Idempotency-Key")!] = "order-4711"
             let payload = body([item(Self.phone(), reference: "x"), item(Self.phone(), reference: "y")])
@@ -246,7 +240,7 @@ import Testing
 
             // Another company may use the same key: keys are per company.
             let other = try await harness.company()
-            let otherSurvey = try await createSurvey(other, client: client)
+            let otherSurvey = try await client.createSurvey(for: other, languages: Self.languages)
             var otherHeaders = other.headers
             otherHeaders[HTTPField.Name("Idempotency-Key")!] = "order-4711"
             let theirs = try await client.send(

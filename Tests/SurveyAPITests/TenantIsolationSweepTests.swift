@@ -52,10 +52,7 @@ import Testing
             .map { (path: $0.path, method: $0.method) }
         #expect(tenantOperations.count >= 6, "the contract lost its tenant operations?")
         try await harness.test { client in
-            let created = try await client.send(
-                .post, "\(base)/surveys", headers: victim.headers,
-                body: #"{"name":"victim","interactionType":"care","questions":[{"body":"Q?","language":"en"}]}"#)
-            let survey = try #require(created.object["id"] as? Int)
+            let survey = try await client.createSurvey(for: victim)
             let sent = try await client.send(
                 .post, "\(base)/surveys/\(survey)/send", headers: victim.headers,
                 body: #"{"requests":[{"channel":"SMS","destination":"+32470999222"}]}"#)
@@ -87,10 +84,7 @@ import Testing
     @Test func theApplicationRoleWithoutATenantSeesNoRowOfAnyTenantTable() async throws {
         let tenant = try await harness.company()
         try await harness.test { client in
-            let created = try await client.send(
-                .post, "\(base)/surveys", headers: tenant.headers,
-                body: #"{"name":"s","interactionType":"care","questions":[{"body":"Q?","language":"en"}]}"#)
-            let survey = try #require(created.object["id"] as? Int)
+            let survey = try await client.createSurvey(for: tenant)
             _ = try await client.send(
                 .post, "\(base)/surveys/\(survey)/send", headers: tenant.headers.merging([HTTPField.Name("Idempotency-Key")!: "sweep"]),
                 body: #"{"requests":[{"channel":"SMS","destination":"+32470999333"}]}"#)
