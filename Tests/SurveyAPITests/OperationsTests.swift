@@ -3,6 +3,8 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Metrics
+import NIOCore
+import NIOPosix
 import Postgres
 import Prometheus
 import SurveyAPI
@@ -86,6 +88,33 @@ import Testing
         await unreachable.client.shutDown()
     }
 
+    /// A connection that sends nothing is closed after the idle timeout, not held open.
+    @Test func idleConnectionsAreClosed() async throws {
+        var configuration = Harness.configuration()
+        configuration.limits.idleTimeout = .milliseconds(300)
+        let application = buildApplication(configuration: configuration, database: harness.database, logger: TestDatabase.logger)
+        try await application.test(.live) { client in
+            let port = try #require(client.port)
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(host: "localhost", port: port).get()
+            let closed = try await withThrowingTaskGroup(of: Bool.self) { group in
+                group.addTask {
+                    try await channel.closeFuture.get()
+                    return true
+                }
+                group.addTask {
+                    try await Task.sleep(for: .seconds(10))
+                    // Closing ends the other task too; the group waits for both.
+                    try? await channel.close()
+                    return false
+                }
+                defer { group.cancelAll() }
+                return try await group.next() ?? false
+            }
+            #expect(closed, "the server kept an idle connection open for 10 s")
+        }
+    }
+
     @Test func metricsCountRequestsByRouteTemplateNeverByTenant() async throws {
         let tenant = try await harness.company()
         _ = Self.metrics
@@ -114,6 +143,8 @@ import Testing
             let made = try await client.send(.get, "\(base)/surveys", headers: tenant.headers)
             let id = try #require(made.headers[HTTPField.Name("X-Request-Id")!])
             #expect(id.count == 32 && id.allSatisfy(\.isHexDigit))
+            let another = try await client.send(.get, "\(base)/surveys", headers: tenant.headers).headers[HTTPField.Name("X-Request-Id")!]
+            #expect(another != id)
             for bad in ["has space", String(repeating: "a", count: 129), "quote\"", "new\u{1}line"] {
                 let response = try await client.send(.get, "/health", headers: [HTTPField.Name("X-Request-Id")!: bad])
                 let echoed = try #require(response.headers[HTTPField.Name("X-Request-Id")!])

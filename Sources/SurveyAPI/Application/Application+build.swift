@@ -1,5 +1,6 @@
 import Hummingbird
 import Logging
+import NIOCore
 import Postgres
 import SurveyDomain
 import SurveyStorage
@@ -163,7 +164,7 @@ public func buildApplication(
     let components = APIComponents(database: database, logger: logger)
     var application = Application(
         router: buildRouter(configuration: configuration, database: database, components: components),
-        server: .http1(configuration: .init(idleTimeout: .nanoseconds(configuration.limits.idleTimeout.nanoseconds))),
+        server: .http1(configuration: .init(idleTimeout: TimeAmount(configuration.limits.idleTimeout))),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "surveyd"),
         logger: logger)
     application.addServices(
@@ -188,8 +189,4 @@ public func buildOperationsApplication(
     return Application(
         router: router, configuration: .init(address: .hostname(host, port: port), serverName: "surveyd-worker"),
         logger: logger)
-}
-
-extension Duration {
-    var nanoseconds: Int64 { components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000 }
 }

@@ -45,16 +45,15 @@ struct RequestIDMiddleware<Context: RequestContext>: RouterMiddleware {
     /// 128 random bits as 32 lowercase hex digits.
     static func make() -> String {
         var generator = SystemRandomNumberGenerator()
-        let digits = Array("0123456789abcdef".utf8)
-        var bytes = [UInt8](repeating: 0, count: 32)
-        for half in 0..<2 {
-            var word = generator.next()
-            for index in 0..<16 {
-                bytes[half * 16 + index] = digits[Int(word & 0xF)]
-                word >>= 4
+        let words = (generator.next(), generator.next())
+        return String(unsafeUninitializedCapacity: 32) { bytes in
+            for index in 0..<32 {
+                let word = index < 16 ? words.0 : words.1
+                let digit = UInt8((word >> UInt64(4 * (index % 16))) & 0xF)
+                bytes[index] = digit < 10 ? UInt8(ascii: "0") + digit : UInt8(ascii: "a") + digit - 10
             }
+            return 32
         }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }
 
