@@ -96,6 +96,7 @@ extension PostgresError {
         public static let deadlockDetected = "40P01"
         public static let featureNotSupported = "0A000"
         public static let invalidStatementName = "26000"
+        public static let protocolViolation = "08P01"
     }
 
     /// Whether a prepared statement can no longer run as prepared: its plan no longer fits
@@ -113,20 +114,20 @@ extension PostgresError {
     public var isConnectionLost: Bool {
         if code == .connectionClosed { return true }
         guard let sqlState else { return false }
-        return sqlState.hasPrefix("08") || sqlState.hasPrefix("57P")
+        // Class 08 (connection exception) but not 08P01: the server also reports a
+        // statement's wrong parameter count as a protocol violation, on a connection that
+        // is fine. 57P0x: operator intervention (shutdown, crash).
+        return (sqlState.hasPrefix("08") && sqlState != SQLState.protocolViolation) || sqlState.hasPrefix("57P")
     }
 
     /// Whether the database itself is unreachable or going away, as opposed to refusing
     /// a statement: the answer a caller gives for these is "try again later" (HTTP 503).
     public var isUnavailable: Bool {
         switch code {
-        case .connectionFailed, .connectionClosed, .poolTimeout, .poolExhausted, .poolUnavailable,
-            .poolShutDown:
+        case .connectionFailed, .poolTimeout, .poolExhausted, .poolUnavailable, .poolShutDown:
             return true
         default:
-            // Class 08 (connection exception), 57P0x (operator intervention: shutdown, crash).
-            guard let sqlState else { return false }
-            return sqlState.hasPrefix("08") || sqlState.hasPrefix("57P")
+            return isConnectionLost
         }
     }
 }

@@ -100,6 +100,13 @@ extension Database {
         ["SET LOCAL app.company_id = '\(company.rawValue)'"] + [RequestDeadline.statementTimeoutSetting()].compactMap { $0 }
     }
 
+    /// Scopes the rest of a transaction already begun on `connection` to `company`, for
+    /// work that learns its company from the data (a webhook's reply). Non-blocking, like
+    /// any other statement; `SET LOCAL` ends with the transaction.
+    static func enterTenant(_ company: CompanyID, on connection: PostgresConnection) async throws {
+        _ = try await connection.pipeline(tenantSettings(company).map { PostgresQuery(unsafeSQL: $0) })
+    }
+
     /// One read-only statement in a transaction scoped to one company, as `withTenant` would run it,
     /// but in a single round trip: `BEGIN`, the tenant, the statement and `COMMIT` go out
     /// together (pipeline mode). For the reads that make most of the API's traffic.

@@ -49,7 +49,7 @@ public struct ReplyRepository: Sendable {
                     """
                 ).single else { return .ignored }
                 let (company, request) = try open.decode((CompanyID, RequestID).self)
-                try await connection.simpleQuery("SET LOCAL app.company_id = '\(company.rawValue)'")
+                try await Database.enterTenant(company, on: connection)
                 if case .score(let score) = reply {
                     let updated = try await connection.query(
                         """
@@ -92,7 +92,7 @@ public struct ReplyRepository: Sendable {
                 "SELECT company_id, request_id FROM provider_messages WHERE provider_message_id = \(messageID)"
             ).single else { return false }
             let (company, request) = try row.decode((CompanyID, RequestID).self)
-            try await connection.simpleQuery("SET LOCAL app.company_id = '\(company.rawValue)'")
+            try await Database.enterTenant(company, on: connection)
             switch status {
             case .delivered:
                 let updated = try await connection.query(

@@ -280,6 +280,24 @@ import Testing
         }
     }
 
+    /// The server reports a wrong parameter count as 08P01, a "connection exception" class,
+    /// on a connection that is fine: it is the caller's error, not a lost connection to retry.
+    @Test func aWrongParameterCountIsNotALostConnection() async throws {
+        let client = try pool(max: 1)
+        let attempts = Mutex(0)
+        let error = await #expect(throws: PostgresError.self) {
+            try await client.withConnection(retryingIfLost: true) { connection in
+                attempts.withLock { $0 += 1 }
+                return try await connection.query(PostgresQuery(unsafeSQL: "SELECT $1::int + $2::int", bindings: ["1"]))
+            }
+        }
+        #expect(error?.sqlState == "08P01")
+        #expect(error?.isConnectionLost == false && error?.isUnavailable == false)
+        #expect(attempts.withLock { $0 } == 1)
+        let one = try await client.withConnection { try await $0.query("SELECT 1").one().decode(Int.self) }
+        #expect(one == 1)
+    }
+
     @Test func nulCharactersAreRefusedNotTruncated() async throws {
         let client = try pool(max: 1)
         let error = await #expect(throws: PostgresError.self) {
