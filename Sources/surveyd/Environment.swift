@@ -34,19 +34,15 @@ enum Environment {
 
     /// The pool size, `DATABASE_MAX_CONNECTIONS`, else the command's default.
     static func maximumConnections(default value: Int) throws -> Int {
-        guard let text = Self.value("DATABASE_MAX_CONNECTIONS") else { return value }
-        guard let number = Int(text), (1...500).contains(number) else {
-            throw Invalid(name: "DATABASE_MAX_CONNECTIONS", hint: "must be a number from 1 to 500, got \(text)")
-        }
-        return number
+        try integer("DATABASE_MAX_CONNECTIONS", default: value, range: 1...500)
     }
 
     /// How many requests may wait for a pooled connection (`DATABASE_POOL_MAX_WAITERS`) and
     /// for how long (`DATABASE_POOL_WAIT_TIMEOUT_MS`) before being answered 503.
     static func poolWaiting() throws -> (maximumWaiters: Int, waitTimeout: Duration) {
-        let waiters = try double("DATABASE_POOL_MAX_WAITERS", default: 1000, range: 0...1_000_000)
-        let timeout = try double("DATABASE_POOL_WAIT_TIMEOUT_MS", default: 5000, range: 1...600_000)
-        return (Int(waiters), .milliseconds(Int64(timeout)))
+        let waiters = try integer("DATABASE_POOL_MAX_WAITERS", default: 1000, range: 0...1_000_000)
+        let timeout = try integer("DATABASE_POOL_WAIT_TIMEOUT_MS", default: 5000, range: 1...600_000)
+        return (waiters, .milliseconds(timeout))
     }
 
     /// The key of the phone-number hashes; `serve` and `worker` refuse to start without it.
@@ -76,6 +72,15 @@ enum Environment {
         return url.hasSuffix("/") ? String(url.dropLast()) : url
     }
 
+    /// A whole number: `1.5` or `1e3` is refused rather than rounded.
+    static func integer(_ name: String, default defaultValue: Int, range: ClosedRange<Int>) throws -> Int {
+        guard let text = value(name) else { return defaultValue }
+        guard let number = Int(text), range.contains(number) else {
+            throw Invalid(name: name, hint: "must be a whole number from \(range.lowerBound) to \(range.upperBound), got \(text)")
+        }
+        return number
+    }
+
     static func double(_ name: String, default defaultValue: Double, range: ClosedRange<Double>) throws -> Double {
         guard let text = value(name) else { return defaultValue }
         guard let number = Double(text), range.contains(number) else {
@@ -96,11 +101,10 @@ enum Environment {
     static func limits() throws -> APIConfiguration.Limits {
         let defaults = APIConfiguration.Limits()
         let rate = try double("RATE_LIMIT_PER_SECOND", default: defaults.perToken.ratePerSecond, range: 0.01...1_000_000)
-        let burst = try double("RATE_LIMIT_BURST", default: Double(defaults.perToken.burst), range: 1...10_000_000)
+        let burst = try integer("RATE_LIMIT_BURST", default: defaults.perToken.burst, range: 1...10_000_000)
         let failures = try double(
             "AUTH_FAILURES_PER_MINUTE", default: defaults.failedAuthentication.ratePerSecond * 60, range: 0.01...1_000_000)
-        let failureBurst = try double(
-            "AUTH_FAILURE_BURST", default: Double(defaults.failedAuthentication.burst), range: 1...10_000_000)
+        let failureBurst = try integer("AUTH_FAILURE_BURST", default: defaults.failedAuthentication.burst, range: 1...10_000_000)
         let trust = value("TRUST_X_FORWARDED_FOR")
         guard trust == nil || trust == "0" || trust == "1" else {
             throw Invalid(name: "TRUST_X_FORWARDED_FOR", hint: "must be 0 or 1")
@@ -108,8 +112,8 @@ enum Environment {
         let requestTimeout = try double("REQUEST_TIMEOUT_SECONDS", default: 30, range: 1...600)
         let idleTimeout = try double("IDLE_TIMEOUT_SECONDS", default: 60, range: 1...3600)
         return APIConfiguration.Limits(
-            perToken: RateLimit(ratePerSecond: rate, burst: Int(burst)),
-            failedAuthentication: RateLimit(ratePerSecond: failures / 60, burst: Int(failureBurst)),
+            perToken: RateLimit(ratePerSecond: rate, burst: burst),
+            failedAuthentication: RateLimit(ratePerSecond: failures / 60, burst: failureBurst),
             trustForwardedFor: trust == "1", requestTimeout: .milliseconds(Int64(requestTimeout * 1000)),
             idleTimeout: .milliseconds(Int64(idleTimeout * 1000)))
     }

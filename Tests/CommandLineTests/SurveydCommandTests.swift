@@ -87,6 +87,12 @@ import Testing
                 #expect(refused.standardError.contains("DESTINATION_HASH_KEY"), "\(refused.standardError)")
             }
         }
+        // Whole numbers stay whole: not rounded, not read in exponent form.
+        for (name, bad) in [("DATABASE_POOL_MAX_WAITERS", "1.5"), ("DATABASE_POOL_WAIT_TIMEOUT_MS", "1e3")] {
+            let refused = try run(["serve"], environment: environment.merging([name: bad, "PORT": "1"]) { $1 })
+            #expect(refused.status != 0)
+            #expect(refused.standardError.contains(name), "\(refused.standardError)")
+        }
         await connection.close()
     }
 }

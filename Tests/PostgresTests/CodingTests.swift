@@ -15,6 +15,10 @@ import Testing
     @Test func identifiersAreQuoted() {
         let query: PostgresQuery = "SELECT 1 FROM \(identifier: "we\"ird")"
         #expect(query.sql == "SELECT 1 FROM \"we\"\"ird\"")
+        // The text depends on the name: not kept prepared.
+        #expect(!query.isPreparable)
+        let fixed: PostgresQuery = "SELECT \(1)::int"
+        #expect(fixed.isPreparable)
     }
 
     @Test func arraysRoundTripThroughTheTextFormat() throws {

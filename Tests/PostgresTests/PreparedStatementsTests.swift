@@ -1,4 +1,5 @@
 import Postgres
+import Synchronization
 import TestSupport
 import Testing
 
@@ -105,7 +106,8 @@ import Testing
         let table = "prepared_\(UInt32.random(in: 0...UInt32.max))"
         try await client().withConnection { connection in
             try await connection.simpleQuery("CREATE TABLE \(table) (n int); INSERT INTO \(table) VALUES (1)")
-            let select: PostgresQuery = "SELECT * FROM \(identifier: table) WHERE \(true)"
+            // The table name is the test's own, so its text can be declared fixed.
+            let select = PostgresQuery(unsafeSQL: "SELECT * FROM \(table) WHERE $1", bindings: ["true"], preparable: true)
             let asInt = try await connection.query(select).one().decode(Int.self)
             #expect(asInt == 1)
             try await connection.simpleQuery("ALTER TABLE \(table) ALTER COLUMN n TYPE text")
@@ -142,5 +144,24 @@ import Testing
             #expect(error?.code == .protocolViolation)
             #expect(!connection.isReusable)
         }
+    }
+
+    @Test func aPooledTransactionRunsAgainWhenItsStatementWentStale() async throws {
+        let client = try client()
+        let table = "prepared_\(UInt32.random(in: 0...UInt32.max))"
+        let select = PostgresQuery(unsafeSQL: "SELECT n FROM \(table)", preparable: true)
+        try await client.withConnection { connection in
+            try await connection.simpleQuery("CREATE TABLE \(table) (n int); INSERT INTO \(table) VALUES (1)")
+            _ = try await connection.query(select)
+            try await connection.simpleQuery("ALTER TABLE \(table) ALTER COLUMN n TYPE text")
+        }
+        let attempts = Mutex(0)
+        let value = try await client.withTransaction(retryingIfLost: true) { connection in
+            attempts.withLock { $0 += 1 }
+            return try await connection.query(select).one().decode(String.self)
+        }
+        #expect(value == "1")
+        #expect(attempts.withLock { $0 } == 2, "the first run met the stale statement, the second prepared it again")
+        try await client.withConnection { try await $0.simpleQuery("DROP TABLE \(table)") }
     }
 }

@@ -26,12 +26,16 @@ public struct PostgresQuery: Sendable, Hashable, ExpressibleByStringInterpolatio
     }
 
     public init(stringInterpolation: StringInterpolation) {
-        self.init(unsafeSQL: stringInterpolation.sql, bindings: stringInterpolation.bindings, preparable: true)
+        self.init(
+            unsafeSQL: stringInterpolation.sql, bindings: stringInterpolation.bindings,
+            preparable: stringInterpolation.isFixedText)
     }
 
     public struct StringInterpolation: StringInterpolationProtocol {
         var sql: String
         var bindings: [String?]
+        /// False once a spliced identifier made the text depend on a value.
+        var isFixedText = true
 
         public init(literalCapacity: Int, interpolationCount: Int) {
             sql = ""
@@ -53,6 +57,7 @@ public struct PostgresQuery: Sendable, Hashable, ExpressibleByStringInterpolatio
         /// Splices an identifier (a table or column name chosen by the program), quoted so it
         /// can never be read as anything but a name.
         public mutating func appendInterpolation(identifier: String) {
+            isFixedText = false
             sql.append("\"" + identifier.replacingAll("\"", with: "\"\"") + "\"")
         }
 
