@@ -1,3 +1,4 @@
+import APITestSupport
 import AsyncHTTPClient
 import Foundation
 import HTTPTypes

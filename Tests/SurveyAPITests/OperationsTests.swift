@@ -1,3 +1,4 @@
+import APITestSupport
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -92,7 +93,10 @@ import Testing
     @Test func idleConnectionsAreClosed() async throws {
         var configuration = Harness.configuration()
         configuration.limits.idleTimeout = .milliseconds(300)
-        let application = buildApplication(configuration: configuration, database: harness.database, logger: TestDatabase.logger)
+        // A pool of its own: the application runs it as a service and shuts it down at the end.
+        let database = Database(client: Database.applicationPool(
+            url: try TestDatabase.url(), applicationName: "idle-timeout-test", maximumConnections: 2, logger: TestDatabase.logger))
+        let application = buildApplication(configuration: configuration, database: database, logger: TestDatabase.logger)
         try await application.test(.live) { client in
             let port = try #require(client.port)
             let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
