@@ -89,10 +89,10 @@ struct WorkerCommand: AsyncParsableCommand {
         let database = Database(client: pool)
         var workerConfiguration = SMSWorker.Configuration()
         workerConfiguration.ratePerSecond = try Environment.double("SMS_RATE_LIMIT", default: 100, range: 0.1...100_000)
-        workerConfiguration.batchSize = Int(try Environment.double("SMS_BATCH_SIZE", default: 500, range: 1...10_000))
-        workerConfiguration.concurrency = Int(try Environment.double("SMS_CONCURRENCY", default: 64, range: 1...4096))
+        workerConfiguration.batchSize = try Environment.integer("SMS_BATCH_SIZE", default: 500, range: 1...10_000)
+        workerConfiguration.concurrency = try Environment.integer("SMS_CONCURRENCY", default: 64, range: 1...4096)
         workerConfiguration.lease = .seconds(try Environment.double("SMS_LEASE_SECONDS", default: 120, range: 1...3600))
-        workerConfiguration.lanes = Int(try Environment.double("SMS_LANES", default: 2, range: 1...16))
+        workerConfiguration.lanes = try Environment.integer("SMS_LANES", default: 2, range: 1...16)
 
         let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Environment.httpClientConfiguration(workerConfiguration.concurrency))
         let provider: any SMSProvider
