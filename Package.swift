@@ -112,7 +112,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // Operating the processes: JSON log lines, the Prometheus registry behind swift-metrics.
+        // Operating the processes: text or JSON log lines, the Prometheus registry behind swift-metrics.
         .target(
             name: "Telemetry",
             dependencies: [
