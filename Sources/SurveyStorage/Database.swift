@@ -85,7 +85,7 @@ public struct Database: Sendable {
         // Every body given here only touches the database, in this transaction: a connection
         // lost before COMMIT (a terminated backend, a failover) can run it again elsewhere.
         try await client.withTransaction(
-            isolation: isolation, prelude: Self.tenantSettings(company).joined(separator: "; "),
+            isolation: isolation, prelude: Self.tenantSettings(company),
             retryingIfLost: true
         ) { connection in
             try await body(connection)
@@ -95,16 +95,18 @@ public struct Database: Sendable {
 
 extension Database {
     /// The tenant, and the time left to the request's deadline if it has one. Both are
-    /// integers the program formats, so they can go with `BEGIN` in one message.
-    static func tenantSettings(_ company: CompanyID) -> [String] {
-        ["SET LOCAL app.company_id = '\(company.rawValue)'"] + [RequestDeadline.statementTimeoutSetting()].compactMap { $0 }
+    /// integers the program formats; a setting takes no parameters.
+    static func tenantSettings(_ company: CompanyID) -> [PostgresQuery] {
+        var settings = [PostgresQuery(unsafeSQL: "SET LOCAL app.company_id = '\(company.rawValue)'")]
+        if let timeout = RequestDeadline.statementTimeoutSetting() { settings.append(PostgresQuery(unsafeSQL: timeout)) }
+        return settings
     }
 
     /// Scopes the rest of a transaction already begun on `connection` to `company`, for
     /// work that learns its company from the data (a webhook's reply). Non-blocking, like
     /// any other statement; `SET LOCAL` ends with the transaction.
     static func enterTenant(_ company: CompanyID, on connection: PostgresConnection) async throws {
-        _ = try await connection.pipeline(tenantSettings(company).map { PostgresQuery(unsafeSQL: $0) })
+        _ = try await connection.pipeline(tenantSettings(company))
     }
 
     /// One read-only statement in a transaction scoped to one company, as `withTenant` would run it,
@@ -113,12 +115,12 @@ extension Database {
     public func read(_ company: CompanyID, _ query: PostgresQuery) async throws -> PostgresRows {
         try await client.withConnection(retryingIfLost: true) { connection in
             do {
-                let settings = Self.tenantSettings(company).map { PostgresQuery(unsafeSQL: $0, bindings: []) }
+                let settings = Self.tenantSettings(company)
                 // READ ONLY: a lost connection runs this again, which only a read may.
                 return try await connection.pipeline(["BEGIN READ ONLY"] + settings + [query, "COMMIT"])[1 + settings.count]
             } catch {
                 // An error leaves the transaction open and aborted.
-                try? await connection.simpleQuery("ROLLBACK")
+                try? await connection.rollback()
                 throw error
             }
         }

@@ -1,4 +1,5 @@
 import Foundation
+import NIOPosix
 import Postgres
 import Synchronization
 import TestSupport
@@ -256,6 +257,59 @@ import Testing
             #expect(connection.isReusable, "the connection left pipeline mode cleanly")
             try await connection.simpleQuery("DROP TABLE \(table)")
         }
+    }
+
+    /// `BEGIN` with its prelude, `COMMIT` and `ROLLBACK` wait for the server without holding
+    /// a thread, like any statement: two connections share one thread, and one's slow
+    /// prelude does not hold up the other's blocking call (`simpleQuery` runs on the thread).
+    @Test func transactionControlHoldsNoThread() async throws {
+        let thread = NIOThreadPool(numberOfThreads: 1)
+        thread.start()
+        let configuration = PostgresConnection.Configuration(url: try TestDatabase.url(), applicationName: "one-thread")
+        let slow = try await PostgresConnection.connect(configuration: configuration, threadPool: thread, logger: TestDatabase.logger)
+        let other = try await PostgresConnection.connect(configuration: configuration, threadPool: thread, logger: TestDatabase.logger)
+        let transactionDone = Mutex(false)
+        async let transaction: Void = slow.withTransaction(prelude: ["SELECT pg_sleep(1.5)"]) { _ in
+            transactionDone.withLock { $0 = true }
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let started = ContinuousClock.now
+        try await other.simpleQuery("SELECT 1")
+        #expect(!transactionDone.withLock { $0 }, "the blocking call did not wait for the slow BEGIN")
+        #expect(ContinuousClock.now - started < .seconds(1))
+        try await transaction
+        #expect(transactionDone.withLock { $0 } && slow.isReusable)
+        await slow.close()
+        await other.close()
+        try await thread.shutdownGracefully()
+    }
+
+    /// A cancelled task's transaction is still rolled back, not skipped: its connection comes
+    /// back clean and is used again (a connection left inside a transaction would be closed).
+    @Test func aCancelledTransactionIsRolledBackAndItsConnectionReused() async throws {
+        let client = try pool(max: 1)
+        let table = "cancel_tx_\(UInt32.random(in: 0...UInt32.max))"
+        let backend = try await client.withConnection { connection in
+            try await connection.simpleQuery("CREATE TABLE \(table) (v int)")
+            return try await connection.query("SELECT pg_backend_pid()").one().decode(Int32.self)
+        }
+        let transaction = Task {
+            try await client.withTransaction { connection in
+                try await connection.query("INSERT INTO \(identifier: table) VALUES (\(1))")
+                try await connection.query("SELECT pg_sleep(10)")
+            }
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        transaction.cancel()
+        await #expect(throws: (any Error).self) { try await transaction.value }
+        let (sameBackend, rows) = try await client.withConnection { connection in
+            let pid = try await connection.query("SELECT pg_backend_pid()").one().decode(Int32.self)
+            let rows = try await connection.query("SELECT count(*)::int FROM \(identifier: table)").one().decode(Int.self)
+            try await connection.simpleQuery("DROP TABLE \(table)")
+            return (pid == backend, rows)
+        }
+        #expect(rows == 0)
+        #expect(sameBackend, "the connection was rolled back and reused, not closed")
     }
 
     /// Larger than the socket's buffers both ways: the non-blocking send waits for the

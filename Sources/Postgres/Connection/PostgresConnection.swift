@@ -185,19 +185,39 @@ public final class PostgresConnection: @unchecked Sendable {
                     return true
                 }
                 if started { break }
-                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                    let landed = self.inFlight.withLock { state -> Bool in
-                        guard state.delivering else { return true }
-                        state.waitingForDelivery.append(continuation)
-                        return false
-                    }
-                    if landed { continuation.resume() }
-                }
+                await self.cancelDelivered()
             }
             defer { self.inFlight.withLock { $0.running = nil } }
             return try await work()
         } onCancel: {
             self.cancel(ticket: ticket)
+        }
+    }
+
+    /// Runs transaction control (`BEGIN` with its settings, `COMMIT`, `ROLLBACK`) as one
+    /// pipeline: without blocking a thread, like any statement, but whatever the calling
+    /// task's cancellation, since the end of an open transaction must never be skipped. A
+    /// cancel request still on its way to the server is waited for first, so it cannot
+    /// land on these.
+    func control(_ statements: [PostgresQuery]) async throws(PostgresError) {
+        if inFlight.withLock({ $0.delivering }) { await cancelDelivered() }
+        _ = try await executePipeline(statements)
+    }
+
+    /// Ends the transaction open on this connection, discarding its work. Not cancellable.
+    public func rollback() async throws {
+        try await control(["ROLLBACK"])
+    }
+
+    /// Suspends until no cancel request is on its way to the server.
+    private func cancelDelivered() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let landed = self.inFlight.withLock { state -> Bool in
+                guard state.delivering else { return true }
+                state.waitingForDelivery.append(continuation)
+                return false
+            }
+            if landed { continuation.resume() }
         }
     }
 

@@ -122,7 +122,7 @@ public final class PostgresClient: Service, Sendable {
     /// is never retried: the transaction may have committed.
     @discardableResult
     public func withTransaction<Result>(
-        isolation: IsolationLevel = .readCommitted, prelude: String? = nil, retryingIfLost: Bool = false,
+        isolation: IsolationLevel = .readCommitted, prelude: [PostgresQuery] = [], retryingIfLost: Bool = false,
         _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         var attempt = 0
@@ -140,11 +140,8 @@ public final class PostgresClient: Service, Sendable {
             }
             let result: Result
             do {
-                result = try await body(connection)
+                result = try await connection.rollingBackOnError(body)
             } catch {
-                // If the rollback itself fails the connection is left in a transaction, and the
-                // pool closes it on release rather than reuse it.
-                try? await connection.simpleQuery("ROLLBACK")
                 release(connection)
                 // A statement prepared before a migration changed its result type fails
                 // once per connection, at Bind, before it ran: also worth running again.
@@ -157,13 +154,9 @@ public final class PostgresClient: Service, Sendable {
                 }
                 throw error
             }
-            do {
-                try await connection.simpleQuery("COMMIT")
-            } catch {
-                release(connection)
-                throw error
-            }
-            release(connection)
+            defer { release(connection) }
+            // Never retried: a connection lost during COMMIT may have committed.
+            try await connection.commit()
             return result
         }
     }
@@ -419,49 +412,56 @@ public enum IsolationLevel: String, Sendable {
     case readCommitted = "READ COMMITTED"
     case repeatableRead = "REPEATABLE READ"
     case serializable = "SERIALIZABLE"
+
+    /// One of three fixed texts, so kept prepared like a literal.
+    var begin: PostgresQuery {
+        self == .readCommitted ? "BEGIN" : PostgresQuery(unsafeSQL: "BEGIN ISOLATION LEVEL \(rawValue)", preparable: true)
+    }
 }
 
 extension PostgresConnection {
     /// Runs `body` in a transaction on this connection: committed if it returns, rolled back
     /// if it throws (including on cancellation).
     ///
-    /// `prelude` is trusted SQL without values from outside (e.g. a `set_config` of an id the
-    /// program formatted), sent in the same round trip as `BEGIN`: each round trip costs two
-    /// thread hops, which add up on short transactions.
+    /// `prelude` is statements for the start of the transaction (settings such as `SET LOCAL`),
+    /// sent in the same round trip as `BEGIN`: on a short transaction, each round trip saved
+    /// is a network exchange and a wake-up.
     @discardableResult
     public func withTransaction<Result>(
-        isolation: IsolationLevel = .readCommitted, prelude: String? = nil,
+        isolation: IsolationLevel = .readCommitted, prelude: [PostgresQuery] = [],
         _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         try await begin(isolation: isolation, prelude: prelude)
-        return try await runBegunTransaction(body)
+        let result = try await rollingBackOnError(body)
+        try await commit()
+        return result
     }
 
     /// `BEGIN` and the prelude, in one round trip; rolled back if the prelude fails.
-    func begin(isolation: IsolationLevel, prelude: String?) async throws {
-        let begin = isolation == .readCommitted ? "BEGIN" : "BEGIN ISOLATION LEVEL \(isolation.rawValue)"
+    func begin(isolation: IsolationLevel, prelude: [PostgresQuery]) async throws {
         do {
-            try await simpleQuery(prelude.map { begin + "; " + $0 } ?? begin)
+            try await control([isolation.begin] + prelude)
         } catch {
             // The prelude failed inside the transaction BEGIN opened.
-            try? await simpleQuery("ROLLBACK")
+            try? await rollback()
             throw error
         }
     }
 
-    /// `body`, then `COMMIT`; `ROLLBACK` if it throws.
-    func runBegunTransaction<Result>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
-        let result: Result
+    /// `body`, rolled back if it throws; the caller commits.
+    func rollingBackOnError<Result>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
         do {
-            result = try await body(self)
+            return try await body(self)
         } catch {
             // If the rollback itself fails the connection is left in a transaction, and the
             // pool closes it on release rather than reuse it.
-            try? await simpleQuery("ROLLBACK")
+            try? await rollback()
             throw error
         }
-        try await simpleQuery("COMMIT")
-        return result
+    }
+
+    func commit() async throws {
+        try await control(["COMMIT"])
     }
 }
 
