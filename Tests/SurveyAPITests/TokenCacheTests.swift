@@ -63,6 +63,36 @@ import Testing
         }
     }
 
+    /// A listener whose server stops answering (paused here with SIGSTOP; a network
+    /// partition looks the same) is blocked in its heartbeat, not failed: the cache's trust
+    /// must lapse by itself, so a revocation is seen at once instead of after the entry's
+    /// lifetime or TCP keepalives' minute.
+    @Test func aListenerThatStopsAnsweringStopsTheCaching() async throws {
+        let tenant = try await harness.company()
+        let token = APIToken(secret: tenant.token)
+        try await withListeningAuthenticator { authenticator, name in
+            #expect(try await waitFor {
+                _ = try await authenticator.identity(of: token)
+                return authenticator.isKnown(token)
+            } != nil)
+            let backend = try await harness.superuser().withConnection { connection in
+                try await connection.query(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = \(name) AND (query ILIKE 'LISTEN%' OR query = 'SELECT 1')"
+                ).one().decode(Int32.self)
+            }
+            guard kill(backend, SIGSTOP) == 0 else {
+                Issue.record("cannot pause the listener's backend (pid \(backend)): run the tests as root or as postgres")
+                return
+            }
+            defer { kill(backend, SIGCONT) }
+            try await CompanyRepository(database: harness.database).revokeToken(tenant.tokenID, company: tenant.id)
+            let refused = try await waitFor(.seconds(3)) { try await authenticator.identity(of: token) == nil }
+            let elapsed = try #require(refused, "a revoked token was served from the cache of a listener that hangs")
+            // Two heartbeats of 200 ms, and the poll's 250 ms.
+            #expect(elapsed < .seconds(1), "the cache stopped being trusted after \(elapsed)")
+        }
+    }
+
     @Test func losingTheListenerStopsTheCaching() async throws {
         let tenant = try await harness.company()
         let token = APIToken(secret: tenant.token)

@@ -6,8 +6,11 @@ import SurveyDomain
 /// Keeps a LISTEN on `api_token_changes` (announced by a trigger on `api_tokens`) and
 /// tells the `TokenAuthenticator`, which caches tokens only while this listens.
 ///
-/// A connection can die without the socket saying so; a round trip every
-/// `heartbeat` proves it alive, so a silently lost listener stops the caching within that.
+/// A connection can die, or stop answering, without the socket saying so. A round trip
+/// every `heartbeat` proves it alive, and each proof lets the authenticator trust its
+/// cache for two heartbeats from when the round trip began: a listener that hangs (its
+/// server paused, a network partition that TCP keepalives take a minute to notice) stops
+/// the caching within that, without waiting for its blocked call to fail.
 public struct TokenChangeListener: Service {
     public static let channel = "api_token_changes"
 
@@ -29,7 +32,15 @@ public struct TokenChangeListener: Service {
         await cancelWhenGracefulShutdown {
             await listen()
         }
-        authenticator.setListening(false)
+        authenticator.distrust()
+    }
+
+    private func apply(_ notifications: [PostgresNotification]) {
+        for notification in notifications {
+            if let id = Int64(notification.payload) {
+                authenticator.invalidate(TokenID(rawValue: id))
+            }
+        }
     }
 
     private func listen() async {
@@ -38,25 +49,27 @@ public struct TokenChangeListener: Service {
             do {
                 let connection = try await client.makeDedicatedConnection()
                 defer { Task { await connection.close() } }
-                try await connection.listen(Self.channel)
-                authenticator.setListening(true)
-                if failures > 0 { logger.notice("token change listener is back; caching tokens again") }
-                failures = 0
                 let clock = ContinuousClock()
                 var lastBeat = clock.now
+                // LISTEN takes effect at once: every announcement from now on is received.
+                try await connection.listen(Self.channel)
+                authenticator.trust(until: lastBeat + heartbeat * 2)
+                if failures > 0 { logger.notice("token change listener is back; caching tokens again") }
+                failures = 0
                 while !Task.isCancelled {
-                    for notification in try await connection.notifications(timeout: .milliseconds(250)) {
-                        if let id = Int64(notification.payload) {
-                            authenticator.invalidate(TokenID(rawValue: id))
-                        }
-                    }
+                    apply(try await connection.notifications(timeout: .milliseconds(250)))
                     if clock.now - lastBeat >= heartbeat {
+                        let beat = clock.now
                         try await connection.simpleQuery("SELECT 1")
-                        lastBeat = clock.now
+                        // Announcements sent before the server answered arrived before the
+                        // answer (one ordered stream): applied before the trust is extended.
+                        apply(try await connection.notifications(timeout: .zero))
+                        authenticator.trust(until: beat + heartbeat * 2)
+                        lastBeat = beat
                     }
                 }
             } catch {
-                authenticator.setListening(false)
+                authenticator.distrust()
                 if Task.isCancelled { return }
                 failures += 1
                 if failures == 1 {
