@@ -146,7 +146,7 @@ public struct CompanyRepository: Sendable {
     /// Who the token with this SHA-256 is, or `nil` if it is unknown or revoked.
     public func authenticate(hash: Data) async throws -> TokenIdentity? {
         // Idempotent (at most it touches last_used_at again): safe to retry.
-        try await database.client.withConnection(retryingIfLost: true) { connection in
+        try await database.client.withConnection(retryingIfLost: true, deadline: RequestDeadline.current) { connection in
             try await connection.query(
                 "SELECT company_id, token_id, scope FROM authenticate_api_token_scoped(\(hash))"
             ).single.map { row in

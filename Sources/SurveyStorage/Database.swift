@@ -86,7 +86,7 @@ public struct Database: Sendable {
         // lost before COMMIT (a terminated backend, a failover) can run it again elsewhere.
         try await client.withTransaction(
             isolation: isolation, prelude: Self.tenantSettings(company),
-            retryingIfLost: true
+            retryingIfLost: true, deadline: RequestDeadline.current
         ) { connection in
             try await body(connection)
         }
@@ -113,7 +113,7 @@ extension Database {
     /// but in a single round trip: `BEGIN`, the tenant, the statement and `COMMIT` go out
     /// together (pipeline mode). For the reads that make most of the API's traffic.
     public func read(_ company: CompanyID, _ query: PostgresQuery) async throws -> PostgresRows {
-        try await client.withConnection(retryingIfLost: true) { connection in
+        try await client.withConnection(retryingIfLost: true, deadline: RequestDeadline.current) { connection in
             do {
                 let settings = Self.tenantSettings(company)
                 // READ ONLY: a lost connection runs this again, which only a read may.

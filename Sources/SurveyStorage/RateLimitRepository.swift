@@ -13,7 +13,7 @@ public struct RateLimitRepository: Sendable {
     public func take(
         _ wanted: Int, from key: String, rate: Double, burst: Int
     ) async throws -> (granted: Int, retryAfter: Duration) {
-        try await database.client.withConnection { connection in
+        try await database.client.withConnection(deadline: RequestDeadline.current) { connection in
             let (granted, seconds) = try await connection.query(
                 """
                 SELECT granted, retry_after
@@ -27,7 +27,7 @@ public struct RateLimitRepository: Sendable {
     /// Forgets buckets untouched for `age`: they would have refilled to full anyway.
     @discardableResult
     public func purge(olderThan age: Duration) async throws -> Int {
-        try await database.client.withConnection { connection in
+        try await database.client.withConnection(deadline: RequestDeadline.current) { connection in
             try await connection.query(
                 """
                 DELETE FROM rate_limit_buckets

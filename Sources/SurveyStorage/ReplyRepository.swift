@@ -27,7 +27,7 @@ public struct ReplyRepository: Sendable {
 
     /// Records an inbound SMS. Only the parsed meaning is kept, never the text.
     public func recordReply(_ reply: Reply, from hash: Data, messageID: String) async throws -> ReplyOutcome {
-        try await database.client.withTransaction { connection in
+        try await database.client.withTransaction(deadline: RequestDeadline.current) { connection in
             let first = try await connection.query(
                 "INSERT INTO inbound_messages (provider_message_id) VALUES (\(messageID)) ON CONFLICT DO NOTHING RETURNING 1")
             guard !first.isEmpty else { return .duplicate }
@@ -87,7 +87,7 @@ public struct ReplyRepository: Sendable {
     @discardableResult
     public func recordDelivery(_ status: DeliveryStatus, messageID: String) async throws -> Bool {
         guard status != .other else { return false }
-        return try await database.client.withTransaction { connection in
+        return try await database.client.withTransaction(deadline: RequestDeadline.current) { connection in
             guard let row = try await connection.query(
                 "SELECT company_id, request_id FROM provider_messages WHERE provider_message_id = \(messageID)"
             ).single else { return false }

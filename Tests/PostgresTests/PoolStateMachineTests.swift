@@ -30,8 +30,8 @@ struct ManualClock: Clock {
 
     @Test func opensOnDemandThenReusesIdleConnection() {
         var pool = machine()
-        #expect(pool.leaseRequested(1, now: t0) == [.createConnection, .startTimer(1, deadline: at(5))])
-        #expect(pool.connectionEstablished(100, now: t0) == [.cancelTimer(1), .lease(100, to: 1)])
+        #expect(pool.leaseRequested(1, now: t0) == [.createConnection, .scheduleDeadlines(at: at(5))])
+        #expect(pool.connectionEstablished(100, now: t0) == [.lease(100, to: 1)])
         #expect(pool.connectionReleased(100, reusable: true, now: t0) == [])
         #expect(pool.leaseRequested(2, now: t0) == [.lease(100, to: 2)])
         #expect(pool.totalConnections == 1)
@@ -42,13 +42,14 @@ struct ManualClock: Clock {
         _ = pool.leaseRequested(1, now: t0)
         _ = pool.leaseRequested(2, now: t0)
         #expect(pool.connecting == 2)
-        // A third request waits without opening a third connection.
-        #expect(pool.leaseRequested(3, now: t0) == [.startTimer(3, deadline: at(5))])
+        // A third request waits without opening a third connection (nor scheduling another
+        // look at the deadlines: one is pending for the first, which ends no later).
+        #expect(pool.leaseRequested(3, now: t0) == [])
         _ = pool.leaseRequested(4, now: t0)
-        #expect(pool.connectionEstablished(100, now: t0) == [.cancelTimer(1), .lease(100, to: 1)])
-        #expect(pool.connectionEstablished(101, now: t0) == [.cancelTimer(2), .lease(101, to: 2)])
-        #expect(pool.connectionReleased(101, reusable: true, now: t0) == [.cancelTimer(3), .lease(101, to: 3)])
-        #expect(pool.connectionReleased(100, reusable: true, now: t0) == [.cancelTimer(4), .lease(100, to: 4)])
+        #expect(pool.connectionEstablished(100, now: t0) == [.lease(100, to: 1)])
+        #expect(pool.connectionEstablished(101, now: t0) == [.lease(101, to: 2)])
+        #expect(pool.connectionReleased(101, reusable: true, now: t0) == [.lease(101, to: 3)])
+        #expect(pool.connectionReleased(100, reusable: true, now: t0) == [.lease(100, to: 4)])
         #expect(pool.totalConnections == 2)
     }
 
@@ -56,10 +57,29 @@ struct ManualClock: Clock {
         var pool = machine(max: 1)
         _ = pool.leaseRequested(1, now: t0)
         _ = pool.connectionEstablished(100, now: t0)
-        _ = pool.leaseRequested(2, now: t0)
-        #expect(pool.timerFired(2) == [.fail(2, .timeout)])
-        // A late timer for a request already served does nothing.
-        #expect(pool.timerFired(2) == [])
+        _ = pool.leaseRequested(2, now: at(1))
+        // Due for the first request's deadline (served since): the second's is later.
+        #expect(pool.deadlinesDue(scheduledFor: at(5), now: at(5)) == [.scheduleDeadlines(at: at(6))])
+        #expect(pool.deadlinesDue(scheduledFor: at(6), now: at(6)) == [.fail(2, .timeout)])
+        // A late look finds nothing to do.
+        #expect(pool.deadlinesDue(scheduledFor: at(6), now: at(7)) == [])
+        #expect(pool.waitingCount == 0)
+    }
+
+    @Test func aCallersOwnEarlierDeadlineEndsItsWait() {
+        var pool = machine(max: 1)
+        _ = pool.leaseRequested(1, now: t0)
+        _ = pool.connectionEstablished(100, now: t0)
+        #expect(pool.leaseRequested(2, now: t0) == [])
+        // A request with half a second left: looked at then, before the pending 5 s.
+        #expect(pool.leaseRequested(3, now: t0, deadline: at(0.5)) == [.scheduleDeadlines(at: at(0.5))])
+        // A deadline later than the wait timeout does not lengthen the wait.
+        #expect(pool.leaseRequested(4, now: t0, deadline: at(60)) == [])
+        // The machine keeps one pending look only, so it asks again for 5 s (the look asked
+        // for first also comes, and finds nothing left to do).
+        #expect(pool.deadlinesDue(scheduledFor: at(0.5), now: at(0.5)) == [.fail(3, .timeout), .scheduleDeadlines(at: at(5))])
+        #expect(pool.deadlinesDue(scheduledFor: at(5), now: at(5)) == [.fail(2, .timeout), .fail(4, .timeout)])
+        #expect(pool.deadlinesDue(scheduledFor: at(5), now: at(5)) == [])
         #expect(pool.waitingCount == 0)
     }
 
@@ -76,8 +96,8 @@ struct ManualClock: Clock {
         _ = pool.connectionEstablished(100, now: t0)
         _ = pool.leaseRequested(2, now: t0)
         _ = pool.leaseRequested(3, now: t0)
-        #expect(pool.requestCancelled(2) == [.cancelTimer(2), .fail(2, .cancelled)])
-        #expect(pool.connectionReleased(100, reusable: true, now: t0) == [.cancelTimer(3), .lease(100, to: 3)])
+        #expect(pool.requestCancelled(2) == [.fail(2, .cancelled)])
+        #expect(pool.connectionReleased(100, reusable: true, now: t0) == [.lease(100, to: 3)])
     }
 
     @Test func brokenOrInTransactionConnectionIsClosedAndReplacedForWaiters() {
@@ -86,7 +106,7 @@ struct ManualClock: Clock {
         _ = pool.connectionEstablished(100, now: t0)
         _ = pool.leaseRequested(2, now: t0)
         #expect(pool.connectionReleased(100, reusable: false, now: t0) == [.close(100), .createConnection])
-        #expect(pool.connectionEstablished(101, now: t0) == [.cancelTimer(2), .lease(101, to: 2)])
+        #expect(pool.connectionEstablished(101, now: t0) == [.lease(101, to: 2)])
         // Released a second time (a bug in a caller) changes nothing.
         #expect(pool.connectionReleased(100, reusable: true, now: t0) == [])
     }
@@ -94,11 +114,12 @@ struct ManualClock: Clock {
     @Test func serverDownFailsWaitersFastAndBacksOffExponentially() {
         var pool = machine(max: 2)
         _ = pool.leaseRequested(1, now: t0)
-        #expect(pool.connectionFailed(now: t0) == [.cancelTimer(1), .fail(1, .unavailable)])
+        #expect(pool.connectionFailed(now: t0) == [.fail(1, .unavailable)])
         // Within the backoff nothing is tried and callers hear so at once.
         #expect(pool.leaseRequested(2, now: at(0.05)) == [.fail(2, .unavailable)])
         // After it, a new attempt.
-        #expect(pool.leaseRequested(3, now: at(0.1)) == [.createConnection, .startTimer(3, deadline: at(5.1))])
+        // (The deadlines are looked at for the first request at 5 s, which is pending.)
+        #expect(pool.leaseRequested(3, now: at(0.1)) == [.createConnection])
         _ = pool.connectionFailed(now: at(0.1))
         #expect(pool.leaseRequested(4, now: at(0.25)) == [.fail(4, .unavailable)])  // 200 ms backoff now
         #expect(pool.backoff(afterFailures: 3) == .milliseconds(400))
@@ -107,7 +128,7 @@ struct ManualClock: Clock {
         _ = pool.leaseRequested(5, now: at(0.3))
         _ = pool.connectionEstablished(100, now: at(0.3))
         _ = pool.connectionReleased(100, reusable: false, now: at(0.3))
-        #expect(pool.leaseRequested(6, now: at(0.3)) == [.createConnection, .startTimer(6, deadline: at(5.3))])
+        #expect(pool.leaseRequested(6, now: at(0.3)) == [.createConnection])
     }
 
     @Test func waitersAreServedByANewAttemptOnceTheBackoffEnds() {
@@ -115,13 +136,13 @@ struct ManualClock: Clock {
         _ = pool.leaseRequested(1, now: t0)
         _ = pool.connectionEstablished(100, now: t0)
         // A second request opens a second connection, which fails while the first is out.
-        #expect(pool.leaseRequested(2, now: t0) == [.createConnection, .startTimer(2, deadline: at(5))])
+        #expect(pool.leaseRequested(2, now: t0) == [.createConnection])
         #expect(pool.connectionFailed(now: t0) == [.scheduleRetry(at: at(0.1))])
         // The first comes back broken during the backoff: closed, and the retry stands.
         #expect(pool.connectionReleased(100, reusable: false, now: at(0.05)) == [.close(100), .scheduleRetry(at: at(0.1))])
         #expect(pool.retryDue(now: at(0.05)) == [])
         #expect(pool.retryDue(now: at(0.1)) == [.createConnection])
-        #expect(pool.connectionEstablished(101, now: at(0.2)) == [.cancelTimer(2), .lease(101, to: 2)])
+        #expect(pool.connectionEstablished(101, now: at(0.2)) == [.lease(101, to: 2)])
         // Nobody waits any more: nothing to retry.
         #expect(pool.retryDue(now: at(1)) == [])
     }
@@ -148,7 +169,7 @@ struct ManualClock: Clock {
         _ = pool.leaseRequested(1, now: t0)
         _ = pool.connectionEstablished(100, now: t0)
         _ = pool.leaseRequested(2, now: t0)
-        #expect(pool.shutDown() == [.cancelTimer(2), .fail(2, .shutDown)])
+        #expect(pool.shutDown() == [.fail(2, .shutDown)])
         #expect(!pool.isDrained)
         #expect(pool.connectionReleased(100, reusable: true, now: t0) == [.close(100)])
         #expect(pool.isDrained)

@@ -133,6 +133,23 @@ import Testing
         try await client.withConnection { try await $0.query("SELECT 1") }
     }
 
+    /// A caller's own deadline (a request's) ends its wait for a connection when it comes
+    /// before the pool's wait timeout.
+    @Test func aCallersDeadlineEndsItsWaitForAConnection() async throws {
+        let client = try pool(max: 1, waitTimeout: .seconds(10))
+        try await Self.warmUp(client)
+        try await client.withConnection { _ in
+            let started = ContinuousClock.now
+            let error = await #expect(throws: PostgresError.self) {
+                try await client.withTransaction(deadline: .now + .milliseconds(300)) { _ in }
+            }
+            #expect(error?.code == .poolTimeout)
+            let waited = ContinuousClock.now - started
+            #expect(waited >= .milliseconds(300) && waited < .seconds(3), "waited \(waited)")
+        }
+        try await client.withConnection { try await $0.query("SELECT 1") }
+    }
+
     @Test func cancellingAWaiterFreesItsPlace() async throws {
         let client = try pool(max: 1, waitTimeout: .seconds(30))
         try await client.withConnection { _ in

@@ -31,12 +31,14 @@ struct PoolStateMachine<Clock: _Concurrency.Clock> where Clock.Duration == Durat
     enum Action: Equatable {
         case lease(ConnectionID, to: RequestID)
         case fail(RequestID, Failure)
-        case startTimer(RequestID, deadline: Instant)
-        case cancelTimer(RequestID)
         case createConnection
         case close(ConnectionID)
         /// Call `retryDue(now:)` at this instant: requests wait and the backoff ends then.
         case scheduleRetry(at: Instant)
+        /// Call `deadlinesDue(scheduledFor:now:)` at this instant, the earliest waiter's
+        /// deadline. One is pending at a time, unless a waiter arrives whose deadline is
+        /// earlier than the pending one's; a superseded one is harmless when it comes.
+        case scheduleDeadlines(at: Instant)
     }
 
     private struct Waiter {
@@ -49,6 +51,8 @@ struct PoolStateMachine<Clock: _Concurrency.Clock> where Clock.Duration == Durat
     private(set) var leased: Set<ConnectionID> = []
     private(set) var connecting = 0
     private var waiters: Deque<Waiter> = []
+    /// When the pending `scheduleDeadlines` is due, if one is.
+    private var deadlinesScheduledFor: Instant?
     private var consecutiveFailures = 0
     private var retryNotBefore: Instant?
     private(set) var isShutDown = false
@@ -72,7 +76,9 @@ struct PoolStateMachine<Clock: _Concurrency.Clock> where Clock.Duration == Durat
 
     // MARK: Events
 
-    mutating func leaseRequested(_ request: RequestID, now: Instant) -> [Action] {
+    /// A request wants a connection; if it has to wait, it fails at `waitTimeout`, or at
+    /// its own `deadline` if that comes first.
+    mutating func leaseRequested(_ request: RequestID, now: Instant, deadline: Instant? = nil) -> [Action] {
         if isShutDown { return [.fail(request, .shutDown)] }
         // Hand out the most recently used idle connection: the others can then age out.
         if let connection = idle.popLast() {
@@ -91,9 +97,13 @@ struct PoolStateMachine<Clock: _Concurrency.Clock> where Clock.Duration == Durat
                 actions.append(.createConnection)
             }
         }
-        let deadline = now.advanced(by: configuration.waitTimeout)
-        waiters.append(Waiter(id: request, deadline: deadline))
-        actions.append(.startTimer(request, deadline: deadline))
+        let waitEnds = now.advanced(by: configuration.waitTimeout)
+        let waiter = Waiter(id: request, deadline: deadline.map { min($0, waitEnds) } ?? waitEnds)
+        waiters.append(waiter)
+        if deadlinesScheduledFor.map({ waiter.deadline < $0 }) ?? true {
+            deadlinesScheduledFor = waiter.deadline
+            actions.append(.scheduleDeadlines(at: waiter.deadline))
+        }
         return actions
     }
 
@@ -117,7 +127,7 @@ struct PoolStateMachine<Clock: _Concurrency.Clock> where Clock.Duration == Durat
         // Nothing is open and the server refused us: fail the waiters fast.
         let failed = waiters
         waiters.removeAll()
-        return failed.flatMap { [.cancelTimer($0.id), .fail($0.id, .unavailable)] }
+        return failed.map { .fail($0.id, .unavailable) }
     }
 
     /// A leased connection comes back; `reusable` is false when it is broken or still
@@ -139,16 +149,27 @@ struct PoolStateMachine<Clock: _Concurrency.Clock> where Clock.Duration == Durat
         return handOver(connection, now: now)
     }
 
-    mutating func timerFired(_ request: RequestID) -> [Action] {
-        guard let index = waiters.firstIndex(where: { $0.id == request }) else { return [] }
-        waiters.remove(at: index)
-        return [.fail(request, .timeout)]
+    /// A `scheduleDeadlines(at: scheduled)` came due: the waiters whose deadline has passed
+    /// fail, and the next deadline is scheduled unless one earlier is already pending.
+    mutating func deadlinesDue(scheduledFor scheduled: Instant, now: Instant) -> [Action] {
+        if deadlinesScheduledFor == scheduled { deadlinesScheduledFor = nil }
+        var actions: [Action] = []
+        waiters.removeAll { waiter in
+            guard waiter.deadline <= now else { return false }
+            actions.append(.fail(waiter.id, .timeout))
+            return true
+        }
+        if let earliest = waiters.lazy.map(\.deadline).min(), deadlinesScheduledFor.map({ earliest < $0 }) ?? true {
+            deadlinesScheduledFor = earliest
+            actions.append(.scheduleDeadlines(at: earliest))
+        }
+        return actions
     }
 
     mutating func requestCancelled(_ request: RequestID) -> [Action] {
         guard let index = waiters.firstIndex(where: { $0.id == request }) else { return [] }
         waiters.remove(at: index)
-        return [.cancelTimer(request), .fail(request, .cancelled)]
+        return [.fail(request, .cancelled)]
     }
 
     /// A scheduled retry is due: open connections for the requests still waiting.
@@ -193,7 +214,7 @@ struct PoolStateMachine<Clock: _Concurrency.Clock> where Clock.Duration == Durat
     mutating func shutDown() -> [Action] {
         guard !isShutDown else { return [] }
         isShutDown = true
-        var actions: [Action] = waiters.flatMap { [.cancelTimer($0.id), .fail($0.id, .shutDown)] }
+        var actions: [Action] = waiters.map { .fail($0.id, .shutDown) }
         waiters.removeAll()
         actions += idle.map { .close($0.id) }
         idle.removeAll()
@@ -205,7 +226,7 @@ struct PoolStateMachine<Clock: _Concurrency.Clock> where Clock.Duration == Durat
     private mutating func handOver(_ connection: ConnectionID, now: Instant) -> [Action] {
         if let waiter = waiters.popFirst() {
             leased.insert(connection)
-            return [.cancelTimer(waiter.id), .lease(connection, to: waiter.id)]
+            return [.lease(connection, to: waiter.id)]
         }
         idle.append((connection, now))
         return []

@@ -38,10 +38,6 @@ public final class PostgresClient: Service, Sendable {
         /// The pool's id of each open connection, to find it again on release.
         var ids: [ObjectIdentifier: Int] = [:]
         var waiting: [Int: CheckedContinuation<PostgresConnection, any Error>] = [:]
-        /// Waiters' deadlines, watched by one sweeper task rather than a timer task each:
-        /// under load most requests wait a moment, and a task per wait cost more than the wait.
-        var deadlines: [Int: ContinuousClock.Instant] = [:]
-        var sweeping = false
         var nextRequestID = 0
         var nextConnectionID = 0
         var lastError: PostgresError?
@@ -85,13 +81,17 @@ public final class PostgresClient: Service, Sendable {
     /// terminated between the health check and the first statement), or because a statement
     /// prepared on it went stale, runs again. Only for bodies that are safe to run twice: a statement whose backend
     /// died may still have committed.
+    ///
+    /// Waiting for a connection ends at the pool's `waitTimeout`, or at `deadline` (the
+    /// caller's own, say a request's) if that comes first, with `poolTimeout`.
     @discardableResult
     public func withConnection<Result>(
-        retryingIfLost: Bool = false, _ body: (PostgresConnection) async throws -> Result
+        retryingIfLost: Bool = false, deadline: ContinuousClock.Instant? = nil,
+        _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         var attempt = 0
         while true {
-            let connection = try await leaseHealthy()
+            let connection = try await leaseHealthy(deadline: deadline)
             do {
                 let result = try await body(connection)
                 release(connection)
@@ -120,14 +120,16 @@ public final class PostgresClient: Service, Sendable {
     /// nothing of it happened. Only for bodies whose every effect is in the transaction
     /// (nothing sent elsewhere, no state kept across runs). A connection lost during `COMMIT`
     /// is never retried: the transaction may have committed.
+    ///
+    /// `deadline` bounds the wait for a connection, as for `withConnection`.
     @discardableResult
     public func withTransaction<Result>(
         isolation: IsolationLevel = .readCommitted, prelude: [PostgresQuery] = [], retryingIfLost: Bool = false,
-        _ body: (PostgresConnection) async throws -> Result
+        deadline: ContinuousClock.Instant? = nil, _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         var attempt = 0
         while true {
-            let connection = try await leaseHealthy()
+            let connection = try await leaseHealthy(deadline: deadline)
             do {
                 try await connection.begin(isolation: isolation, prelude: prelude)
             } catch let error as PostgresError where error.isConnectionLost && attempt < maximumRetries {
@@ -229,11 +231,11 @@ public final class PostgresClient: Service, Sendable {
 
     // MARK: Leasing
 
-    private func leaseHealthy() async throws -> PostgresConnection {
+    private func leaseHealthy(deadline: ContinuousClock.Instant?) async throws -> PostgresConnection {
         // A connection that died while idle (server restart, pg_terminate_backend) is seen
         // here without a round trip and replaced; bounded so a flapping server cannot spin us.
         for _ in 0...configuration.maximumConnections {
-            let connection = try await lease()
+            let connection = try await lease(deadline: deadline)
             if connection.looksAlive() { return connection }
             logger.info("postgres connection found dead in pool; replacing it", metadata: ["backend_pid": "\(connection.backendPID)"])
             release(connection)
@@ -241,7 +243,7 @@ public final class PostgresClient: Service, Sendable {
         throw PostgresError(code: .poolUnavailable, message: "no live connection could be leased")
     }
 
-    private func lease() async throws -> PostgresConnection {
+    private func lease(deadline: ContinuousClock.Instant?) async throws -> PostgresConnection {
         let start = clock.now
         let requestID = state.withLock { state in
             state.nextRequestID += 1
@@ -251,7 +253,7 @@ public final class PostgresClient: Service, Sendable {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<PostgresConnection, any Error>) in
                 let actions = state.withLock { state in
                     state.waiting[requestID] = continuation
-                    return state.machine.leaseRequested(requestID, now: clock.now)
+                    return state.machine.leaseRequested(requestID, now: clock.now, deadline: deadline)
                 }
                 perform(actions)
                 // The cancellation handler may have run before the continuation was stored.
@@ -279,32 +281,6 @@ public final class PostgresClient: Service, Sendable {
         }, closing: reusable ? [] : [connection])
     }
 
-    /// Sleeps until the earliest waiter's deadline and expires the waiters whose deadline
-    /// passed; ends when none is left. Every deadline is `waitTimeout` after its request,
-    /// so a deadline added while this sleeps is never earlier than the one it sleeps for.
-    private func sweepDeadlines() async {
-        while true {
-            let earliest = state.withLock { state -> ContinuousClock.Instant? in
-                guard let earliest = state.deadlines.values.min() else {
-                    state.sweeping = false
-                    return nil
-                }
-                return earliest
-            }
-            guard let earliest else { return }
-            try? await clock.sleep(until: earliest)
-            let now = clock.now
-            let expired = state.withLock { state in
-                let expired = state.deadlines.filter { $0.value <= now }.map(\.key)
-                for request in expired { state.deadlines[request] = nil }
-                return expired
-            }
-            for request in expired {
-                perform(state.withLock { $0.machine.timerFired(request) })
-            }
-        }
-    }
-
     // MARK: Carrying out actions
 
     /// Carries out the state machine's decisions. Called outside the lock.
@@ -319,25 +295,22 @@ public final class PostgresClient: Service, Sendable {
                 }
             case .fail(let request, let failure):
                 let (continuation, lastError) = state.withLock { state in
-                    state.deadlines[request] = nil
-                    return (state.waiting.removeValue(forKey: request), state.lastError)
+                    (state.waiting.removeValue(forKey: request), state.lastError)
                 }
                 continuation?.resume(throwing: error(for: failure, lastError: lastError))
                 if failure == .timeout { metrics.timeouts.increment() }
-            case .startTimer(let request, let deadline):
-                let startSweeper = state.withLock { state in
-                    state.deadlines[request] = deadline
-                    defer { state.sweeping = true }
-                    return !state.sweeping
+            case .scheduleDeadlines(let instant):
+                // One task sleeping until the earliest deadline, not a timer per wait: under
+                // load most requests wait a moment, and a task each cost more than the wait.
+                Task { [clock] in
+                    try? await clock.sleep(until: instant)
+                    self.perform(self.state.withLock { $0.machine.deadlinesDue(scheduledFor: instant, now: clock.now) })
                 }
-                if startSweeper { Task { await self.sweepDeadlines() } }
             case .scheduleRetry(let instant):
                 Task { [clock] in
                     try? await clock.sleep(until: instant)
                     self.perform(self.state.withLock { $0.machine.retryDue(now: clock.now) })
                 }
-            case .cancelTimer(let request):
-                state.withLock { _ = $0.deadlines.removeValue(forKey: request) }
             case .createConnection:
                 Task { await self.openConnection() }
             case .close(let id):
@@ -391,7 +364,7 @@ public final class PostgresClient: Service, Sendable {
     private func error(for failure: PoolStateMachine<ContinuousClock>.Failure, lastError: PostgresError?) -> any Error {
         switch failure {
         case .timeout:
-            PostgresError(code: .poolTimeout, message: "no connection free within \(configuration.waitTimeout)")
+            PostgresError(code: .poolTimeout, message: "no connection free in time (wait timeout \(configuration.waitTimeout), or the caller's deadline)")
         case .exhausted:
             PostgresError(code: .poolExhausted, message: "\(configuration.maximumWaiters) requests already waiting")
         case .unavailable:
