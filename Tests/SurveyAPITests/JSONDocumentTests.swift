@@ -1,4 +1,5 @@
 import Foundation
+import SurveyDomain
 import Testing
 
 @testable import SurveyAPI
@@ -30,6 +31,25 @@ import Testing
             let encoded = JSONDocument.array([.string(string)]).serialized()
             let decoded = try JSONSerialization.jsonObject(with: Data(encoded.utf8)) as? [String]
             #expect(decoded == [string], "\(encoded)")
+        }
+    }
+
+    /// A page of surveys writes itself without its document tree: the text must be what the
+    /// tree would write, escapes, nesting and commas included (empty question lists too).
+    @Test func aSurveyPageWrittenDirectlyIsWhatItsDocumentWrites() throws {
+        let surveys = [
+            SurveyResponse(Survey(
+                id: .init(rawValue: 7), name: "Q\"1\u{2028}", interactionType: "support",
+                questions: [
+                    Question(id: .init(rawValue: 1), body: "How likely…\n0-10?", language: try LanguageTag(parsing: "en-GB")),
+                    Question(id: .init(rawValue: 2), body: "Recommanderiez-vous ?", language: try LanguageTag(parsing: "fr")),
+                ])),
+            SurveyResponse(Survey(id: .init(rawValue: 8), name: "", interactionType: "", questions: [])),
+        ]
+        for page in [surveys, [], Array(surveys.prefix(1))] {
+            var writer = JSONWriter()
+            page.write(to: &writer)
+            #expect(String(decoding: writer.bytes, as: UTF8.self) == page.json.serialized())
         }
     }
 }

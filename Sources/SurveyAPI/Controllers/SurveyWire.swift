@@ -22,6 +22,25 @@ struct SurveyResponse: JSONResponse, Equatable {
         ])
     }
 
+    /// What `json` writes, without the tree: a page of surveys is the most requested body.
+    func write(to writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.key("id")
+        writer.integer(id)
+        writer.key("name")
+        writer.string(name)
+        writer.key("interactionType")
+        writer.string(interactionType)
+        writer.key("questions")
+        writer.beginArray()
+        for question in questions {
+            writer.element()
+            question.write(to: &writer)
+        }
+        writer.endArray()
+        writer.endObject()
+    }
+
     init(_ survey: Survey) {
         id = survey.id.rawValue
         name = survey.name
@@ -33,6 +52,17 @@ struct SurveyResponse: JSONResponse, Equatable {
 extension SurveyResponse.QuestionResponse {
     var json: JSONDocument {
         .object([("id", .integer(id)), ("body", .string(body)), ("language", .string(language))])
+    }
+
+    func write(to writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.key("id")
+        writer.integer(id)
+        writer.key("body")
+        writer.string(body)
+        writer.key("language")
+        writer.string(language)
+        writer.endObject()
     }
 
     init(_ question: Question) {

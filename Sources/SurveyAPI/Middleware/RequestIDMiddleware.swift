@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import Synchronization
 
 /// The outermost middleware: gives every request an id, taken from `X-Request-Id` when
 /// the client (or a load balancer) sent a sensible one, else made here; puts it on every
@@ -10,7 +11,7 @@ import Logging
 /// status and duration; never the query string, headers or body.
 struct RequestIDMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let id = request.headers[.xRequestID].flatMap(Self.acceptable) ?? Self.make()
+        let id = request.headers[.xRequestID].flatMap(Self.acceptable) ?? RequestID.make()
         var context = context
         context.logger[metadataKey: "request_id"] = .string(id)
         let start = ContinuousClock.now
@@ -41,20 +42,32 @@ struct RequestIDMiddleware<Context: RequestContext>: RouterMiddleware {
         else { return nil }
         return value
     }
+}
 
-    /// 128 random bits as 32 lowercase hex digits.
+/// Request ids made here, when the client sent none.
+enum RequestID {
+    /// 32 lowercase hex digits: 64 random bits drawn once per process, then a counter
+    /// (offset by 64 more random bits). Unique across processes and restarts, as a random
+    /// id would be, without asking the kernel for randomness on every request; an id only
+    /// correlates, it grants nothing, so it need not be unpredictable.
     static func make() -> String {
-        var generator = SystemRandomNumberGenerator()
-        let words = (generator.next(), generator.next())
+        let (prefix, start) = processBase
+        let sequence = start &+ counter.wrappingAdd(1, ordering: .relaxed).newValue
         return String(unsafeUninitializedCapacity: 32) { bytes in
             for index in 0..<32 {
-                let word = index < 16 ? words.0 : words.1
-                let digit = UInt8((word >> UInt64(4 * (index % 16))) & 0xF)
+                let word = index < 16 ? prefix : sequence
+                let digit = UInt8((word >> UInt64(4 * (15 - index % 16))) & 0xF)
                 bytes[index] = digit < 10 ? UInt8(ascii: "0") + digit : UInt8(ascii: "a") + digit - 10
             }
             return 32
         }
     }
+
+    private static let processBase: (UInt64, UInt64) = {
+        var generator = SystemRandomNumberGenerator()
+        return (generator.next(), generator.next())
+    }()
+    private static let counter = Atomic<UInt64>(0)
 }
 
 extension HTTPField.Name {

@@ -25,74 +25,143 @@ enum JSONDocument: Sendable, Equatable {
     }
 
     private func utf8() -> [UInt8] {
-        var bytes: [UInt8] = []
+        var writer = JSONWriter()
+        writer.value(self)
+        return writer.bytes
+    }
+}
+
+/// JSON text written straight into bytes: one array, copied once into the response's
+/// buffer. `JSONDocument` writes itself through it, and the responses sent most often (a
+/// page of surveys) write themselves directly, without building a document first; each
+/// object and array of a tree is an allocation, and they cost more than the writing.
+///
+/// Commas are the writer's: `key(_:)` and `element()` put one before every member or
+/// element but the first of its container.
+struct JSONWriter {
+    private(set) var bytes: [UInt8] = []
+    private var first = true
+
+    init() {
         bytes.reserveCapacity(1024)
-        write(to: &bytes)
-        return bytes
     }
 
-    // Written as bytes into one array, copied once into the response's buffer: a list of
-    // surveys is mostly strings, and going through `String` appends, scalar by scalar, cost
-    // more than the database round trip; `ByteBuffer`'s own writes check capacity and
-    // uniqueness on every byte (`docs/BENCHMARKS.md`).
-    private func write(to buffer: inout [UInt8]) {
-        switch self {
-        case .null: buffer.append(static: "null")
-        case .bool(let value): buffer.append(static: value ? "true" : "false")
-        case .integer(let value): buffer.append(contentsOf: String(value).utf8)
-        case .number(let value):
-            if value.isFinite, value == value.rounded(), abs(value) < 1e15 {
-                buffer.append(contentsOf: String(Int64(value)).utf8)
-            } else if value.isFinite {
-                buffer.append(contentsOf: "\(value)".utf8)
-            } else {
-                buffer.append(static: "null")
-            }
-        case .string(let value): Self.writeString(value, to: &buffer)
-        case .array(let values):
-            buffer.append(UInt8(ascii: "["))
-            for index in values.indices {
-                if index > 0 { buffer.append(UInt8(ascii: ",")) }
-                values[index].write(to: &buffer)
-            }
-            buffer.append(UInt8(ascii: "]"))
-        case .object(let members):
-            buffer.append(UInt8(ascii: "{"))
-            for index in members.indices {
-                if index > 0 { buffer.append(UInt8(ascii: ",")) }
-                Self.writeString(members[index].0, to: &buffer)
-                buffer.append(UInt8(ascii: ":"))
-                members[index].1.write(to: &buffer)
-            }
-            buffer.append(UInt8(ascii: "}"))
+    mutating func beginObject() {
+        bytes.append(UInt8(ascii: "{"))
+        first = true
+    }
+
+    mutating func endObject() {
+        bytes.append(UInt8(ascii: "}"))
+        first = false
+    }
+
+    mutating func beginArray() {
+        bytes.append(UInt8(ascii: "["))
+        first = true
+    }
+
+    mutating func endArray() {
+        bytes.append(UInt8(ascii: "]"))
+        first = false
+    }
+
+    /// A member's name; its value comes next.
+    mutating func key(_ name: String) {
+        separate()
+        writeString(name)
+        bytes.append(UInt8(ascii: ":"))
+        first = true
+    }
+
+    /// An array element comes next.
+    mutating func element() {
+        separate()
+        first = true
+    }
+
+    mutating func null() { finish(static: "null") }
+
+    mutating func bool(_ value: Bool) { finish(static: value ? "true" : "false") }
+
+    mutating func integer(_ value: Int64) {
+        bytes.append(contentsOf: String(value).utf8)
+        first = false
+    }
+
+    mutating func number(_ value: Double) {
+        if value.isFinite, value == value.rounded(), abs(value) < 1e15 {
+            integer(Int64(value))
+        } else if value.isFinite {
+            bytes.append(contentsOf: "\(value)".utf8)
+            first = false
+        } else {
+            null()
         }
+    }
+
+    mutating func string(_ value: String) {
+        writeString(value)
+        first = false
+    }
+
+    mutating func value(_ document: JSONDocument) {
+        switch document {
+        case .null: null()
+        case .bool(let value): bool(value)
+        case .integer(let value): integer(value)
+        case .number(let value): number(value)
+        case .string(let value): string(value)
+        case .array(let values):
+            beginArray()
+            for value in values {
+                element()
+                self.value(value)
+            }
+            endArray()
+        case .object(let members):
+            beginObject()
+            for (name, value) in members {
+                key(name)
+                self.value(value)
+            }
+            endObject()
+        }
+    }
+
+    private mutating func separate() {
+        if !first { bytes.append(UInt8(ascii: ",")) }
+    }
+
+    private mutating func finish(static text: StaticString) {
+        text.withUTF8Buffer { bytes.append(contentsOf: $0) }
+        first = false
     }
 
     /// Writes `string` quoted, escaping what JSON requires (quote, backslash, controls) and
     /// what some parsers choke on or drop (DEL, the C1 controls, U+2028, U+2029 and
     /// U+FEFF). Runs of bytes that need nothing are copied whole.
-    private static func writeString(_ string: String, to buffer: inout [UInt8]) {
-        buffer.append(UInt8(ascii: "\""))
+    private mutating func writeString(_ string: String) {
+        bytes.append(UInt8(ascii: "\""))
         var string = string
-        string.withUTF8 { bytes in
+        string.withUTF8 { utf8 in
             var runStart = 0
             var index = 0
-            while index < bytes.count {
-                let (length, scalar) = escapedScalar(in: bytes, at: index)
+            while index < utf8.count {
+                let (length, scalar) = Self.escapedScalar(in: utf8, at: index)
                 guard length > 0 else {
                     index += 1
                     continue
                 }
-                buffer.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<index]))
-                writeEscape(scalar, to: &buffer)
+                bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<index]))
+                writeEscape(scalar)
                 index += length
                 runStart = index
             }
-            buffer.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<bytes.count]))
+            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<utf8.count]))
         }
-        buffer.append(UInt8(ascii: "\""))
+        bytes.append(UInt8(ascii: "\""))
     }
-
     /// The length in bytes and the value of the scalar at `index` if it must be escaped;
     /// a length of 0 if it needs nothing.
     private static func escapedScalar(in bytes: UnsafeBufferPointer<UInt8>, at index: Int) -> (Int, UInt32) {
@@ -111,42 +180,61 @@ enum JSONDocument: Sendable, Equatable {
         }
     }
 
-    private static func writeEscape(_ scalar: UInt32, to buffer: inout [UInt8]) {
+    private mutating func writeEscape(_ scalar: UInt32) {
         switch scalar {
-        case UInt32(UInt8(ascii: "\"")): buffer.append(static: "\\\"")
-        case UInt32(UInt8(ascii: "\\")): buffer.append(static: "\\\\")
-        case 0x0A: buffer.append(static: "\\n")
-        case 0x0D: buffer.append(static: "\\r")
-        case 0x09: buffer.append(static: "\\t")
+        case UInt32(UInt8(ascii: "\"")): append(static: "\\\"")
+        case UInt32(UInt8(ascii: "\\")): append(static: "\\\\")
+        case 0x0A: append(static: "\\n")
+        case 0x0D: append(static: "\\r")
+        case 0x09: append(static: "\\t")
         default:
-            buffer.append(static: "\\u")
+            append(static: "\\u")
             for shift in stride(from: 12, through: 0, by: -4) {
                 let digit = UInt8((scalar >> UInt32(shift)) & 0xF)
-                buffer.append(digit < 10 ? UInt8(ascii: "0") + digit : UInt8(ascii: "a") + digit - 10)
+                bytes.append(digit < 10 ? UInt8(ascii: "0") + digit : UInt8(ascii: "a") + digit - 10)
             }
         }
     }
-}
 
-extension [UInt8] {
-    fileprivate mutating func append(static text: StaticString) {
-        text.withUTF8Buffer { append(contentsOf: $0) }
+    private mutating func append(static text: StaticString) {
+        text.withUTF8Buffer { bytes.append(contentsOf: $0) }
     }
 }
 
-/// A response body written as ordered JSON; sent with `JSONReply`.
+/// A response body written as ordered JSON; sent with `JSONReply`. A type sent often can
+/// also write itself without its `json` tree (it must write the same text; a test checks).
 protocol JSONResponse: Sendable {
     var json: JSONDocument { get }
+    func write(to writer: inout JSONWriter)
+}
+
+extension JSONResponse {
+    func write(to writer: inout JSONWriter) { writer.value(json) }
 }
 
 extension Array: JSONResponse where Element: JSONResponse {
     var json: JSONDocument { .array(map { $0.json }) }
+
+    func write(to writer: inout JSONWriter) {
+        writer.beginArray()
+        for element in self {
+            writer.element()
+            element.write(to: &writer)
+        }
+        writer.endArray()
+    }
 }
 
 func jsonResponse(_ json: JSONDocument, status: HTTPResponse.Status, headers: HTTPFields = [:], contentType: String = "application/json; charset=utf-8") -> Response {
+    var writer = JSONWriter()
+    writer.value(json)
+    return jsonResponse(writer, status: status, headers: headers, contentType: contentType)
+}
+
+func jsonResponse(_ writer: JSONWriter, status: HTTPResponse.Status, headers: HTTPFields = [:], contentType: String = "application/json; charset=utf-8") -> Response {
     var headers = headers
     headers[.contentType] = contentType
-    return Response(status: status, headers: headers, body: .init(byteBuffer: json.encoded()))
+    return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: writer.bytes)))
 }
 
 /// A JSON response, with its status and extra headers.
@@ -156,6 +244,8 @@ struct JSONReply<Body: JSONResponse>: ResponseGenerator {
     var body: Body
 
     func response(from request: Request, context: some RequestContext) throws -> Response {
-        jsonResponse(body.json, status: status, headers: headers)
+        var writer = JSONWriter()
+        body.write(to: &writer)
+        return jsonResponse(writer, status: status, headers: headers)
     }
 }
