@@ -85,7 +85,7 @@ public struct Database: Sendable {
         // Every body given here only touches the database, in this transaction: a connection
         // lost before COMMIT (a terminated backend, a failover) can run it again elsewhere.
         try await client.withTransaction(
-            isolation: isolation, prelude: Self.tenantSettings(company),
+            isolation: isolation, prelude: { Self.tenantSettings(company) },
             retryingIfLost: true, deadline: RequestDeadline.current
         ) { connection in
             try await body(connection)

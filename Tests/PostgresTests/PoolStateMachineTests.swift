@@ -75,6 +75,8 @@ struct ManualClock: Clock {
         #expect(pool.leaseRequested(3, now: t0, deadline: at(0.5)) == [.scheduleDeadlines(at: at(0.5))])
         // A deadline later than the wait timeout does not lengthen the wait.
         #expect(pool.leaseRequested(4, now: t0, deadline: at(60)) == [])
+        // One already past fails at once rather than wait.
+        #expect(pool.leaseRequested(5, now: at(0.2), deadline: at(0.1)) == [.fail(5, .timeout)])
         // The machine keeps one pending look only, so it asks again for 5 s (the look asked
         // for first also comes, and finds nothing left to do).
         #expect(pool.deadlinesDue(scheduledFor: at(0.5), now: at(0.5)) == [.fail(3, .timeout), .scheduleDeadlines(at: at(5))])

@@ -301,6 +301,38 @@ import Testing
         try await thread.shutdownGracefully()
     }
 
+    /// A prelude that fails leaves no transaction behind: the error thrown is the prelude's,
+    /// and the connection goes back to the pool clean and is used again.
+    @Test func aFailingPreludeIsRolledBackAndItsConnectionReused() async throws {
+        let client = try pool(max: 1)
+        let backend = try await client.withConnection { try await $0.query("SELECT pg_backend_pid()").one().decode(Int32.self) }
+        let error = await #expect(throws: PostgresError.self) {
+            try await client.withTransaction(prelude: { ["SELECT 1 / 0"] }) { _ in }
+        }
+        #expect(error?.sqlState == "22012")
+        let after = try await client.withConnection { try await $0.query("SELECT pg_backend_pid()").one().decode(Int32.self) }
+        #expect(after == backend, "the connection was rolled back and reused, not closed")
+    }
+
+    /// `BEGIN` sent to a backend that is gone fails as a lost connection, which is what lets
+    /// the pool start the transaction again on another.
+    @Test func beginOnATerminatedBackendIsALostConnection() async throws {
+        let thread = NIOThreadPool(numberOfThreads: 1)
+        thread.start()
+        let connection = try await PostgresConnection.connect(
+            configuration: .init(url: try TestDatabase.url(), applicationName: "begin-on-dead-backend"), threadPool: thread,
+            logger: TestDatabase.logger)
+        let backend = connection.backendPID
+        try await TestDatabase.superuser().withConnection { try await $0.query("SELECT pg_terminate_backend(\(backend))") }
+        try await Task.sleep(for: .milliseconds(200))
+        let error = await #expect(throws: PostgresError.self) {
+            try await connection.withTransaction { _ in }
+        }
+        #expect(error?.isConnectionLost == true, "\(String(reflecting: error))")
+        await connection.close()
+        try await thread.shutdownGracefully()
+    }
+
     /// A cancelled task's transaction is still rolled back, not skipped: its connection comes
     /// back clean and is used again (a connection left inside a transaction would be closed).
     @Test func aCancelledTransactionIsRolledBackAndItsConnectionReused() async throws {

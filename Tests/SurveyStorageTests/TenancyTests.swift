@@ -185,6 +185,29 @@ import Testing
         #expect(after == nil || after == "")
     }
 
+    /// A request's statements get what is left of its deadline once a connection is leased,
+    /// not what was left before it waited for one.
+    @Test func aTenantTransactionsTimeoutCountsTheWaitForAConnection() async throws {
+        var configuration = PostgresClient.Configuration(connection: .init(url: try TestDatabase.url(), applicationName: "deadline-wait-test"))
+        configuration.maximumConnections = 1
+        let client = PostgresClient(configuration: configuration, logger: TestDatabase.logger)
+        let scoped = Database(client: client)
+        let company = try await newCompany()
+        let holder = Task { try await client.withConnection { _ in try await Task.sleep(for: .milliseconds(700)) } }
+        try await Task.sleep(for: .milliseconds(100))
+        // About 0.4 s are left once the holder lets go: not enough for half a second's work.
+        let error = await #expect(throws: PostgresError.self) {
+            try await RequestDeadline.$current.withValue(.now + .seconds(1)) {
+                try await scoped.withTenant(company) { connection in
+                    try await connection.query("SELECT pg_sleep(0.5)")
+                }
+            }
+        }
+        #expect(error?.sqlState == PostgresError.SQLState.queryCanceled)
+        try await holder.value
+        await client.shutDown()
+    }
+
     /// Production: a dedicated login role, member of survey_app, logs in directly.
     @Test func aDedicatedLoginRoleMemberOfSurveyAppWorks() async throws {
         let role = "survey_api_\(UInt32.random(in: 0...UInt32.max))"

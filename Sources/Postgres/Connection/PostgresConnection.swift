@@ -168,7 +168,8 @@ public final class PostgresConnection: @unchecked Sendable {
 
     /// Runs `work`; cancelling the calling task cancels what runs on the server
     /// (`PQcancel`), or, if it has not started yet, keeps it from starting. Work that has
-    /// started runs to its end: a `ROLLBACK` must not be skipped.
+    /// started runs to its end, reading every result, so the connection is left clean.
+    /// (Transaction control is never cancellable: `control(_:)`.)
     private func cancellably<Result: Sendable>(
         _ work: () async throws(PostgresError) -> Result
     ) async throws -> Result {
@@ -625,7 +626,7 @@ private func withCStringArray<R>(_ strings: [String], _ body: (UnsafePointer<Uns
 
 extension NIOThreadPool {
     /// Runs blocking work on the pool. Unlike `runIfActive`, work already submitted runs even
-    /// if the calling task is cancelled: a `ROLLBACK` or `PQfinish` must not be skipped.
+    /// if the calling task is cancelled: a `PQfinish` or a migration must not be skipped.
     func runBlocking<T: Sendable>(_ body: @escaping @Sendable () throws(PostgresError) -> T) async throws(PostgresError) -> T {
         let result: Result<T, PostgresError> = await withCheckedContinuation { continuation in
             self.submit { state in

@@ -86,6 +86,8 @@ struct PoolStateMachine<Clock: _Concurrency.Clock> where Clock.Duration == Durat
             return [.lease(connection.id, to: request)]
         }
         if waiters.count >= configuration.maximumWaiters { return [.fail(request, .exhausted)] }
+        // Out of time already: waiting, or opening a connection for it, would be for nothing.
+        if let deadline, deadline <= now { return [.fail(request, .timeout)] }
         var actions: [Action] = []
         if totalConnections < configuration.maximumConnections, connecting < waiters.count + 1 {
             if isBackingOff(at: now) {

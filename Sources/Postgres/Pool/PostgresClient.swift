@@ -121,17 +121,21 @@ public final class PostgresClient: Service, Sendable {
     /// (nothing sent elsewhere, no state kept across runs). A connection lost during `COMMIT`
     /// is never retried: the transaction may have committed.
     ///
+    /// `prelude` gives statements for the start of the transaction (settings such as `SET
+    /// LOCAL`), sent with `BEGIN`; it is asked for once a connection is leased, on every
+    /// attempt, so a setting computed from the time (what is left of a deadline) is current.
     /// `deadline` bounds the wait for a connection, as for `withConnection`.
     @discardableResult
     public func withTransaction<Result>(
-        isolation: IsolationLevel = .readCommitted, prelude: [PostgresQuery] = [], retryingIfLost: Bool = false,
+        isolation: IsolationLevel = .readCommitted, prelude: () -> [PostgresQuery] = { [] }, retryingIfLost: Bool = false,
         deadline: ContinuousClock.Instant? = nil, _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         var attempt = 0
         while true {
+            try Task.checkCancellation()
             let connection = try await leaseHealthy(deadline: deadline)
             do {
-                try await connection.begin(isolation: isolation, prelude: prelude)
+                try await connection.begin(isolation: isolation, prelude: prelude())
             } catch let error as PostgresError where error.isConnectionLost && attempt < maximumRetries {
                 release(connection)
                 attempt += 1

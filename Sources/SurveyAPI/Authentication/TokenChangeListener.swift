@@ -57,7 +57,9 @@ public struct TokenChangeListener: Service {
                 if failures > 0 { logger.notice("token change listener is back; caching tokens again") }
                 failures = 0
                 while !Task.isCancelled {
-                    apply(try await connection.notifications(timeout: .milliseconds(250)))
+                    // Wake for the next heartbeat on time: the trust it renews is short.
+                    let untilBeat = lastBeat + heartbeat - clock.now
+                    apply(try await connection.notifications(timeout: max(.zero, min(.milliseconds(250), untilBeat))))
                     if clock.now - lastBeat >= heartbeat {
                         let beat = clock.now
                         try await connection.simpleQuery("SELECT 1")

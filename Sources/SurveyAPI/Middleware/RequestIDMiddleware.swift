@@ -46,13 +46,14 @@ struct RequestIDMiddleware<Context: RequestContext>: RouterMiddleware {
 
 /// Request ids made here, when the client sent none.
 enum RequestID {
-    /// 32 lowercase hex digits: 64 random bits drawn once per process, then a counter
-    /// (offset by 64 more random bits). Unique across processes and restarts, as a random
-    /// id would be, without asking the kernel for randomness on every request; an id only
-    /// correlates, it grants nothing, so it need not be unpredictable.
+    /// 32 lowercase hex digits: 64 random bits drawn once per process, then a counter put
+    /// through a keyed permutation of 64-bit numbers (so two ids of a process never repeat,
+    /// and one id does not tell how many requests came before it). Unique across processes
+    /// and restarts, as a random id would be, without asking the kernel for randomness on
+    /// every request.
     static func make() -> String {
-        let (prefix, start) = processBase
-        let sequence = start &+ counter.wrappingAdd(1, ordering: .relaxed).newValue
+        let (prefix, key) = processBase
+        let sequence = permute(counter.wrappingAdd(1, ordering: .relaxed).newValue, key: key)
         return String(unsafeUninitializedCapacity: 32) { bytes in
             for index in 0..<32 {
                 let word = index < 16 ? prefix : sequence
@@ -61,6 +62,15 @@ enum RequestID {
             }
             return 32
         }
+    }
+
+    /// A bijection of `UInt64` chosen by `key`: xor-shifts and multiplications by odd
+    /// constants are each invertible (the finaliser of SplitMix64, with the key added first).
+    static func permute(_ value: UInt64, key: UInt64) -> UInt64 {
+        var value = value &+ key
+        value = (value ^ (value >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        value = (value ^ (value >> 27)) &* 0x94D0_49BB_1331_11EB
+        return value ^ (value >> 31)
     }
 
     private static let processBase: (UInt64, UInt64) = {

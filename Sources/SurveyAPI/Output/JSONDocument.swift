@@ -40,7 +40,8 @@ enum JSONDocument: Sendable, Equatable {
 /// element but the first of its container.
 struct JSONWriter {
     private(set) var bytes: [UInt8] = []
-    private var first = true
+    /// Whether the next member or element is its container's first (no comma before it).
+    private var nextIsFirst = true
 
     init() {
         bytes.reserveCapacity(1024)
@@ -48,22 +49,22 @@ struct JSONWriter {
 
     mutating func beginObject() {
         bytes.append(UInt8(ascii: "{"))
-        first = true
+        nextIsFirst = true
     }
 
     mutating func endObject() {
         bytes.append(UInt8(ascii: "}"))
-        first = false
+        nextIsFirst = false
     }
 
     mutating func beginArray() {
         bytes.append(UInt8(ascii: "["))
-        first = true
+        nextIsFirst = true
     }
 
     mutating func endArray() {
         bytes.append(UInt8(ascii: "]"))
-        first = false
+        nextIsFirst = false
     }
 
     /// A member's name; its value comes next.
@@ -71,13 +72,13 @@ struct JSONWriter {
         separate()
         writeString(name)
         bytes.append(UInt8(ascii: ":"))
-        first = true
+        nextIsFirst = true
     }
 
     /// An array element comes next.
     mutating func element() {
         separate()
-        first = true
+        nextIsFirst = true
     }
 
     mutating func null() { finish(static: "null") }
@@ -86,7 +87,7 @@ struct JSONWriter {
 
     mutating func integer(_ value: Int64) {
         bytes.append(contentsOf: String(value).utf8)
-        first = false
+        nextIsFirst = false
     }
 
     mutating func number(_ value: Double) {
@@ -94,7 +95,7 @@ struct JSONWriter {
             integer(Int64(value))
         } else if value.isFinite {
             bytes.append(contentsOf: "\(value)".utf8)
-            first = false
+            nextIsFirst = false
         } else {
             null()
         }
@@ -102,7 +103,7 @@ struct JSONWriter {
 
     mutating func string(_ value: String) {
         writeString(value)
-        first = false
+        nextIsFirst = false
     }
 
     mutating func value(_ document: JSONDocument) {
@@ -130,12 +131,12 @@ struct JSONWriter {
     }
 
     private mutating func separate() {
-        if !first { bytes.append(UInt8(ascii: ",")) }
+        if !nextIsFirst { bytes.append(UInt8(ascii: ",")) }
     }
 
     private mutating func finish(static text: StaticString) {
         text.withUTF8Buffer { bytes.append(contentsOf: $0) }
-        first = false
+        nextIsFirst = false
     }
 
     /// Writes `string` quoted, escaping what JSON requires (quote, backslash, controls) and
