@@ -4,7 +4,14 @@
 `GET /survey/1.0.0/surveys` with a token (authentication, rate limit, RLS, a database
 round trip, JSON). Also the resident memory of `serve`, idle and under load.
 
-    python3 bench/throughput.py [--duration 15] [--connections 64] [--rounds 2]
+    python3 bench/throughput.py [--duration 15] [--connections 64] [--rounds 2] [--reference]
+
+With `--reference`, the same rounds also run against `bench/reference-postgres-nio`: the same
+transaction served by Hummingbird with vapor/postgres-nio (a separate package, built here in
+release mode; its first build takes about 10 minutes), as a point of comparison.
+
+It ends with PostgreSQL alone: pgbench runs the route's transaction, and the script prints
+the best ratio the machine allows if `serve` spent nothing beyond what `/health` costs.
 
 Targets (issue 5, this 2-core machine): the surveys route at >= 50 % of the ceiling's
 requests/s, its p99 <= 20 ms at 64 connections, RSS <= 150 MB under load, <= 64 MB idle.
@@ -18,9 +25,10 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import ROOT, Client, private_database_url, wait_for  # noqa: E402
+from benchlib import ROOT, Client, private_database_url, psql, wait_for  # noqa: E402
 
 PORT = 9181
+REFERENCE_PORT = 9183
 HASH_KEY = "cd" * 32
 
 
@@ -46,12 +54,61 @@ def cpu_seconds(pids):
     return total / tick
 
 
+def postgres_cpu_seconds(postmaster):
+    """CPU time of the whole PostgreSQL cluster so far: its live processes, plus the backends
+    that have exited, which the postmaster has reaped (its `cutime` and `cstime`)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    with open(f"/proc/{postmaster}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return cpu_seconds(postgres_pids()) + (int(fields[13]) + int(fields[14])) / tick
+
+
+def postmaster_pid(url):
+    """The postmaster: the parent of the checkpointer, a process that lives as long as it."""
+    checkpointer = psql(url, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'")
+    with open(f"/proc/{checkpointer}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[1])
+
+
+# The transaction `serve` runs for the surveys route, as it reaches PostgreSQL: one pipeline
+# (libpq's pipeline mode), one sync.
+SURVEYS_TRANSACTION = """\\startpipeline
+BEGIN READ ONLY;
+SET LOCAL app.company_id = '{company}';
+SET LOCAL statement_timeout = 30000;
+SELECT s.survey_id, s.name, s.interaction_type, q.question_id, q.body, q.language FROM (SELECT survey_id, name, interaction_type FROM surveys WHERE company_id = {company} AND survey_id > coalesce(NULL::bigint, 0) ORDER BY survey_id LIMIT 50) AS s LEFT JOIN questions AS q ON q.company_id = {company} AND q.survey_id = s.survey_id ORDER BY s.survey_id;
+COMMIT;
+\\endpipeline
+"""
+
+
+def postgres_alone(url, company, duration, clients=20):
+    """PostgreSQL's own CPU per surveys transaction, without `serve`: pgbench runs the same
+    pipeline, every statement prepared (our client prepares all but the two `SET LOCAL`s,
+    so this is a floor), with as many clients as the pool has connections. pgbench's
+    backends come and go with it, so PostgreSQL's share is the machine's busy time less
+    pgbench's own."""
+    script = os.path.join("/tmp", f"surveys-transaction-{os.getpid()}.sql")
+    with open(script, "w") as out:
+        out.write(SURVEYS_TRANSACTION.format(company=company))
+    env = dict(os.environ, PGOPTIONS="-c role=survey_app")
+    postmaster = postmaster_pid(url)
+    before = postgres_cpu_seconds(postmaster)
+    finished = subprocess.run(["/usr/bin/time", "-f", "%U %S", "pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", "2",
+                               "-T", str(duration), "-f", script, url], check=True, capture_output=True, text=True, env=env)
+    used = postgres_cpu_seconds(postmaster) - before
+    os.remove(script)
+    count = int(re.search(r"number of transactions actually processed: (\d+)", finished.stdout).group(1))
+    pgbench_cpu = sum(map(float, finished.stderr.strip().splitlines()[-1].split()))
+    return {"tps": count / duration, "pg_us": used / count * 1e6, "pgbench_us": pgbench_cpu / count * 1e6}
+
+
 def postgres_pids():
     found = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True).stdout.split()
     return [int(pid) for pid in found]
 
 
-def wrk(path, token, duration, connections, serve_pid, threads=2):
+def wrk(path, token, duration, connections, serve_pid, threads=2, port=PORT):
     command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency"]
     if token:
         command += ["-H", f"Authorization: Bearer {token}"]
@@ -59,7 +116,7 @@ def wrk(path, token, duration, connections, serve_pid, threads=2):
     # run), and of wrk itself: on a shared machine a steadier figure than requests/s.
     pg = postgres_pids()
     before = cpu_seconds([serve_pid]), cpu_seconds(pg)
-    finished = subprocess.run(["/usr/bin/time", "-f", "%U %S"] + command + [f"http://127.0.0.1:{PORT}{path}"], check=True,
+    finished = subprocess.run(["/usr/bin/time", "-f", "%U %S"] + command + [f"http://127.0.0.1:{port}{path}"], check=True,
                               capture_output=True, text=True)
     after = cpu_seconds([serve_pid]), cpu_seconds(pg)
     output = finished.stdout
@@ -87,7 +144,12 @@ def main():
     parser.add_argument("--duration", type=int, default=15)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2, help="alternations of the two routes")
+    parser.add_argument("--reference", action="store_true", help="also measure bench/reference-postgres-nio")
     args = parser.parse_args()
+    reference_dir = os.path.join(ROOT, "bench", "reference-postgres-nio")
+    if args.reference:
+        print("building the reference (release)...", file=sys.stderr)
+        subprocess.run(["swift", "build", "-c", "release"], cwd=reference_dir, check=True, stdout=subprocess.DEVNULL)
 
     subprocess.run(["bash", "-c", "source scripts/lib/database.sh && { command -v wrk >/dev/null && [ -x /usr/bin/time ]; } || ensure_apt_packages wrk time"],
                    cwd=ROOT, check=True)
@@ -104,6 +166,13 @@ def main():
     token = subprocess.run([surveyd, "company", "create", "--name", "http bench"], env=env, check=True, capture_output=True,
                            text=True).stdout.split()[-1]
     serve = subprocess.Popen([surveyd, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    company = psql(url, "SELECT max(company_id) FROM companies WHERE name = 'http bench'")
+    reference = None
+    if args.reference:
+        reference = subprocess.Popen(
+            [os.path.join(reference_dir, ".build", "release", "reference-server")],
+            env=dict(os.environ, PORT=str(REFERENCE_PORT), DATABASE_URL=url, COMPANY_ID=company, POOL="20", LOG_LEVEL="warning"),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(PORT, "/health")
         api = Client(PORT, token)
@@ -119,6 +188,10 @@ def main():
         # Warm up both routes, then settle before the idle reading.
         wrk("/health", None, 3, args.connections, serve.pid)
         wrk("/survey/1.0.0/surveys", token, 3, args.connections, serve.pid)
+        if reference:
+            wait_for(REFERENCE_PORT, "/health")
+            wrk("/health", None, 3, args.connections, reference.pid, port=REFERENCE_PORT)
+            wrk("/surveys-prepared", "x", 3, args.connections, reference.pid, port=REFERENCE_PORT)
         time.sleep(3)
         idle = rss_mb(serve.pid)
 
@@ -131,31 +204,57 @@ def main():
                 time.sleep(0.2)
 
         runs = {"health": [], "surveys": []}
+        if reference:
+            runs.update({"reference health": [], "reference surveys": []})
         sampler = threading.Thread(target=sample)
         sampler.start()
         for _ in range(args.rounds):
             runs["health"].append(wrk("/health", None, args.duration, args.connections, serve.pid))
             runs["surveys"].append(wrk("/survey/1.0.0/surveys", token, args.duration, args.connections, serve.pid))
+            if reference:
+                runs["reference health"].append(wrk("/health", None, args.duration, args.connections, reference.pid,
+                                                    port=REFERENCE_PORT))
+                runs["reference surveys"].append(wrk("/surveys-prepared", "x", args.duration, args.connections, reference.pid,
+                                                     port=REFERENCE_PORT))
         sampling.set()
         sampler.join()
         time.sleep(3)
         after = rss_mb(serve.pid)
     finally:
-        serve.terminate()
-        serve.wait()
+        for process in (serve, reference):
+            if process:
+                process.terminate()
+                process.wait()
 
     def best(name, key):
         return max(run[key] for run in runs[name]) if key == "rate" else min(run[key] for run in runs[name])
 
     for name in runs:
         for index, run in enumerate(runs[name]):
-            print(f"{name:8} round {index + 1}: {run['rate']:>9,.0f} req/s  p50 {run['p50']:6.2f} ms  p99 {run['p99']:6.2f} ms"
+            print(f"{name:17} round {index + 1}: {run['rate']:>9,.0f} req/s  p50 {run['p50']:6.2f} ms  p99 {run['p99']:6.2f} ms"
                   f"  CPU per request: serve {run['serve_us']:5.0f} µs, postgres {run['pg_us']:5.0f} µs, wrk {run['wrk_us']:4.0f} µs"
                   f"  non-2xx {run['non2xx']}  {run['socket_errors']}")
     ratios = [s["rate"] / h["rate"] for h, s in zip(runs["health"], runs["surveys"])]
     worst_p99 = max(run["p99"] for run in runs["surveys"])
     print(f"surveys / health, per round: {', '.join(f'{r:.0%}' for r in ratios)}")
+    if reference:
+        print("reference surveys / reference health, per round: " + ", ".join(
+            f"{s['rate'] / h['rate']:.0%}" for h, s in zip(runs["reference health"], runs["reference surveys"])))
+        # The reference's driver cannot pipeline: its transaction is five round trips, ours one.
+        print("our surveys / reference surveys (5 round trips per request there, 1 here), per round: " + ", ".join(
+            f"{ours['rate'] / theirs['rate']:.1f}x" for ours, theirs in zip(runs["surveys"], runs["reference surveys"])))
     print(f"serve RSS: idle {idle:.1f} MB, peak under load {peak[0]:.1f} MB, 3 s after {after:.1f} MB")
+    # What the 2 cores allow at best: a surveys request costs the machine at least what a
+    # /health request does (HTTP, wrk) plus what PostgreSQL alone needs for its transaction,
+    # as if the database client, authentication and JSON cost nothing. Measured last, after
+    # everything above is printed.
+    sys.stdout.flush()
+    alone = postgres_alone(url, company, args.duration)
+    health_us = min(run["serve_us"] + run["wrk_us"] for run in runs["health"])
+    print(f"PostgreSQL alone (pgbench, same transaction, prepared): {alone['tps']:,.0f} tps, "
+          f"{alone['pg_us']:.0f} µs of PostgreSQL CPU per transaction (pgbench itself {alone['pgbench_us']:.0f} µs)")
+    print(f"bound: /health costs {health_us:.0f} µs of CPU per request; with PostgreSQL's {alone['pg_us']:.0f} µs and nothing else, "
+          f"the surveys route could reach at most {health_us / (health_us + alone['pg_us']):.0%} of the ceiling")
     checks = {
         "surveys >= 50 % of the ceiling (every round)": min(ratios) >= 0.5,
         "surveys p99 <= 20 ms (every round)": worst_p99 <= 20,

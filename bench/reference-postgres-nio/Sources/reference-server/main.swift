@@ -1,6 +1,6 @@
 // reference-server: the product's survey list served by Hummingbird 2 + vapor/postgres-nio,
 // as a reference point for the HTTP throughput benchmark ("framework + best-of-breed Swift
-// Postgres driver" against our own stack). Deliberately minimal: one tenant (company 1), one
+// Postgres driver" against our own stack). Deliberately minimal: one tenant (`COMPANY_ID`, default 1), one
 // page (limit 50), no real token check, so what is measured is HTTP + pool + driver + JSON.
 //
 //     cd bench/reference-postgres-nio && swift build -c release
@@ -147,7 +147,8 @@ struct Survey {
 
 typealias SurveyRow = (Int64, String, String, Int64?, String?, String?)
 
-let companyID: Int64 = 1
+/// The company whose surveys are read (`COMPANY_ID`, default 1).
+let companyID: Int64 = environment.get("COMPANY_ID").flatMap(Int64.init) ?? 1
 let pageSize: Int64 = 50
 
 /// The product's query, by interpolation: PostgresQuery turns each `\(…)` into a `$n` bind
@@ -205,7 +206,8 @@ func listSurveys(prepared: Bool, logger: Logger) async throws -> [Survey] {
     let rows: [SurveyRow] = try await client.withConnection { connection in
         try await connection.query("BEGIN READ ONLY", logger: logger)
         do {
-            try await connection.query("SET LOCAL app.company_id = '1'", logger: logger)
+            // A setting takes no parameters: the id is spliced in, as the product does.
+            try await connection.query(PostgresQuery(unsafeSQL: "SET LOCAL app.company_id = '\(companyID)'"), logger: logger)
             try await connection.query("SET LOCAL statement_timeout = 30000", logger: logger)
             var rows: [SurveyRow] = []
             if prepared {
