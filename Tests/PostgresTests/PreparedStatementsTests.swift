@@ -14,6 +14,20 @@ import Testing
         #expect(statements.plan(for: "SELECT 2") == .prepare(name: "_p2"))
     }
 
+    /// The same new text twice in one pipeline: prepared once, executed twice.
+    @Test func aTextTwiceInOnePipelineIsPreparedOnce() {
+        var statements = PreparedStatements(capacity: 4)
+        #expect(statements.plan(for: "SELECT 1") == .prepare(name: "_p1"))
+        #expect(statements.plan(for: "SELECT 1") == .execute(name: "_p1"))
+        statements.prepared("SELECT 1", as: "_p1", succeeded: true)
+        #expect(statements.plan(for: "SELECT 2") == .prepare(name: "_p2"))
+        // Had the prepare failed, the name would be free again and the text unknown.
+        var failing = PreparedStatements(capacity: 4)
+        _ = failing.plan(for: "SELECT 1")
+        failing.prepared("SELECT 1", as: "_p1", succeeded: false)
+        #expect(failing.plan(for: "SELECT 1") == .prepare(name: "_p1"))
+    }
+
     @Test func aFailedPrepareFreesItsNameAndTheTextIsPreparedAgainNextTime() {
         var statements = PreparedStatements(capacity: 1)
         #expect(statements.plan(for: "SELECT 1") == .prepare(name: "_p1"))
@@ -75,6 +89,15 @@ import Testing
             _ = try await connection.pipeline(["SELECT \(1)::int + 1 AS n", "SELECT \(2)::int * 2 AS n"])
             let texts = try await preparedTexts(connection)
             #expect(texts == ["SELECT $1::int + 1 AS n", "SELECT $1::int * 2 AS n"])
+        }
+    }
+
+    @Test func aNewTextTwiceInOnePipelineIsPreparedOnceAndRunsTwice() async throws {
+        try await client().withConnection { connection in
+            let results = try await connection.pipeline(["SELECT \(3)::int * 3 AS n", "SELECT \(4)::int * 3 AS n"])
+            let values = try results.map { try $0.one().decode(Int.self) }
+            #expect(values == [9, 12])
+            #expect(try await preparedTexts(connection) == ["SELECT $1::int * 3 AS n"])
         }
     }
 

@@ -25,6 +25,10 @@ struct PreparedStatements {
 
     let capacity: Int
     private var names: [String: String] = [:]
+    /// Texts whose prepare has been sent but not answered yet: the same text later in the
+    /// same pipeline executes that name (if the prepare fails, the pipeline stops there
+    /// anyway) instead of being prepared a second time under another.
+    private var pending: [String: String] = [:]
     /// Names handed out but not created (their prepare failed), for the next text.
     private var freeNames: [String] = []
     /// Names created on the server, including ones forgotten after a stale plan (they stay
@@ -39,16 +43,23 @@ struct PreparedStatements {
     var count: Int { names.count }
 
     mutating func plan(for sql: String) -> Plan {
-        if let name = names[sql] { return .execute(name: name) }
-        if let name = freeNames.popLast() { return .prepare(name: name) }
-        guard allocated < capacity else { return .unnamed }
-        allocated += 1
-        return .prepare(name: "_p\(allocated)")
+        if let name = names[sql] ?? pending[sql] { return .execute(name: name) }
+        let name: String
+        if let free = freeNames.popLast() {
+            name = free
+        } else {
+            guard allocated < capacity else { return .unnamed }
+            allocated += 1
+            name = "_p\(allocated)"
+        }
+        pending[sql] = name
+        return .prepare(name: name)
     }
 
     /// Records whether the server created `name` for `sql`. It does not when the prepare
     /// fails or is skipped (a pipeline stopped by an earlier error); the name is then free.
     mutating func prepared(_ sql: String, as name: String, succeeded: Bool) {
+        pending[sql] = nil
         if succeeded {
             names[sql] = name
         } else {
