@@ -323,8 +323,16 @@ import Testing
             configuration: .init(url: try TestDatabase.url(), applicationName: "begin-on-dead-backend"), threadPool: thread,
             logger: TestDatabase.logger)
         let backend = connection.backendPID
-        try await TestDatabase.superuser().withConnection { try await $0.query("SELECT pg_terminate_backend(\(backend))") }
-        try await Task.sleep(for: .milliseconds(200))
+        let superuser = try await TestDatabase.superuser()
+        try await superuser.withConnection { try await $0.query("SELECT pg_terminate_backend(\(backend))") }
+        // Until the backend is gone (a busy machine can take a moment).
+        for _ in 0..<100 {
+            let alive = try await superuser.withConnection {
+                try await $0.query("SELECT count(*)::int FROM pg_stat_activity WHERE pid = \(backend)").one().decode(Int.self)
+            }
+            if alive == 0 { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
         let error = await #expect(throws: PostgresError.self) {
             try await connection.withTransaction { _ in }
         }

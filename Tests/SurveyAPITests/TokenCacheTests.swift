@@ -88,8 +88,9 @@ import Testing
             try await CompanyRepository(database: harness.database).revokeToken(tenant.tokenID, company: tenant.id)
             let refused = try await waitFor(.seconds(3)) { try await authenticator.identity(of: token) == nil }
             let elapsed = try #require(refused, "a revoked token was served from the cache of a listener that hangs")
-            // Two heartbeats of 200 ms, and the poll's 250 ms.
-            #expect(elapsed < .seconds(1), "the cache stopped being trusted after \(elapsed)")
+            // Two heartbeats of 200 ms at most; the margin is for a busy machine. Before the
+            // lease, the answer was the entry's 60 s.
+            #expect(elapsed < .seconds(2), "the cache stopped being trusted after \(elapsed)")
         }
     }
 
