@@ -66,6 +66,7 @@ let package = Package(
                 "SurveyDomain",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -73,7 +74,6 @@ let package = Package(
         .target(
             name: "SurveyAPI",
             dependencies: [
-                "Postgres",
                 "SMSGateway",
                 "SurveyDomain",
                 "SurveyStorage",

@@ -1,5 +1,6 @@
 import Logging
 import Postgres
+import ServiceLifecycle
 import SurveyDomain
 import Synchronization
 
@@ -124,6 +125,14 @@ extension Database {
                 throw error
             }
         }
+    }
+}
+
+/// The pool's upkeep (keeping its minimum, closing idle connections) runs as a service of
+/// the process, and its graceful shutdown closes every connection.
+extension Database: Service {
+    public func run() async throws {
+        try await client.run()
     }
 }
 

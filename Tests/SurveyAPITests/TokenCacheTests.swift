@@ -24,7 +24,7 @@ import Testing
         let database = Database(client: client)
         let authenticator = TokenAuthenticator(companies: CompanyRepository(database: database))
         let listener = TokenChangeListener(
-            authenticator: authenticator, client: client, heartbeat: .milliseconds(200), logger: TestDatabase.logger)
+            authenticator: authenticator, database: database, heartbeat: .milliseconds(200), logger: TestDatabase.logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await listener.run() }
             defer { group.cancelAll() }

@@ -1,7 +1,6 @@
 import Hummingbird
 import Logging
 import NIOCore
-import Postgres
 import SurveyDomain
 import SurveyStorage
 
@@ -168,8 +167,8 @@ public func buildApplication(
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "surveyd"),
         logger: logger)
     application.addServices(
-        database.client,
-        TokenChangeListener(authenticator: components.authenticator, client: database.client, logger: logger),
+        database,
+        TokenChangeListener(authenticator: components.authenticator, database: database, logger: logger),
         RateLimitJanitor(
             limiter: components.rateLimiter, repository: RateLimitRepository(database: database), logger: logger))
     return application

@@ -1,7 +1,6 @@
 import Foundation
 import Hummingbird
 import Logging
-import Postgres
 import SurveyDomain
 import SurveyStorage
 import Synchronization
@@ -50,11 +49,11 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             return .dailySMSCapExceeded(
                 requested: requested, cap: allowance.cap, queuedToday: allowance.queuedToday,
                 retryAfter: untilNextUTCMidnight())
-        case let error as PostgresError where error.isUnavailable:
-            context.logger.warning("database unavailable", metadata: ["error": "\(error.debugDescription)"])
+        case let error where StorageFailure(error) == .unavailable:
+            context.logger.warning("database unavailable", metadata: ["error": "\(String(reflecting: error))"])
             return .unavailable
-        case let error as PostgresError where error.sqlState == PostgresError.SQLState.queryCanceled:
-            context.logger.warning("statement timed out", metadata: ["error": "\(error.debugDescription)"])
+        case let error where StorageFailure(error) == .timedOut:
+            context.logger.warning("statement timed out", metadata: ["error": "\(String(reflecting: error))"])
             return .tooSlow
         case is CancellationError:
             return .unavailable
