@@ -43,15 +43,19 @@ import Testing
         return nil
     }
 
+    /// Presents `token` until the authenticator holds it in its cache; how long that took.
+    func cached(_ token: APIToken, by authenticator: TokenAuthenticator) async throws -> Duration? {
+        try await waitFor {
+            _ = try await authenticator.identity(of: token)
+            return authenticator.isKnown(token)
+        }
+    }
+
     @Test func aRevokedTokenStopsWorkingAtOnce() async throws {
         let tenant = try await harness.company()
         let token = APIToken(secret: tenant.token)
         try await withListeningAuthenticator { authenticator, _ in
-            let cached = try await waitFor {
-                _ = try await authenticator.identity(of: token)
-                return authenticator.isKnown(token)
-            }
-            #expect(cached != nil, "the token is cached once the listener runs")
+            #expect(try await cached(token, by: authenticator) != nil, "the token is cached once the listener runs")
             #expect(try await authenticator.identity(of: token)?.company == tenant.id)
 
             // Revoked through the other path a replica would take: its own pool.
@@ -71,10 +75,7 @@ import Testing
         let tenant = try await harness.company()
         let token = APIToken(secret: tenant.token)
         try await withListeningAuthenticator { authenticator, name in
-            #expect(try await waitFor {
-                _ = try await authenticator.identity(of: token)
-                return authenticator.isKnown(token)
-            } != nil)
+            #expect(try await cached(token, by: authenticator) != nil)
             let backend = try await harness.superuser().withConnection { connection in
                 try await connection.query(
                     "SELECT pid FROM pg_stat_activity WHERE application_name = \(name) AND (query ILIKE 'LISTEN%' OR query = 'SELECT 1')"
@@ -98,10 +99,7 @@ import Testing
         let tenant = try await harness.company()
         let token = APIToken(secret: tenant.token)
         try await withListeningAuthenticator { authenticator, name in
-            #expect(try await waitFor {
-                _ = try await authenticator.identity(of: token)
-                return authenticator.isKnown(token)
-            } != nil)
+            #expect(try await cached(token, by: authenticator) != nil)
             // Kill the listener's backend: the cache must be dropped, not trusted blindly.
             try await harness.superuser().withConnection { connection in
                 _ = try await connection.query(

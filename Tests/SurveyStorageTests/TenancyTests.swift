@@ -168,11 +168,16 @@ import Testing
         #expect(try await surveys.find(their.id, company: theirs) == their)
     }
 
-    @Test func theTenantSettingEndsWithItsTransaction() async throws {
-        var configuration = PostgresClient.Configuration(connection: .init(url: try TestDatabase.url(), applicationName: "tenant-leak-test"))
+    /// A pool of one connection, so the next borrower is sure to get the same one.
+    func singleConnection(named name: String) throws -> (PostgresClient, Database) {
+        var configuration = PostgresClient.Configuration(connection: .init(url: try TestDatabase.url(), applicationName: name))
         configuration.maximumConnections = 1
         let client = PostgresClient(configuration: configuration, logger: TestDatabase.logger)
-        let scoped = Database(client: client)
+        return (client, Database(client: client))
+    }
+
+    @Test func theTenantSettingEndsWithItsTransaction() async throws {
+        let (client, scoped) = try singleConnection(named: "tenant-leak-test")
         let company = try await newCompany()
         let inside = try await scoped.withTenant(company) { connection in
             try await connection.query("SELECT current_setting('app.company_id', true)").one().decode(String?.self)
@@ -188,10 +193,7 @@ import Testing
     /// A request's statements get what is left of its deadline once a connection is leased,
     /// not what was left before it waited for one.
     @Test func aTenantTransactionsTimeoutCountsTheWaitForAConnection() async throws {
-        var configuration = PostgresClient.Configuration(connection: .init(url: try TestDatabase.url(), applicationName: "deadline-wait-test"))
-        configuration.maximumConnections = 1
-        let client = PostgresClient(configuration: configuration, logger: TestDatabase.logger)
-        let scoped = Database(client: client)
+        let (client, scoped) = try singleConnection(named: "deadline-wait-test")
         let company = try await newCompany()
         let (held, holding) = AsyncStream<Void>.makeStream()
         let holder = Task {
