@@ -1,5 +1,6 @@
 import Foundation
 import SurveyDomain
+import TestSupport
 import Testing
 
 @testable import SurveyAPI
@@ -31,6 +32,61 @@ import Testing
             let encoded = JSONDocument.array([.string(string)]).serialized()
             let decoded = try JSONSerialization.jsonObject(with: Data(encoded.utf8)) as? [String]
             #expect(decoded == [string], "\(encoded)")
+        }
+    }
+
+    /// Random trees, nested up to four deep with empty containers among them, written
+    /// through the writer: a standard parser reads back the same structure (commas,
+    /// nesting and keys right), member order kept.
+    @Test func randomDocumentsParseBackToWhatWasWritten() throws {
+        var random = SplitMix64(seed: 20261129)
+        func document(depth: Int) -> JSONDocument {
+            switch Int.random(in: 0..<(depth < 4 ? 8 : 5), using: &random) {
+            case 0: return .null
+            case 1: return .bool(Bool.random(using: &random))
+            case 2: return .integer(Int64.random(in: -1_000_000...1_000_000, using: &random))
+            case 3: return .string(String(repeating: "é\"\n,", count: Int.random(in: 0...2, using: &random)))
+            case 4: return .number(Double(Int.random(in: -1000...1000, using: &random)) / 4)
+            case 5, 6:
+                return .array((0..<Int.random(in: 0...3, using: &random)).map { _ in document(depth: depth + 1) })
+            default:
+                return .object((0..<Int.random(in: 0...3, using: &random)).map { index in ("k\(index),\"", document(depth: depth + 1)) })
+            }
+        }
+        func plain(_ document: JSONDocument) -> Any {
+            switch document {
+            case .null: NSNull()
+            case .bool(let value): value
+            case .integer(let value): Double(value)
+            case .number(let value): value
+            case .string(let value): value
+            case .array(let values): values.map(plain)
+            case .object(let members): Dictionary(uniqueKeysWithValues: members.map { ($0.0, plain($0.1)) })
+            }
+        }
+        func same(_ lhs: Any, _ rhs: Any) -> Bool {
+            switch (lhs, rhs) {
+            case (is NSNull, is NSNull): return true
+            case (let a as [Any], let b as [Any]): return a.count == b.count && zip(a, b).allSatisfy(same)
+            case (let a as [String: Any], let b as [String: Any]):
+                return a.keys.sorted() == b.keys.sorted() && a.keys.allSatisfy { same(a[$0]!, b[$0]!) }
+            case (let a as String, let b as String): return a == b
+            case (let a as NSNumber, let b as NSNumber): return a.doubleValue == b.doubleValue
+            case (let a as Bool, let b as NSNumber): return a == b.boolValue
+            case (let a as Double, let b as NSNumber): return a == b.doubleValue
+            default: return false
+            }
+        }
+        for _ in 0..<300 {
+            let tree = JSONDocument.array([document(depth: 0)])
+            let text = tree.serialized()
+            let parsed = try JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])
+            #expect(same(plain(tree), parsed), "\(text)")
+            if case .array(let items) = tree, case .object(let members)? = items.first {
+                // Order kept: the keys appear in the text in the order they were given.
+                let positions = members.map { text.range(of: "\"\($0.0.replacingOccurrences(of: "\"", with: "\\\""))\"")?.lowerBound }
+                #expect(positions.compactMap { $0 } == positions.compactMap { $0 }.sorted(), "\(text)")
+            }
         }
     }
 
