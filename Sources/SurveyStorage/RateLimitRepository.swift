@@ -27,7 +27,7 @@ public struct RateLimitRepository: Sendable {
     /// Forgets buckets untouched for `age`: they would have refilled to full anyway.
     @discardableResult
     public func purge(olderThan age: Duration) async throws -> Int {
-        try await database.client.withConnection(deadline: RequestDeadline.current) { connection in
+        try await database.client.withConnection { connection in
             try await connection.query(
                 """
                 DELETE FROM rate_limit_buckets

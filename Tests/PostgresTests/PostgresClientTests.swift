@@ -372,7 +372,9 @@ import Testing
     /// Larger than the socket's buffers both ways: the non-blocking send waits for the
     /// socket to drain (`PQflush` returns 1), and the answer arrives in many reads.
     @Test func largeParametersAndResultsCrossTheNonBlockingSocket() async throws {
-        let client = try pool(max: 2)
+        // A long wait allowed: in one busy full run the first lease (opening the connection)
+        // took past the default 5 s. A pool that lost a wake-up would still fail here.
+        let client = try pool(max: 2, waitTimeout: .seconds(30))
         let big = String(repeating: "0123456789abcdef", count: 1 << 18)  // 4 MiB
         let (length, echoed) = try await client.withConnection { connection in
             try await connection.query("SELECT length(\(big)::text), repeat(\("ab")::text, \(1 << 22))").one()

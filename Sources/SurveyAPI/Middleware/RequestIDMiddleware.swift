@@ -47,16 +47,15 @@ struct RequestIDMiddleware<Context: RequestContext>: RouterMiddleware {
 /// Request ids made here, when the client sent none.
 enum RequestID {
     /// 32 lowercase hex digits: 64 random bits drawn once per process, then a counter put
-    /// through a keyed permutation of 64-bit numbers (so two ids of a process never repeat,
-    /// and one id does not tell how many requests came before it). Unique across processes
-    /// and restarts, as a random id would be, without asking the kernel for randomness on
-    /// every request.
+    /// through a permutation of 64-bit numbers keyed by the process (so a process never
+    /// repeats an id, and ids cannot be related to one another, to count the requests
+    /// between two of them, without its keys). Unique across processes and restarts, as a
+    /// random id would be, without asking the kernel for randomness on every request.
     static func make() -> String {
-        let (prefix, key) = processBase
-        let sequence = permute(counter.wrappingAdd(1, ordering: .relaxed).newValue, key: key)
+        let sequence = permute(counter.wrappingAdd(1, ordering: .relaxed).newValue, keys: processKeys)
         return String(unsafeUninitializedCapacity: 32) { bytes in
             for index in 0..<32 {
-                let word = index < 16 ? prefix : sequence
+                let word = index < 16 ? processPrefix : sequence
                 let digit = UInt8((word >> UInt64(4 * (15 - index % 16))) & 0xF)
                 bytes[index] = digit < 10 ? UInt8(ascii: "0") + digit : UInt8(ascii: "a") + digit - 10
             }
@@ -64,19 +63,24 @@ enum RequestID {
         }
     }
 
-    /// A bijection of `UInt64` chosen by `key`: xor-shifts and multiplications by odd
-    /// constants are each invertible (the finaliser of SplitMix64, with the key added first).
-    static func permute(_ value: UInt64, key: UInt64) -> UInt64 {
-        var value = value &+ key
+    /// A bijection of `UInt64` chosen by `keys`: two rounds of a public mixer (the
+    /// finaliser of SplitMix64, whose xor-shifts and multiplications by odd constants are
+    /// each invertible), a secret key xored in before each. With one key, or one round,
+    /// anyone could undo the mixer and see consecutive counters. Not cryptography: ids
+    /// only correlate, they grant nothing.
+    static func permute(_ value: UInt64, keys: (UInt64, UInt64)) -> UInt64 {
+        mix(mix(value ^ keys.0) ^ keys.1)
+    }
+
+    static func mix(_ value: UInt64) -> UInt64 {
+        var value = value
         value = (value ^ (value >> 30)) &* 0xBF58_476D_1CE4_E5B9
         value = (value ^ (value >> 27)) &* 0x94D0_49BB_1331_11EB
         return value ^ (value >> 31)
     }
 
-    private static let processBase: (UInt64, UInt64) = {
-        var generator = SystemRandomNumberGenerator()
-        return (generator.next(), generator.next())
-    }()
+    private static let processPrefix = UInt64.random(in: .min ... .max)
+    private static let processKeys = (UInt64.random(in: .min ... .max), UInt64.random(in: .min ... .max))
     private static let counter = Atomic<UInt64>(0)
 }
 
