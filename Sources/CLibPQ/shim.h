@@ -4,6 +4,15 @@
 #include <libpq-fe.h>
 #include <poll.h>
 #include <dlfcn.h>
+#include <pthread.h>
+
+static pthread_once_t clibpq_ssl_pending_once = PTHREAD_ONCE_INIT;
+static int (*clibpq_ssl_pending)(const void *) = NULL;
+
+static inline void clibpq_find_ssl_pending(void) {
+    void *process = dlopen(NULL, RTLD_NOW);
+    if (process != NULL) clibpq_ssl_pending = (int (*)(const void *))dlsym(process, "SSL_pending");
+}
 
 /// Whether OpenSSL holds decrypted bytes of this connection that libpq has not read yet.
 /// A TLS record can carry more than one `PQconsumeInput` takes in; what is left waits in
@@ -14,13 +23,10 @@ static inline int clibpq_tls_read_pending(PGconn *connection) {
     if (!PQsslInUse(connection)) return 0;
     void *ssl = PQsslStruct(connection, "OpenSSL");
     if (ssl == NULL) return 0;
-    static int (*pending)(const void *) = NULL;
-    if (pending == NULL) {
-        void *process = dlopen(NULL, RTLD_NOW);
-        if (process != NULL) pending = (int (*)(const void *))dlsym(process, "SSL_pending");
-    }
+    // Looked up once for the process; connections on several threads may ask at once.
+    pthread_once(&clibpq_ssl_pending_once, clibpq_find_ssl_pending);
     // Always found where libpq uses OpenSSL, which is the only library PQsslStruct names.
-    return pending != NULL && pending(ssl) > 0;
+    return clibpq_ssl_pending != NULL && clibpq_ssl_pending(ssl) > 0;
 }
 
 #ifdef __linux__

@@ -393,6 +393,28 @@ import Testing
         }
     }
 
+    /// More parameters than the protocol can count: refused before anything is sent, so the
+    /// statements before it in the pipeline do not run (and commit) on their own.
+    @Test func tooManyParametersAreRefusedBeforeAnythingIsSent() async throws {
+        let client = try pool(max: 1)
+        let table = "params_\(UInt32.random(in: 0...UInt32.max))"
+        try await client.withConnection { connection in
+            try await connection.simpleQuery("CREATE TABLE \(table) (v int)")
+            let placeholders = (1...65_536).map { "$\($0)" }.joined(separator: ",")
+            let error = await #expect(throws: PostgresError.self) {
+                try await connection.pipeline([
+                    "INSERT INTO \(identifier: table) VALUES (\(1))",
+                    PostgresQuery(unsafeSQL: "SELECT coalesce(\(placeholders))", bindings: Array(repeating: "1", count: 65_536)),
+                ])
+            }
+            #expect(error?.code == .encoding)
+            let rows = try await connection.query("SELECT count(*)::int FROM \(identifier: table)").one().decode(Int.self)
+            #expect(rows == 0)
+            #expect(connection.isReusable)
+            try await connection.simpleQuery("DROP TABLE \(table)")
+        }
+    }
+
     /// The server reports a wrong parameter count as 08P01, a "connection exception" class,
     /// on a connection that is fine: it is the caller's error, not a lost connection to retry.
     @Test func aWrongParameterCountIsNotALostConnection() async throws {

@@ -201,7 +201,7 @@ public final class PostgresConnection: @unchecked Sendable {
     /// cancel request still on its way to the server is waited for first, so it cannot
     /// land on these.
     func control(_ statements: [PostgresQuery]) async throws(PostgresError) {
-        if inFlight.withLock({ $0.delivering }) { await cancelDelivered() }
+        await cancelDelivered()
         _ = try await executePipeline(statements)
     }
 
@@ -210,8 +210,10 @@ public final class PostgresConnection: @unchecked Sendable {
         try await control(["ROLLBACK"])
     }
 
-    /// Suspends until no cancel request is on its way to the server.
+    /// Suspends until no cancel request is on its way to the server, if one is: what is
+    /// sent next must not be what it stops. (Returns at once in the usual case.)
     private func cancelDelivered() async {
+        guard inFlight.withLock({ $0.delivering }) else { return }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let landed = self.inFlight.withLock { state -> Bool in
                 guard state.delivering else { return true }
@@ -225,6 +227,7 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Runs a script of one or more statements without parameters, for trusted SQL such as
     /// migrations. Values never go here: use `query(_:)`.
     public func simpleQuery(_ script: String) async throws {
+        await cancelDelivered()
         try await threadPool.runBlocking { () throws(PostgresError) in
             guard !script.utf8.contains(0) else {
                 throw PostgresError(code: .encoding, message: "the script contains a NUL character")
@@ -330,7 +333,7 @@ public final class PostgresConnection: @unchecked Sendable {
         return received
     }
 
-    // MARK: - Internals (run on the thread pool)
+    // MARK: - Internals
 
     private func execute(_ query: PostgresQuery) async throws(PostgresError) -> PostgresRows {
         let outsideTransaction = PQtransactionStatus(handle) == PQTRANS_IDLE
@@ -360,9 +363,17 @@ public final class PostgresConnection: @unchecked Sendable {
         guard !poisoned.load(ordering: .acquiring) else {
             throw PostgresError(code: .connectionClosed, message: "the connection was left unusable by an earlier failure")
         }
-        for query in queries
-        where query.sql.utf8.contains(0) || query.bindings.contains(where: { $0?.utf8.contains(0) == true }) {
-            throw PostgresError(code: .encoding, message: "a query or parameter contains a NUL character", query: query.sql)
+        // Refused here, before anything is sent: were libpq to refuse one statement, the
+        // ones queued before it would still be synced, and commit, as an implicit transaction.
+        for query in queries {
+            if query.bindings.count > Self.maximumParameters {
+                throw PostgresError(
+                    code: .encoding, message: "\(query.bindings.count) parameters; the protocol allows \(Self.maximumParameters)",
+                    query: query.sql)
+            }
+            if query.sql.utf8.contains(0) || query.bindings.contains(where: { $0?.utf8.contains(0) == true }) {
+                throw PostgresError(code: .encoding, message: "a query or parameter contains a NUL character", query: query.sql)
+            }
         }
         guard PQenterPipelineMode(handle) == 1 else { throw failure(nil) }
         let (steps, allSent) = send(queries)
@@ -506,6 +517,9 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
+    /// The protocol counts a statement's parameters in 16 bits.
+    static let maximumParameters = Int(UInt16.max)
+
     private func failure(_ sql: String?) -> PostgresError {
         PostgresError(
             code: PQstatus(handle) == CONNECTION_OK ? .protocolViolation : .connectionClosed,
@@ -514,11 +528,7 @@ public final class PostgresConnection: @unchecked Sendable {
 
     /// Turns a libpq result into rows or a `PostgresError`.
     private func check(_ result: OpaquePointer?, sql: String) throws(PostgresError) -> OpaquePointer {
-        guard let result else {
-            throw PostgresError(
-                code: PQstatus(handle) == CONNECTION_OK ? .protocolViolation : .connectionClosed,
-                message: String(cString: PQerrorMessage(handle)), query: sql)
-        }
+        guard let result else { throw failure(sql) }
         switch PQresultStatus(result) {
         case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
             return result
@@ -612,7 +622,7 @@ private final class NoticeSink: Sendable {
 
 /// Calls `body` with a C array of C strings (`NULL` entries for `nil`), valid only inside it.
 /// The array is followed by one more `NULL`, which `PQconnectdbParams` needs as terminator
-/// and `PQexecParams` ignores.
+/// and `PQsendQueryParams` ignores.
 private func withCStringArray<R>(_ strings: [String?], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {
     let duplicated: [UnsafeMutablePointer<CChar>?] = strings.map { $0.flatMap { strdup($0) } } + [nil]
     defer { duplicated.forEach { free($0) } }

@@ -62,7 +62,12 @@ final class SocketReactor: Sendable {
         var ready = [Int32](repeating: 0, count: 64)
         while true {
             let count = ready.withUnsafeMutableBufferPointer { clibpq_epoll_wait(epoll, $0.baseAddress!, Int32($0.count)) }
-            guard count > 0 else { continue }  // EINTR
+            // Interrupted by a signal: wait again. Any other failure means the epoll
+            // descriptor itself is broken, and every connection would hang: stop loudly.
+            guard count >= 0 else {
+                precondition(errno == EINTR, "epoll_wait failed: errno \(errno)")
+                continue
+            }
             let resumed = waiters.withLock { waiters in
                 ready.prefix(Int(count)).compactMap { waiters.removeValue(forKey: $0) }
             }

@@ -63,7 +63,9 @@ public final class PostgresClient: Service, Sendable {
             idleTimeout: configuration.idleTimeout,
             initialBackoff: configuration.initialBackoff,
             maximumBackoff: configuration.maximumBackoff))))
-        // One thread per connection: a blocking call never waits for a thread.
+        // For what still blocks (connecting, `simpleQuery` for session setup and migrations,
+        // closing); statements do not use it. One thread per connection, so reconnecting
+        // the whole pool at once after an outage never queues behind itself.
         self.threadPool = NIOThreadPool(numberOfThreads: configuration.maximumConnections)
         self.threadPool.start()
         self.metrics = PoolMetrics(applicationName: configuration.connection.applicationName)
@@ -101,7 +103,7 @@ public final class PostgresClient: Service, Sendable {
             {
                 release(connection)
                 attempt += 1
-                logger.debug("connection lost before its work was done; retrying on another", metadata: ["attempt": "\(attempt)"])
+                logger.debug("connection lost, or a prepared statement gone stale, before the work was done; running it again", metadata: ["attempt": "\(attempt)"])
             } catch {
                 release(connection)
                 throw error
