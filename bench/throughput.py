@@ -86,8 +86,8 @@ def postgres_alone(url, company, duration, clients=20):
     """PostgreSQL's own CPU per surveys transaction, without `serve`: pgbench runs the same
     pipeline, every statement prepared (our client prepares all but the two `SET LOCAL`s,
     so this is a floor), with as many clients as the pool has connections. pgbench's
-    backends come and go with it, so PostgreSQL's share is the machine's busy time less
-    pgbench's own."""
+    backends come and go with it, so PostgreSQL's share is read from its processes, the
+    exited backends included (`postgres_cpu_seconds`)."""
     script = os.path.join("/tmp", f"surveys-transaction-{os.getpid()}.sql")
     with open(script, "w") as out:
         out.write(SURVEYS_TRANSACTION.format(company=company))
