@@ -279,25 +279,26 @@ extension ByteBuffer {
     }
 }
 
-/// `{"data":[{"id":"1","name":…,"interactionType":…,"questions":[{"id","body","language"}]}],"next":…}`,
-/// ids as strings; `next` is the last id when the page is full (there may be more), else null.
+/// The product's body, byte for byte: `[{"id":1,"name":…,"interactionType":…,
+/// "questions":[{"id":…,"body":…,"language":…}]}]`, ids as numbers. (The product names the
+/// next page in a `Link` header, only when the page is full; these 5 surveys never fill one.)
 func surveysJSON(_ surveys: [Survey]) -> ByteBuffer {
     var buffer = ByteBufferAllocator().buffer(capacity: 256 + surveys.count * 512)
-    buffer.writeStaticString(#"{"data":["#)
+    buffer.writeStaticString("[")
     for (index, survey) in surveys.enumerated() {
         if index > 0 { buffer.writeStaticString(",") }
-        buffer.writeStaticString(#"{"id":""#)
+        buffer.writeStaticString(#"{"id":"#)
         buffer.writeString(String(survey.id))
-        buffer.writeStaticString(#"","name":"#)
+        buffer.writeStaticString(#","name":"#)
         buffer.writeJSONString(survey.name)
         buffer.writeStaticString(#","interactionType":"#)
         buffer.writeJSONString(survey.interactionType)
         buffer.writeStaticString(#","questions":["#)
         for (questionIndex, question) in survey.questions.enumerated() {
             if questionIndex > 0 { buffer.writeStaticString(",") }
-            buffer.writeStaticString(#"{"id":""#)
+            buffer.writeStaticString(#"{"id":"#)
             buffer.writeString(String(question.id))
-            buffer.writeStaticString(#"","body":"#)
+            buffer.writeStaticString(#","body":"#)
             buffer.writeJSONString(question.body)
             buffer.writeStaticString(#","language":"#)
             buffer.writeJSONString(question.language)
@@ -305,15 +306,7 @@ func surveysJSON(_ surveys: [Survey]) -> ByteBuffer {
         }
         buffer.writeStaticString("]}")
     }
-    buffer.writeStaticString(#"],"next":"#)
-    if surveys.count == Int(pageSize), let last = surveys.last {
-        buffer.writeStaticString("\"")
-        buffer.writeString(String(last.id))
-        buffer.writeStaticString("\"")
-    } else {
-        buffer.writeStaticString("null")
-    }
-    buffer.writeStaticString("}")
+    buffer.writeStaticString("]")
     return buffer
 }
 
