@@ -195,6 +195,11 @@ let package = Package(
             dependencies: ["SurveyDomain", "TestSupport"],
             swiftSettings: swiftSettings
         ),
+        .testTarget(
+            name: "SMSGatewayTests",
+            dependencies: ["SMSGateway"],
+            swiftSettings: swiftSettings
+        ),
         // Runs the built `surveyd` binary as an operator would.
         .testTarget(
             name: "CommandLineTests",

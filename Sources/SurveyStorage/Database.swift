@@ -49,7 +49,8 @@ public struct Database: Sendable {
         configuration.waitTimeout = waitTimeout
         configuration.minimumConnections = min(2, maximumConnections)
         let warned = Atomic<Bool>(false)
-        let timeoutMilliseconds = statementTimeout.components.seconds * 1000
+        // Rounded up: 0.5 s is 500 ms, and never 0 (which would mean no timeout).
+        let timeoutMilliseconds = max(1, statementTimeout.roundedUpMilliseconds)
         configuration.connectionSetup = { connection in
             let row = try await connection.query(
                 "SELECT current_user::text, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user"

@@ -19,60 +19,84 @@ public struct ReplyRepository: Sendable {
         /// Not a score; the request counts a bad response until a good one comes.
         case badResponse(company: CompanyID, request: RequestID)
         case optedOut, optedIn
+        /// HELP: answered, nothing recorded.
+        case help
         /// No open survey for this number (never surveyed, answered, expired).
         case ignored
         /// This provider message was processed already (providers retry webhooks).
         case duplicate
     }
 
-    /// Records an inbound SMS. Only the parsed meaning is kept, never the text.
+    /// Records an inbound SMS. Only the parsed meaning is kept, never the text. The routing
+    /// table is reached only through its functions (`route_reply`, `release_*`); the
+    /// request's own row is then changed scoped to its company.
     public func recordReply(_ reply: Reply, from hash: Data, messageID: String) async throws -> ReplyOutcome {
         try await database.client.withTransaction(deadline: RequestDeadline.current) { connection in
             let first = try await connection.query(
                 "INSERT INTO inbound_messages (provider_message_id) VALUES (\(messageID)) ON CONFLICT DO NOTHING RETURNING 1")
             guard !first.isEmpty else { return .duplicate }
+            let score: Int?
             switch reply {
             case .optOut:
                 try await connection.query("INSERT INTO opt_outs (destination_hash) VALUES (\(hash)) ON CONFLICT DO NOTHING")
                 // No survey stays open to a number that asked us to stop.
-                try await connection.query("DELETE FROM open_surveys WHERE destination_hash = \(hash)")
+                try await connection.query("SELECT release_destination(\(hash))")
                 return .optedOut
             case .optIn:
                 try await connection.query("DELETE FROM opt_outs WHERE destination_hash = \(hash)")
                 return .optedIn
-            case .score, .bad:
-                guard let open = try await connection.query(
-                    """
-                    SELECT company_id, request_id FROM open_surveys
-                     WHERE destination_hash = \(hash) AND expires_at > now()
-                     FOR UPDATE
-                    """
-                ).single else { return .ignored }
-                let (company, request) = try open.decode((CompanyID, RequestID).self)
-                try await Database.enterTenant(company, on: connection)
-                if case .score(let score) = reply {
-                    let updated = try await connection.query(
-                        """
-                        UPDATE survey_requests SET score = \(score), responded_at = now()
-                         WHERE company_id = \(company) AND request_id = \(request)
-                           AND score IS NULL AND status IN ('sent', 'delivered') AND respond_by > now()
-                        RETURNING 1
-                        """)
-                    guard !updated.isEmpty else { return .ignored }
-                    // Answered: the number is free for the next survey.
-                    try await connection.query(
-                        "DELETE FROM open_surveys WHERE destination_hash = \(hash) AND company_id = \(company) AND request_id = \(request)")
-                    return .scored(company: company, request: request)
-                }
-                let updated = try await connection.query(
-                    """
-                    UPDATE survey_requests SET bad_replies = bad_replies + 1
-                     WHERE company_id = \(company) AND request_id = \(request)
-                       AND score IS NULL AND status IN ('sent', 'delivered') AND respond_by > now()
-                    RETURNING 1
-                    """)
-                return updated.isEmpty ? .ignored : .badResponse(company: company, request: request)
+            case .help:
+                return .help
+            case .score(let value):
+                score = value
+            case .bad:
+                score = nil
             }
+            guard let route = try await connection.query("SELECT company_id, request_id FROM route_reply(\(hash))").single else {
+                return .ignored
+            }
+            let (company, request) = try route.decode((CompanyID, RequestID).self)
+            try await Database.enterTenant(company, on: connection)
+            // FOR UPDATE: a worker recording this request's send right now is waited for,
+            // so the status read is the one that will stand.
+            guard let state = try await connection.query(
+                """
+                SELECT status, score IS NULL AND (respond_by IS NULL OR respond_by > now()) FROM survey_requests
+                 WHERE company_id = \(company) AND request_id = \(request) FOR UPDATE
+                """
+            ).single else { return .ignored }
+            let (status, answerable) = try state.decode((String, Bool).self)
+            guard answerable else { return .ignored }
+            switch status {
+            case "queued":
+                // The send is under way but not recorded (the phone answered within the
+                // moment between the provider taking the message and the worker writing it
+                // down): kept, and applied by the worker once the request is sent.
+                try await connection.query(
+                    """
+                    INSERT INTO early_replies (company_id, request_id, provider_message_id, score)
+                    VALUES (\(company), \(request), \(messageID), \(score))
+                    ON CONFLICT DO NOTHING
+                    """)
+                return score == nil ? .badResponse(company: company, request: request) : .scored(company: company, request: request)
+            case "sent", "delivered":
+                break
+            default:
+                return .ignored
+            }
+            if let score {
+                try await connection.query(
+                    """
+                    UPDATE survey_requests SET score = \(score), responded_at = now()
+                     WHERE company_id = \(company) AND request_id = \(request)
+                    """)
+                // Answered: the number is free for the next survey.
+                try await connection.query("SELECT release_open_surveys(ARRAY[\(hash)]::bytea[], ARRAY[\(request)]::bigint[])")
+                return .scored(company: company, request: request)
+            }
+            try await connection.query(
+                "UPDATE survey_requests SET bad_replies = bad_replies + 1 WHERE company_id = \(company) AND request_id = \(request)")
+            return .badResponse(company: company, request: request)
         }
     }
 
@@ -81,15 +105,24 @@ public struct ReplyRepository: Sendable {
         case failed
         /// Intermediate statuses (queued, sending, sent, ...): nothing to record.
         case other
+
+        var storedName: String? {
+            switch self {
+            case .delivered: "delivered"
+            case .failed: "failed"
+            case .other: nil
+            }
+        }
     }
 
-    /// Records a delivery status callback. Idempotent: statuses only move forward.
+    /// Records a delivery status callback. Idempotent: statuses only move forward. A final
+    /// status for a message whose send is not recorded yet is kept for the worker to apply.
     @discardableResult
     public func recordDelivery(_ status: DeliveryStatus, messageID: String) async throws -> Bool {
-        guard status != .other else { return false }
+        guard let name = status.storedName else { return false }
         return try await database.client.withTransaction(deadline: RequestDeadline.current) { connection in
             guard let row = try await connection.query(
-                "SELECT company_id, request_id FROM provider_messages WHERE provider_message_id = \(messageID)"
+                "SELECT company_id, request_id FROM route_delivery_status(\(messageID), \(name))"
             ).single else { return false }
             let (company, request) = try row.decode((CompanyID, RequestID).self)
             try await Database.enterTenant(company, on: connection)
@@ -111,8 +144,7 @@ public struct ReplyRepository: Sendable {
                     RETURNING destination_hash
                     """)
                 guard let hash = try updated.single?.decode(Data.self) else { return false }
-                try await connection.query(
-                    "DELETE FROM open_surveys WHERE destination_hash = \(hash) AND company_id = \(company) AND request_id = \(request)")
+                try await connection.query("SELECT release_open_surveys(ARRAY[\(hash)]::bytea[], ARRAY[\(request)]::bigint[])")
                 return true
             case .other:
                 return false

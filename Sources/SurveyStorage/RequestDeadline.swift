@@ -1,3 +1,5 @@
+import SurveyDomain
+
 /// When the work of the current request must be done by, if it has a deadline: set by the
 /// API for each request, read here to bound the statements it runs (their
 /// `statement_timeout` is what is left), so a request past its time is stopped by the
@@ -10,7 +12,7 @@ public enum RequestDeadline {
     static func statementTimeoutSetting(now: ContinuousClock.Instant = .now) -> String? {
         guard let deadline = current else { return nil }
         let left = deadline - now
-        let milliseconds = max(1, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)
+        let milliseconds = max(1, left.roundedUpMilliseconds)
         return "SET LOCAL statement_timeout = \(milliseconds)"
     }
 }

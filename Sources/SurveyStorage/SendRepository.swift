@@ -125,19 +125,8 @@ public struct SendRepository: Sendable {
         let slotSeconds = Int((policy.maximumJobAge + policy.responseWindow).components.seconds)
         let claimed = Dictionary(
             uniqueKeysWithValues: try await connection.query(
-                """
-                WITH candidate AS (
-                    SELECT hash, position, nextval('survey_requests_request_id_seq') AS request_id
-                      FROM unnest(\(sorted)::bytea[]) WITH ORDINALITY AS t(hash, position)
-                )
-                INSERT INTO open_surveys (destination_hash, company_id, request_id, expires_at)
-                SELECT hash, \(company), request_id, now() + make_interval(secs => \(slotSeconds))
-                  FROM candidate ORDER BY position
-                ON CONFLICT (destination_hash) DO UPDATE
-                   SET company_id = EXCLUDED.company_id, request_id = EXCLUDED.request_id, expires_at = EXCLUDED.expires_at
-                 WHERE open_surveys.expires_at <= now()
-                RETURNING destination_hash, request_id
-                """
+                // A SECURITY DEFINER function: the API cannot touch the routing table itself.
+                "SELECT destination_hash, request_id FROM claim_open_surveys(\(sorted)::bytea[], \(slotSeconds)::int)"
             ).map { try $0.decode((Data, Int64).self) })
 
         var requestIDs: [Int64] = []

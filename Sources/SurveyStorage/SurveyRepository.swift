@@ -41,18 +41,7 @@ public struct SurveyRepository: Sendable {
         try await database.withTenant(company) { connection in
             // The cross-tenant indexes point at its requests: a deleted survey must neither
             // keep numbers busy nor receive callbacks. Foreign keys cascade the rest.
-            try await connection.query(
-                """
-                DELETE FROM open_surveys AS o USING survey_requests AS r
-                 WHERE r.company_id = \(company) AND r.survey_id = \(id)
-                   AND o.destination_hash = r.destination_hash AND o.company_id = r.company_id AND o.request_id = r.request_id
-                """)
-            try await connection.query(
-                """
-                DELETE FROM provider_messages AS p USING survey_requests AS r
-                 WHERE r.company_id = \(company) AND r.survey_id = \(id) AND r.provider_message_id IS NOT NULL
-                   AND p.provider_message_id = r.provider_message_id
-                """)
+            try await connection.query("SELECT release_survey_routes(\(id))")
             let deleted = try await connection.query(
                 "DELETE FROM surveys WHERE company_id = \(company) AND survey_id = \(id)")
             guard deleted.affectedRows == 1 else { throw StorageError.notFound }

@@ -41,7 +41,7 @@ struct Migrate: AsyncParsableCommand {
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Serve the HTTP API (HOST, PORT, DATABASE_URL, DESTINATION_HASH_KEY, ADMIN_TOKEN, TWILIO_AUTH_TOKEN, PUBLIC_BASE_URL).")
+        abstract: "Serve the HTTP API (HOST, PORT, DATABASE_URL, DESTINATION_HASH_KEY, ADMIN_TOKEN, TWILIO_AUTH_TOKEN, TWILIO_ACCOUNT_SID, PUBLIC_BASE_URL).")
 
     func run() async throws {
         let logger = Environment.logger("surveyd.serve")
@@ -61,7 +61,9 @@ struct Serve: AsyncParsableCommand {
                 openAPI: try OpenAPIDocument(contentsOf: Environment.openAPIPath())))
         if configuration.adminToken == nil { logger.notice("ADMIN_TOKEN is not set: the admin API is disabled") }
         if let authToken = Environment.value("TWILIO_AUTH_TOKEN") {
-            configuration.webhooks = .init(authToken: authToken, publicBaseURL: Environment.publicBaseURL(port: port))
+            configuration.webhooks = .init(
+                authToken: authToken, accountSID: try Environment.twilioAccountSID(),
+                publicBaseURL: Environment.publicBaseURL(port: port))
         } else {
             logger.notice("TWILIO_AUTH_TOKEN is not set: the SMS webhooks (replies, delivery statuses) are disabled")
         }
@@ -96,7 +98,14 @@ struct WorkerCommand: AsyncParsableCommand {
 
         let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Environment.httpClientConfiguration(workerConfiguration.concurrency))
         let provider: any SMSProvider
-        switch Environment.value("SMS_PROVIDER") ?? "console" {
+        // No default: a deployment that forgot to name its provider must not record every
+        // message as sent while delivering none.
+        guard let providerName = Environment.value("SMS_PROVIDER") else {
+            throw Environment.Missing(
+                name: "SMS_PROVIDER",
+                hint: "name the provider: twilio to send for real, console to only log the messages (development)")
+        }
+        switch providerName {
         case "twilio":
             var twilio = try Environment.twilio()
             // An attempt must end well within its lease, or another worker would take its
@@ -117,6 +126,7 @@ struct WorkerCommand: AsyncParsableCommand {
             .init(service: pool), .init(service: worker),
             .init(service: ReportCompactor(reports: ReportRepository(database: database), logger: logger)),
             .init(service: QueueMonitor(queue: QueueRepository(database: database, policy: policy), logger: logger)),
+            .init(service: RoutingJanitor(database: database, logger: logger)),
         ]
         // The worker serves no API; its operator still gets /health, /ready and /metrics.
         if let metricsPort = try Environment.optionalPort("METRICS_PORT") {
@@ -146,7 +156,11 @@ struct SMSCommand: AsyncParsableCommand {
 
     struct Reply: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Post a correctly signed inbound SMS to the running server, as the provider would (PUBLIC_BASE_URL, TWILIO_AUTH_TOKEN).")
+            abstract: "Post a correctly signed inbound SMS to the server on this machine, as the provider would, and print what it did.",
+            discussion: """
+                Posts to http://127.0.0.1:PORT (or --server), signed for PUBLIC_BASE_URL as the \
+                server checks it, with TWILIO_AUTH_TOKEN and TWILIO_ACCOUNT_SID.
+                """)
 
         @Option(help: "The sender, in E.164 (e.g. +32470000000).")
         var from: String
@@ -154,26 +168,57 @@ struct SMSCommand: AsyncParsableCommand {
         @Option(help: "The text of the reply (e.g. 9, STOP).")
         var body: String
 
+        @Option(help: "Where the server listens (default: http://127.0.0.1:PORT).")
+        var server: String?
+
         func run() async throws {
             guard let authToken = Environment.value("TWILIO_AUTH_TOKEN") else {
                 throw Environment.Missing(name: "TWILIO_AUTH_TOKEN", hint: "the token the server checks webhook signatures with")
             }
-            let base = Environment.publicBaseURL(port: try Environment.port())
-            let url = base + "/webhooks/twilio/sms"
+            let accountSID = try Environment.twilioAccountSID()
+            let port = try Environment.port()
+            let path = "/webhooks/twilio/sms"
+            // Signed for the URL the server believes it is called at; sent to where it listens.
+            let signedURL = Environment.publicBaseURL(port: port) + path
+            let target = (server.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 } ?? "http://127.0.0.1:\(port)") + path
+            let sid = "SM" + (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
             let parameters = [
-                ("MessageSid", "SM" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()),
-                ("From", from), ("To", Environment.value("SMS_SENDER") ?? "+3200000"), ("Body", body),
+                ("MessageSid", sid), ("SmsSid", sid), ("AccountSid", accountSID), ("From", from),
+                ("To", Environment.value("SMS_SENDER") ?? "+3200000"), ("Body", body), ("NumSegments", "1"),
             ]
-            var request = HTTPClientRequest(url: url)
+            var request = HTTPClientRequest(url: target)
             request.method = .POST
             request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
             request.headers.add(
-                name: "X-Twilio-Signature", value: TwilioSignature.sign(url: url, parameters: parameters, authToken: authToken))
+                name: "X-Twilio-Signature", value: TwilioSignature.sign(url: signedURL, parameters: parameters, authToken: authToken))
             request.body = .bytes(ByteBuffer(string: FormURLEncoding.encode(parameters)))
             let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
             let text = String(buffer: try await response.body.collect(upTo: 64 * 1024))
-            print("\(response.status.code) \(text)")
-            guard (200..<300).contains(response.status.code) else { throw ExitCode.failure }
+            guard (200..<300).contains(response.status.code) else {
+                print("The server refused the reply: \(response.status.code) \(text)")
+                throw ExitCode.failure
+            }
+            print(Self.describe(outcome: response.headers.first(name: "X-Reply-Outcome"), body: body, twiml: text))
+        }
+
+        /// What the reply did, in words.
+        static func describe(outcome: String?, body: String, twiml: String) -> String {
+            switch outcome {
+            case "scored":
+                if case .score(let score) = ReplyParser.parse(body) { return "Scored \(score)." }
+                return "Scored."
+            case "bad-response": return "Bad reply: not a score from 0 to 10; counted against the open survey."
+            case "opted-out": return "Opted out: this number gets no more surveys (until START)."
+            case "opted-in": return "Opted in: this number may be surveyed again."
+            case "help":
+                let message = twiml.components(separatedBy: "<Message>").dropFirst().first?.components(separatedBy: "</Message>").first
+                return "Help answered: \(message ?? "")"
+            case "ignored": return "No open survey for that number: nothing recorded."
+            case "duplicate": return "Already processed (the same message id)."
+            case "not-a-phone-number": return "Ignored: the sender is not an E.164 phone number."
+            case let other?: return "Outcome: \(other)."
+            case nil: return "Accepted (the server did not say what it did)."
+            }
         }
     }
 }

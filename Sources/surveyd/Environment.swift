@@ -118,6 +118,18 @@ enum Environment {
             idleTimeout: .milliseconds(Int64(idleTimeout * 1000)))
     }
 
+    /// Our account at Twilio: webhooks naming another account are refused, so `serve` needs
+    /// it whenever it checks webhooks.
+    static func twilioAccountSID() throws -> String {
+        guard let sid = value("TWILIO_ACCOUNT_SID") else {
+            throw Missing(name: "TWILIO_ACCOUNT_SID", hint: "the account (AC followed by 32 hex digits) whose webhooks are accepted")
+        }
+        guard TwilioWebhook.isAccountSID(sid) else {
+            throw Invalid(name: "TWILIO_ACCOUNT_SID", hint: "must be AC followed by 32 lowercase hexadecimal digits")
+        }
+        return sid
+    }
+
     static func twilio() throws -> TwilioProvider.Configuration {
         func required(_ name: String) throws -> String {
             guard let text = value(name) else { throw Missing(name: name, hint: "needed with SMS_PROVIDER=twilio") }

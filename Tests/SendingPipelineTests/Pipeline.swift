@@ -60,7 +60,7 @@ struct Pipeline {
     var apiConfiguration: APIConfiguration {
         APIConfiguration(
             adminToken: nil, destinationHasher: Self.hasher,
-            webhooks: .init(authToken: FakeTwilio.authToken, publicBaseURL: Self.publicBaseURL),
+            webhooks: .init(authToken: FakeTwilio.authToken, accountSID: FakeTwilio.accountSID, publicBaseURL: Self.publicBaseURL),
             limits: .init(
                 perToken: RateLimit(ratePerSecond: 1_000_000, burst: 1_000_000),
                 failedAuthentication: RateLimit(ratePerSecond: 1_000_000, burst: 1_000_000)))
@@ -150,8 +150,19 @@ struct Pipeline {
         }
     }
 
-    /// Posts a webhook signed as the provider signs it.
-    func webhook(_ path: String, _ parameters: [(String, String)], client: any TestClientProtocol, signature: String? = nil) async throws -> TestResponse {
+    /// A message id of Twilio's shape, new each time.
+    static func messageSID() -> String {
+        "SM" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+    }
+
+    /// Posts a webhook signed as the provider signs it, naming our account as Twilio does
+    /// (unless the parameters name one themselves, or `account` is nil).
+    func webhook(
+        _ path: String, _ parameters: [(String, String)], client: any TestClientProtocol, signature: String? = nil,
+        account: String? = FakeTwilio.accountSID
+    ) async throws -> TestResponse {
+        var parameters = parameters
+        if let account, !parameters.contains(where: { $0.0 == "AccountSid" }) { parameters.append(("AccountSid", account)) }
         let url = Self.publicBaseURL + path
         let signed = signature ?? TwilioSignature.sign(url: url, parameters: parameters, authToken: FakeTwilio.authToken)
         return try await client.execute(
@@ -160,7 +171,7 @@ struct Pipeline {
             body: ByteBuffer(string: FormURLEncoding.encode(parameters)))
     }
 
-    func reply(from number: String, _ body: String, client: any TestClientProtocol, sid: String = "SM\(UUID().uuidString)") async throws -> TestResponse {
+    func reply(from number: String, _ body: String, client: any TestClientProtocol, sid: String = Pipeline.messageSID()) async throws -> TestResponse {
         try await webhook(
             "/webhooks/twilio/sms", [("MessageSid", sid), ("From", number), ("To", Self.sender), ("Body", body)], client: client)
     }

@@ -46,7 +46,7 @@ import Testing
             _ = try await pipeline.reply(from: numbers[0], "2", client: client)
             #expect(try await pipeline.request(ids[0]).score == 9)
             // A replayed webhook (same MessageSid) is processed once.
-            let sid = "SMreplayed\(UUID().uuidString)"
+            let sid = Pipeline.messageSID()
             _ = try await pipeline.reply(from: numbers[2], "nope", client: client, sid: sid)
             _ = try await pipeline.reply(from: numbers[2], "nope", client: client, sid: sid)
             #expect(try await pipeline.request(ids[2]).badReplies == 1)

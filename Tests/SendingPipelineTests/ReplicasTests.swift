@@ -27,7 +27,7 @@ import Testing
             [
                 "DATABASE_URL": pipeline.url, "DESTINATION_HASH_KEY": Pipeline.hashKey, "LOG_LEVEL": "critical",
                 "SURVEYD_SQL_DIR": TestDatabase.sqlDirectory, "TWILIO_AUTH_TOKEN": FakeTwilio.authToken,
-                "SURVEYD_OPENAPI": TestDatabase.sqlDirectory + "/../openapi.yaml",
+                "TWILIO_ACCOUNT_SID": FakeTwilio.accountSID, "SURVEYD_OPENAPI": TestDatabase.sqlDirectory + "/../openapi.yaml",
             ].merging(extra) { _, new in new }, uniquingKeysWith: { _, new in new })
         return environment
     }

@@ -37,14 +37,34 @@ import Testing
         #expect(ReplyParser.parse(body) == .bad)
     }
 
-    @Test(arguments: ["STOP", "stop", " Stop ", "STOPALL", "UNSUBSCRIBE", "ARRET", "ARRÊT", "arrêt", "STOPPEN"])
+    // The CTIA keywords Twilio applies, in the shapes people send them (issue 12: each of
+    // these was counted as a bad reply), and their French and Dutch equivalents.
+    @Test(arguments: [
+        "STOP", "stop", " Stop ", "STOP.", "Stop please", "stop all", "STOP ALL!", "STOPALL", "UNSUBSCRIBE", "CANCEL",
+        "END", "QUIT", "OPTOUT", "opt-out", "Opt out", "REVOKE", "please stop", "Unsubscribe me, thanks",
+        "ARRET", "ARRÊT", "arrêt", "Arrêt s'il vous plaît", "STOPPEN", "Afmelden a.u.b.", "Uitschrijven", "désabonner",
+    ])
     func optOut(_ body: String) {
         #expect(ReplyParser.parse(body) == .optOut)
     }
 
-    @Test func optInAndStopMustStandAlone() {
-        #expect(ReplyParser.parse("START") == .optIn)
-        #expect(ReplyParser.parse("please stop") == .bad)
+    @Test(arguments: ["START", "start.", "YES", "Yes!", "UNSTOP", "Démarrer", "oui", "Aanmelden", "ja"])
+    func optIn(_ body: String) {
+        #expect(ReplyParser.parse(body) == .optIn)
+    }
+
+    @Test(arguments: [("HELP", "en"), ("help?", "en"), ("Info", "en"), ("AIDE", "fr"), ("hulp", "nl")])
+    func help(_ body: String, _ language: String) {
+        #expect(ReplyParser.parse(body) == .help(language: language))
+    }
+
+    /// A keyword inside a sentence is not the customer asking for it.
+    @Test(arguments: [
+        "don't stop", "I will stop buying here", "stop 9", "9 stop", "stop stop now?x", "stopp", "yes 10",
+        "unsubscribe " + String(repeating: "please ", count: 10), "the end", "helpful",
+    ])
+    func keywordsMustBeTheWholeMessage(_ body: String) {
+        #expect(ReplyParser.parse(body) == .bad)
     }
 }
 

@@ -63,11 +63,14 @@ public struct APIConfiguration: Sendable {
     public struct Webhooks: Sendable {
         /// The provider's auth token, which signs every webhook.
         public var authToken: String
+        /// Our account at the provider (`AC…`); webhooks naming another are refused.
+        public var accountSID: String
         /// Our public base URL as the provider calls it, e.g. `https://api.example.com`.
         public var publicBaseURL: String
 
-        public init(authToken: String, publicBaseURL: String) {
+        public init(authToken: String, accountSID: String, publicBaseURL: String) {
             self.authToken = authToken
+            self.accountSID = accountSID
             self.publicBaseURL = publicBaseURL.hasSuffix("/") ? String(publicBaseURL.dropLast()) : publicBaseURL
         }
     }
@@ -140,7 +143,8 @@ public func buildRouter(
     if let webhooks = configuration.webhooks {
         let group = router.group("webhooks/twilio")
         WebhookController<AppRequestContext>(
-            configuration: .init(authToken: webhooks.authToken, publicBaseURL: webhooks.publicBaseURL),
+            configuration: .init(
+                authToken: webhooks.authToken, accountSID: webhooks.accountSID, publicBaseURL: webhooks.publicBaseURL),
             replies: ReplyRepository(database: database), hasher: configuration.destinationHasher
         ).addRoutes(to: Routes(group: group, prefix: "webhooks/twilio", table: table))
     }

@@ -8,16 +8,21 @@ import SurveyDomain
 import SurveyStorage
 
 /// Twilio's webhooks: inbound replies and delivery statuses. Outside the bearer-token API;
-/// authenticated by `X-Twilio-Signature` instead, and idempotent on `MessageSid` because
-/// providers retry.
+/// authenticated by `X-Twilio-Signature` and by parameters that only Twilio's own requests
+/// have (`TwilioWebhook`), and idempotent on `MessageSid` because providers retry.
 struct WebhookController<Context: RequestContext> {
     struct Configuration: Sendable {
         /// The auth token the provider signs with.
         var authToken: String
+        /// Our account at the provider: a request naming another is refused.
+        var accountSID: String
         /// The public URL the provider calls us at (`https://api.example.com`), part of
         /// what is signed.
         var publicBaseURL: String
     }
+
+    /// Twilio's webhooks are small forms; a larger body is not one of theirs.
+    static var maximumBodySize: Int { 64 * 1024 }
 
     let configuration: Configuration
     let replies: ReplyRepository
@@ -29,52 +34,59 @@ struct WebhookController<Context: RequestContext> {
     }
 
     @Sendable func inbound(request: Request, context: Context) async throws -> Response {
-        let form = try await verifiedForm(request, context: context)
-        let sid = Self.messageID(form)
-        let from = form["From"] ?? ""
-        guard !sid.isEmpty, !from.isEmpty else {
-            var missing: [Problem.FieldError] = []
-            if sid.isEmpty { missing.append(.init(field: "MessageSid", message: "is required")) }
-            if from.isEmpty { missing.append(.init(field: "From", message: "is required")) }
-            throw Problem.validation(missing)
+        let pairs = try await verifiedForm(request, context: context)
+        let message: TwilioWebhook.Inbound
+        do {
+            message = try TwilioWebhook.inbound(pairs, accountSID: configuration.accountSID)
+        } catch {
+            throw Self.problem(error)
         }
+        let reply = ReplyParser.parse(message.body)
+        var answer: String?
+        let outcome: String
         // A sender that is not an E.164 number (an alphanumeric id) cannot be one we surveyed.
-        if let number = PhoneNumber(e164: from) {
-            let outcome = try await replies.recordReply(
-                ReplyParser.parse(form["Body"] ?? ""), from: hasher.hash(number), messageID: sid)
-            context.logger.info("inbound SMS", metadata: ["outcome": "\(Self.describe(outcome))"])
-            Counter(label: "sms_replies_total", dimensions: [("outcome", Self.describe(outcome))]).increment()
+        if let number = PhoneNumber(e164: message.from) {
+            if case .help(let language) = reply {
+                // Answered whatever the number's state; it changes nothing.
+                outcome = ReplyRepository.ReplyOutcome.help.name
+                answer = KeywordAnswers.help(language: language)
+            } else {
+                outcome = try await replies.recordReply(reply, from: hasher.hash(number), messageID: message.messageSID).name
+            }
+        } else {
+            outcome = "not-a-phone-number"
         }
-        // Empty TwiML: acknowledged, no automatic answer.
+        context.logger.info("inbound SMS", metadata: ["outcome": "\(outcome)"])
+        Counter(label: "sms_replies_total", dimensions: [("outcome", outcome)]).increment()
+        // The outcome is for the operator's tools (`surveyd sms reply`); only a caller holding
+        // the auth token gets this far.
         return Response(
-            status: .ok, headers: [.contentType: "text/xml; charset=utf-8"],
-            body: .init(byteBuffer: ByteBuffer(string: #"<?xml version="1.0" encoding="UTF-8"?><Response></Response>"#)))
+            status: .ok, headers: [.contentType: "text/xml; charset=utf-8", .replyOutcome: outcome],
+            body: .init(byteBuffer: ByteBuffer(string: TwiML.response(message: answer))))
     }
 
     @Sendable func status(request: Request, context: Context) async throws -> HTTPResponse.Status {
-        let form = try await verifiedForm(request, context: context)
-        let sid = Self.messageID(form)
-        guard !sid.isEmpty else {
-            throw Problem.validation([.init(field: "MessageSid", message: "is required")])
+        let pairs = try await verifiedForm(request, context: context)
+        let callback: TwilioWebhook.StatusCallback
+        do {
+            callback = try TwilioWebhook.statusCallback(pairs, accountSID: configuration.accountSID)
+        } catch {
+            throw Self.problem(error)
         }
         let status: ReplyRepository.DeliveryStatus =
-            switch (form["MessageStatus"] ?? form["SmsStatus"] ?? "").lowercased() {
+            switch callback.status {
             case "delivered": .delivered
             case "failed", "undelivered": .failed
             default: .other
             }
-        try await replies.recordDelivery(status, messageID: sid)
+        try await replies.recordDelivery(status, messageID: callback.messageSID)
         return .noContent
     }
 
-    /// The message's id: `MessageSid`, else the older `SmsSid` (the first that is not empty).
-    static func messageID(_ form: [String: String]) -> String {
-        [form["MessageSid"], form["SmsSid"]].lazy.compactMap { $0 }.first { !$0.isEmpty } ?? ""
-    }
-
     /// The form parameters, once the signature over them and our public URL checks out.
-    private func verifiedForm(_ request: Request, context: Context) async throws -> [String: String] {
-        let body = try await request.body.collect(upTo: 64 * 1024)
+    /// Their meaning is checked after: a request Twilio did not sign learns nothing more.
+    private func verifiedForm(_ request: Request, context: Context) async throws -> [(String, String)] {
+        let body = try await request.collectBody(upTo: Self.maximumBodySize)
         guard let pairs = FormURLEncoding.decode(String(buffer: body)) else {
             throw Problem(status: .badRequest, title: "Bad form", detail: "The body is not application/x-www-form-urlencoded.")
         }
@@ -84,15 +96,47 @@ struct WebhookController<Context: RequestContext> {
         else {
             throw Problem(status: .forbidden, title: "Forbidden", detail: "Missing or invalid X-Twilio-Signature.")
         }
-        return Dictionary(pairs, uniquingKeysWith: { first, _ in first })
+        return pairs
     }
 
-    static func describe(_ outcome: ReplyRepository.ReplyOutcome) -> String {
-        switch outcome {
+    static func problem(_ violations: TwilioWebhook.Violations) -> Problem {
+        .validation(violations.all.map { Problem.FieldError(field: $0.field, message: $0.message) })
+    }
+}
+
+/// The TwiML answer to an inbound message: empty (no automatic reply) or one message.
+enum TwiML {
+    static func response(message: String?) -> String {
+        let head = #"<?xml version="1.0" encoding="UTF-8"?>"#
+        guard let message else { return head + "<Response></Response>" }
+        return head + "<Response><Message>" + escaped(message) + "</Message></Response>"
+    }
+
+    static func escaped(_ text: String) -> String {
+        var output = ""
+        for character in text {
+            switch character {
+            case "&": output += "&amp;"
+            case "<": output += "&lt;"
+            case ">": output += "&gt;"
+            case "\"": output += "&quot;"
+            case "'": output += "&apos;"
+            default: output.append(character)
+            }
+        }
+        return output
+    }
+}
+
+extension ReplyRepository.ReplyOutcome {
+    /// The outcome as logs and metrics label it (never with the company or request).
+    var name: String {
+        switch self {
         case .scored: "scored"
         case .badResponse: "bad-response"
         case .optedOut: "opted-out"
         case .optedIn: "opted-in"
+        case .help: "help"
         case .ignored: "ignored"
         case .duplicate: "duplicate"
         }
@@ -101,4 +145,5 @@ struct WebhookController<Context: RequestContext> {
 
 extension HTTPField.Name {
     static let twilioSignature = Self("X-Twilio-Signature")!
+    static let replyOutcome = Self("X-Reply-Outcome")!
 }

@@ -80,6 +80,11 @@ extension Problem {
         detail: "A valid bearer token is required: Authorization: Bearer <token>.",
         headers: [.wwwAuthenticate: "Bearer realm=\"surveyd\""])
 
+    /// A body over the route's limit, named in KiB.
+    public static func bodyTooLarge(limit: Int) -> Problem {
+        Problem(status: .contentTooLarge, detail: "The body is larger than \(limit / 1024) KiB.")
+    }
+
     /// A `read` token asked to change something.
     public static let insufficientScope = Problem(
         status: .forbidden, type: "/problems/insufficient-scope", title: "Insufficient scope",

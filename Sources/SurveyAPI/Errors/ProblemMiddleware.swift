@@ -31,7 +31,7 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
                     headers: [.allow: allowed.joined(separator: ", ")])
             }
             if error.status == .contentTooLarge {
-                return Problem(status: .contentTooLarge, detail: "The body is larger than \(maximumBodySize / 1024) KiB.")
+                return .bodyTooLarge(limit: maximumBodySize)
             }
             if error.status == .notFound, error.body == nil {
                 return .notFound("No route for \(request.method) \(request.uri.path).")
@@ -40,7 +40,7 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
         case let error as any HTTPResponseError:
             // Hummingbird's own client errors, e.g. a body over the size limit.
             if error.status == .contentTooLarge {
-                return Problem(status: .contentTooLarge, detail: "The body is larger than \(maximumBodySize / 1024) KiB.")
+                return .bodyTooLarge(limit: maximumBodySize)
             }
             return Problem(status: error.status, detail: error.status.reasonPhrase + ".")
         case StorageError.notFound:

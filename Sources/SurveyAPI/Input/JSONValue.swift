@@ -32,9 +32,13 @@ enum JSONValue: Equatable, Sendable {
 
     /// The same, for a body already read (when its bytes are needed too).
     static func object(from buffer: ByteBuffer, request: Request) throws -> [String: JSONValue] {
-        if let contentType = request.headers[.contentType], let mediaType = MediaType(from: contentType),
-            !(mediaType.type == .application && (mediaType.subType == "json" || mediaType.subType.hasSuffix("+json")))
-        {
+        // No Content-Type is refused like a wrong one: a body of unknown type is not read as JSON.
+        guard let contentType = request.headers[.contentType] else {
+            throw Problem(status: .unsupportedMediaType, detail: "Send the body as application/json (the request has no Content-Type).")
+        }
+        guard let mediaType = MediaType(from: contentType),
+            mediaType.type == .application && (mediaType.subType == "json" || mediaType.subType.hasSuffix("+json"))
+        else {
             throw Problem(status: .unsupportedMediaType, detail: "Send the body as application/json.")
         }
         guard buffer.readableBytes > 0 else { throw Problem.malformedJSON("The body is empty; a JSON object is expected.") }
@@ -48,5 +52,17 @@ enum JSONValue: Equatable, Sendable {
             throw Problem.malformedJSON("The body must be a JSON object, not \(value.kind).")
         }
         return object
+    }
+}
+
+extension Request {
+    /// The whole body, up to `limit` bytes; past it a 413 that names this limit (routes
+    /// have their own: the webhooks' is smaller than the API's).
+    func collectBody(upTo limit: Int) async throws -> ByteBuffer {
+        do {
+            return try await body.collect(upTo: limit)
+        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
+            throw Problem.bodyTooLarge(limit: limit)
+        }
     }
 }

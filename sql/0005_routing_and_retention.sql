@@ -1,0 +1,223 @@
+-- Issue 12's storage defects:
+--   * the routing tables (open_surveys, provider_messages) were readable and writable by
+--     every role (`USING (true)`): the API now reaches them only through narrow SECURITY
+--     DEFINER functions that act for the transaction's own tenant, or return a pointer;
+--   * delivery statuses and replies that arrive before the worker has recorded the send
+--     were acknowledged and dropped: they are kept and applied once it has;
+--   * inbound_messages, provider_messages and expired open_surveys were never purged:
+--     indexes for the worker's batched purge;
+--   * survey_requests' foreign key on (company_id, question_id) had no index;
+--   * a company-wide rate limit, beside the per-token one.
+
+-- ---------------------------------------------------------------------------------------
+-- The role that owns the routing functions. No login, owns no table.
+DO $$
+BEGIN
+    CREATE ROLE survey_routing NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+END
+$$;
+GRANT USAGE ON SCHEMA public TO survey_routing;
+
+-- Every role saw every row; now each role sees what it needs.
+DROP POLICY cross_tenant_routing ON open_surveys;
+DROP POLICY cross_tenant_routing ON provider_messages;
+REVOKE ALL ON open_surveys, provider_messages FROM survey_app;
+CREATE POLICY routing_functions ON open_surveys TO survey_routing USING (true) WITH CHECK (true);
+CREATE POLICY routing_functions ON provider_messages TO survey_routing USING (true) WITH CHECK (true);
+-- The worker works across tenants by nature (one queue); its column and table grants
+-- (0002 and below) keep it to what sending, callbacks and retention need.
+CREATE POLICY worker_routing ON open_surveys TO survey_worker USING (true) WITH CHECK (true);
+CREATE POLICY worker_routing ON provider_messages TO survey_worker USING (true) WITH CHECK (true);
+GRANT SELECT, INSERT, UPDATE, DELETE ON open_surveys TO survey_routing;
+GRANT SELECT, DELETE ON provider_messages TO survey_routing;
+GRANT USAGE ON SEQUENCE survey_requests_request_id_seq TO survey_routing;
+-- Releasing a deleted survey's routes finds its requests (the function filters by tenant).
+CREATE POLICY routing_lookup ON survey_requests FOR SELECT TO survey_routing USING (true);
+GRANT SELECT (company_id, request_id, survey_id, destination_hash, provider_message_id) ON survey_requests TO survey_routing;
+
+-- The transaction's tenant, as `Database.withTenant` sets it; the functions refuse to act
+-- without one.
+CREATE FUNCTION routing_tenant() RETURNS bigint
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant bigint := NULLIF(current_setting('app.company_id', true), '')::bigint;
+BEGIN
+    IF tenant IS NULL THEN
+        RAISE EXCEPTION 'no tenant is set for this transaction' USING ERRCODE = '42501';
+    END IF;
+    RETURN tenant;
+END
+$$;
+
+-- Sending: claims each number's open-survey slot for the tenant, drawing a request id for
+-- each, in the order given (callers sort by hash, so concurrent calls cannot deadlock); an
+-- expired slot is taken over. Returns the numbers claimed.
+CREATE FUNCTION claim_open_surveys(hashes bytea[], slot_seconds integer)
+RETURNS TABLE (destination_hash bytea, request_id bigint)
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH candidate AS (
+        SELECT hash, position, nextval('public.survey_requests_request_id_seq') AS request_id
+          FROM unnest(hashes) WITH ORDINALITY AS t(hash, position)
+    )
+    INSERT INTO public.open_surveys AS o (destination_hash, company_id, request_id, expires_at)
+    SELECT hash, public.routing_tenant(), request_id, now() + make_interval(secs => slot_seconds)
+      FROM candidate ORDER BY position
+    ON CONFLICT (destination_hash) DO UPDATE
+       SET company_id = EXCLUDED.company_id, request_id = EXCLUDED.request_id, expires_at = EXCLUDED.expires_at
+     WHERE o.expires_at <= now()
+    RETURNING o.destination_hash, o.request_id;
+$$;
+
+-- Frees the tenant's own slots (a good answer, a failure).
+CREATE FUNCTION release_open_surveys(hashes bytea[], request_ids bigint[])
+RETURNS void
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM public.open_surveys AS o
+     USING unnest(hashes, request_ids) AS t(hash, request_id)
+     WHERE o.destination_hash = t.hash AND o.company_id = public.routing_tenant() AND o.request_id = t.request_id;
+$$;
+
+-- A deleted survey neither keeps numbers busy nor receives callbacks: the tenant's routes
+-- to its requests go (called before the survey's rows cascade away).
+CREATE FUNCTION release_survey_routes(survey bigint)
+RETURNS void
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM public.open_surveys AS o USING public.survey_requests AS r
+     WHERE r.company_id = public.routing_tenant() AND r.survey_id = survey
+       AND o.destination_hash = r.destination_hash AND o.company_id = r.company_id AND o.request_id = r.request_id;
+    DELETE FROM public.provider_messages AS p USING public.survey_requests AS r
+     WHERE r.company_id = public.routing_tenant() AND r.survey_id = survey AND r.provider_message_id IS NOT NULL
+       AND p.provider_message_id = r.provider_message_id AND p.company_id = r.company_id;
+$$;
+
+-- A reply says only its number: the open survey it answers, locked until the reply's
+-- transaction ends. A pointer, no tenant data.
+CREATE FUNCTION route_reply(hash bytea)
+RETURNS TABLE (company_id bigint, request_id bigint)
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT o.company_id, o.request_id FROM public.open_surveys AS o
+     WHERE o.destination_hash = hash AND o.expires_at > now()
+       FOR UPDATE;
+$$;
+
+-- STOP applies to every company: the number's open survey, whoever's, is closed.
+CREATE FUNCTION release_destination(hash bytea)
+RETURNS void
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM public.open_surveys WHERE destination_hash = hash;
+$$;
+
+-- Delivery statuses that arrive before the worker has recorded the send (the provider can
+-- call back before its answer to the send has reached us): kept, keyed by the provider's
+-- id, until the worker applies them. Not tenant data: an id and a status.
+CREATE TABLE early_delivery_statuses (
+    provider_message_id text        PRIMARY KEY CHECK (char_length(provider_message_id) <= 64),
+    status              text        NOT NULL CHECK (status IN ('delivered', 'failed')),
+    received_at         timestamptz NOT NULL DEFAULT now()
+);
+GRANT INSERT ON early_delivery_statuses TO survey_routing;
+
+-- A delivery status: the request it is for, or, when the send is not recorded yet and the
+-- status is final, kept for the worker to apply (the first final status wins).
+CREATE FUNCTION route_delivery_status(message_id text, final_status text)
+RETURNS TABLE (company_id bigint, request_id bigint)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY SELECT p.company_id, p.request_id FROM public.provider_messages AS p WHERE p.provider_message_id = message_id;
+    IF NOT FOUND AND final_status IN ('delivered', 'failed') THEN
+        INSERT INTO public.early_delivery_statuses (provider_message_id, status) VALUES (message_id, final_status)
+        ON CONFLICT DO NOTHING;
+    END IF;
+END
+$$;
+
+-- Ownership: survey_routing owns the functions (as survey_auth owns token lookup), while
+-- the migrator is briefly a member.
+DO $$
+BEGIN
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        EXECUTE 'GRANT survey_routing TO CURRENT_USER';
+    END IF;
+END
+$$;
+GRANT CREATE ON SCHEMA public TO survey_routing;
+ALTER FUNCTION routing_tenant() OWNER TO survey_routing;
+ALTER FUNCTION claim_open_surveys(bytea[], integer) OWNER TO survey_routing;
+ALTER FUNCTION release_open_surveys(bytea[], bigint[]) OWNER TO survey_routing;
+ALTER FUNCTION release_survey_routes(bigint) OWNER TO survey_routing;
+ALTER FUNCTION route_reply(bytea) OWNER TO survey_routing;
+ALTER FUNCTION release_destination(bytea) OWNER TO survey_routing;
+ALTER FUNCTION route_delivery_status(text, text) OWNER TO survey_routing;
+REVOKE CREATE ON SCHEMA public FROM survey_routing;
+REVOKE ALL ON FUNCTION routing_tenant(), claim_open_surveys(bytea[], integer), release_open_surveys(bytea[], bigint[]),
+    release_survey_routes(bigint), route_reply(bytea), release_destination(bytea), route_delivery_status(text, text)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION routing_tenant() TO survey_routing;
+GRANT EXECUTE ON FUNCTION claim_open_surveys(bytea[], integer), release_open_surveys(bytea[], bigint[]),
+    release_survey_routes(bigint), route_reply(bytea), release_destination(bytea), route_delivery_status(text, text)
+    TO survey_app;
+DO $$
+BEGIN
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        EXECUTE 'REVOKE survey_routing FROM CURRENT_USER';
+    END IF;
+END
+$$;
+
+-- Replies that arrive while their request is still `queued` (the send is under way but
+-- not recorded): only the parsed meaning, as for every reply; applied by the worker once
+-- the request is sent, dropped if it fails.
+CREATE TABLE early_replies (
+    company_id          bigint      NOT NULL,
+    request_id          bigint      NOT NULL,
+    provider_message_id text        NOT NULL CHECK (char_length(provider_message_id) <= 64),
+    -- NULL: a bad reply.
+    score               smallint    CHECK (score BETWEEN 0 AND 10),
+    received_at         timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (company_id, request_id, provider_message_id),
+    FOREIGN KEY (company_id, request_id) REFERENCES survey_requests (company_id, request_id) ON DELETE CASCADE
+);
+SELECT enable_tenant_isolation('early_replies');
+GRANT INSERT ON early_replies TO survey_app;
+CREATE POLICY worker_early_replies ON early_replies TO survey_worker USING (true);
+
+-- The worker applies what arrived early, and purges what is past keeping.
+GRANT SELECT, DELETE ON early_replies, early_delivery_statuses TO survey_worker;
+GRANT SELECT, DELETE ON provider_messages, inbound_messages TO survey_worker;
+GRANT SELECT (score, responded_at, bad_replies, sent_at, delivered_at),
+      UPDATE (score, responded_at, bad_replies, delivered_at) ON survey_requests TO survey_worker;
+
+-- Retention (docs/SENDING.md): the purge walks these in small batches, oldest first.
+CREATE INDEX inbound_messages_received ON inbound_messages (received_at);
+CREATE INDEX provider_messages_created ON provider_messages (created_at);
+CREATE INDEX open_surveys_expires ON open_surveys (expires_at);
+
+-- Deleting a survey deletes its questions, which cascades to requests by question.
+CREATE INDEX survey_requests_by_question ON survey_requests (company_id, question_id);
+
+-- A company's own request rate, across all its tokens; NULL takes the service's default.
+ALTER TABLE companies
+    ADD COLUMN rate_limit_per_second double precision CHECK (rate_limit_per_second > 0 AND rate_limit_per_second <= 1000000),
+    ADD COLUMN rate_limit_burst integer CHECK (rate_limit_burst BETWEEN 1 AND 10000000);
+GRANT UPDATE (rate_limit_per_second, rate_limit_burst) ON companies TO survey_app;
