@@ -56,6 +56,15 @@ ALTER ROLE surveyd_worker WITH LOGIN NOSUPERUSER NOBYPASSRLS NOREPLICATION NOCRE
 
 GRANT survey_app, survey_admin TO surveyd_api;
 GRANT survey_worker TO surveyd_worker;
+-- And no other of the product's roles (a REVOKE of what was never granted only warns).
+SET LOCAL client_min_messages = error;
+REVOKE survey_worker FROM surveyd_api;
+REVOKE survey_app, survey_admin FROM surveyd_worker;
+SELECT format('REVOKE %I FROM %I', role, login)
+  FROM unnest(ARRAY['survey_auth', 'survey_reports']) AS role
+ CROSS JOIN unnest(ARRAY['surveyd_api', 'surveyd_worker']) AS login
+ WHERE EXISTS (SELECT FROM pg_roles WHERE rolname = role) \gexec
+SET LOCAL client_min_messages = warning;
 
 -- The migrating login owns the database and its public schema (CREATE there, as the
 -- migrations need).

@@ -542,6 +542,10 @@ def main():
     @check("surveyd_api may act as survey_app and survey_admin only; surveyd_worker as survey_worker only")
     def _():
         db = "surveyd_compose_fresh"
+        # A membership granted by hand is taken back by the next `up`.
+        psql(db, "postgres", "-c", "GRANT survey_app TO surveyd_worker", "-c", "GRANT survey_worker TO surveyd_api")
+        result = apply_roles(db, **ROLE_PASSWORDS)
+        assert result.returncode == 0, result.stderr
         assert can(db, "surveyd_api", "SET ROLE survey_app", "SELECT count(*) FROM schema_migrations")
         assert can(db, "surveyd_api", "SET ROLE survey_admin", "SELECT api_token_company(1)")
         assert not can(db, "surveyd_api", "SET ROLE survey_worker"), "surveyd_api can be survey_worker"
