@@ -65,7 +65,7 @@ BINARY_VARIABLES = {
     # The provider: the worker sends; the API checks the webhooks' signatures (and its
     # container runs `surveyd sms reply`).
     "SMS_PROVIDER": {"worker": "SMS_PROVIDER"},
-    "TWILIO_ACCOUNT_SID": {"worker": "TWILIO_ACCOUNT_SID"},
+    "TWILIO_ACCOUNT_SID": {"api": "TWILIO_ACCOUNT_SID", "worker": "TWILIO_ACCOUNT_SID"},
     "TWILIO_AUTH_TOKEN": {"api": "TWILIO_AUTH_TOKEN", "worker": "TWILIO_AUTH_TOKEN"},
     "SMS_SENDER": {"api": "SMS_SENDER", "worker": "SMS_SENDER"},
     "TWILIO_API_BASE_URL": {"worker": "TWILIO_API_BASE_URL"},
@@ -453,7 +453,7 @@ def main():
         for variable in PROVIDER_VARIABLES:
             assert variable in read, f"the binary no longer reads {variable}: update PROVIDER_VARIABLES"
             assert "worker" in BINARY_VARIABLES[variable], f"{variable} does not reach the worker"
-        for variable in ("TWILIO_AUTH_TOKEN", "PUBLIC_BASE_URL"):
+        for variable in ("TWILIO_AUTH_TOKEN", "TWILIO_ACCOUNT_SID", "PUBLIC_BASE_URL"):
             assert "api" in BINARY_VARIABLES[variable], f"{variable} does not reach the API"
 
     @check("variables left to the image are set by the Dockerfile")
