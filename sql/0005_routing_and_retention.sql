@@ -205,7 +205,7 @@ CREATE POLICY worker_early_replies ON early_replies TO survey_worker USING (true
 -- The worker applies what arrived early, and purges what is past keeping.
 GRANT SELECT, DELETE ON early_replies, early_delivery_statuses TO survey_worker;
 GRANT SELECT, DELETE ON provider_messages, inbound_messages TO survey_worker;
-GRANT SELECT (score, responded_at, bad_replies, sent_at, delivered_at),
+GRANT SELECT (score, responded_at, bad_replies, sent_at, delivered_at, failed_at),
       UPDATE (score, responded_at, bad_replies, delivered_at) ON survey_requests TO survey_worker;
 
 -- Retention (docs/SENDING.md): the purge walks these in small batches, oldest first.

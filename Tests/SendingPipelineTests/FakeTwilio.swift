@@ -29,7 +29,12 @@ final class FakeTwilio: Sendable {
         var sid: String?
     }
 
+    /// Called with a message's id and destination after the gateway has taken it and before
+    /// it answers the send: a status callback or a reply that overtakes the answer.
+    typealias BeforeAnswer = @Sendable (_ sid: String, _ to: String) async -> Void
+
     private struct State {
+        var beforeAnswer: BeforeAnswer?
         var received: [Received] = []
         var script: [String: [Behaviour]] = [:]
         var latency: Duration = .zero
@@ -53,6 +58,8 @@ final class FakeTwilio: Sendable {
     func script(_ number: String, _ behaviours: [Behaviour]) {
         state.withLock { $0.script[number, default: []] += behaviours }
     }
+
+    func setBeforeAnswer(_ hook: BeforeAnswer?) { state.withLock { $0.beforeAnswer = hook } }
 
     /// A pause before every answer, like a real gateway's.
     func setLatency(_ latency: Duration) { state.withLock { $0.latency = latency } }
@@ -91,11 +98,11 @@ final class FakeTwilio: Sendable {
         let body = try await request.body.collect(upTo: 1 << 20)
         let form = Dictionary(FormURLEncoding.decode(String(buffer: body)) ?? [], uniquingKeysWith: { a, _ in a })
         let to = form["To"] ?? ""
-        let (behaviour, latency) = state.withLock { state -> (Behaviour, Duration) in
+        let (behaviour, latency, beforeAnswer) = state.withLock { state -> (Behaviour, Duration, BeforeAnswer?) in
             var queue = state.script[to] ?? []
             let next = queue.isEmpty ? Behaviour.accept : queue.removeFirst()
             state.script[to] = queue
-            return (next, state.latency)
+            return (next, state.latency, state.beforeAnswer)
         }
         if latency > .zero { try await Task.sleep(for: latency) }
         var received = Received(to: to, from: form["From"] ?? "", body: form["Body"] ?? "", statusCallback: form["StatusCallback"])
@@ -104,6 +111,7 @@ final class FakeTwilio: Sendable {
             let sid = "SM" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
             received.sid = sid
             state.withLock { $0.received.append(received) }
+            await beforeAnswer?(sid, to)
             return Self.json(201, #"{"sid":"\#(sid)","status":"queued"}"#)
         case .status(let status, let code):
             state.withLock { $0.received.append(received) }

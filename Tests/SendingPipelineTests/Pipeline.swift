@@ -123,9 +123,20 @@ struct Pipeline {
             provider: provider ?? self.provider(), configuration: configuration, logger: logger)
     }
 
+    /// The worker process's janitor, applying early callbacks at once rather than every 2 s.
+    func janitor() -> RoutingJanitor {
+        var configuration = RoutingJanitor.Configuration()
+        configuration.applyInterval = .milliseconds(50)
+        return RoutingJanitor(database: Database(client: workerPool), configuration: configuration, logger: logger)
+    }
+
     /// Runs workers until `done` holds (or the timeout), then shuts them down gracefully.
-    func run(_ workers: [SMSWorker], timeout: Duration = .seconds(20), until done: @Sendable () async throws -> Bool) async throws {
-        let group = ServiceGroup(configuration: .init(services: workers.map { .init(service: $0) }, logger: logger))
+    func run(
+        _ workers: [SMSWorker], alongside others: [any Service] = [], timeout: Duration = .seconds(20),
+        until done: @Sendable () async throws -> Bool
+    ) async throws {
+        let services = workers.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) } + others.map { .init(service: $0) }
+        let group = ServiceGroup(configuration: .init(services: services, logger: logger))
         let running = Task { try await group.run() }
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline, !(try await done()) {
