@@ -140,15 +140,36 @@ import Testing
         #expect(try await harness.count("surveys", company: tenant.id) == 0)
     }
 
+    /// Issue 12: the webhooks' limit is 64 KiB, and their 413 said 1024 KiB.
+    @Test func webhookBodiesOverTheirLimitNameIt() async throws {
+        var configuration = Harness.configuration()
+        configuration.webhooks = .init(
+            authToken: "token", accountSID: "AC" + String(repeating: "0", count: 32), publicBaseURL: "http://surveyd.test")
+        let router = buildRouter(configuration: configuration, database: harness.database)
+        try await Application(router: router).testContract { client in
+            let response = try await client.send(
+                .post, "/webhooks/twilio/sms", headers: [.contentType: "application/x-www-form-urlencoded"],
+                body: "Body=" + String(repeating: "a", count: 64 * 1024))
+            response.expectProblem(.contentTooLarge)
+            #expect(response.object["detail"] as? String == "The body is larger than 64 KiB.")
+        }
+    }
+
     @Test func otherContentTypesAreRefusedWith415() async throws {
         let tenant = try await harness.company()
         var plain = tenant.headers
         plain[.contentType] = "text/plain"
         var jsonWithCharset = tenant.headers
         jsonWithCharset[.contentType] = "application/json; charset=utf-8"
-        try await harness.test { [plain, jsonWithCharset] client in
+        // Issue 12: no Content-Type at all was read as JSON.
+        var none = tenant.headers
+        none[.contentType] = nil
+        try await harness.test { [plain, jsonWithCharset, none] client in
             try await client.send(.post, "\(base)/surveys", headers: plain, body: Self.survey())
                 .expectProblem(.unsupportedMediaType)
+            let missing = try await client.send(.post, "\(base)/surveys", headers: none, body: Self.survey())
+            missing.expectProblem(.unsupportedMediaType)
+            #expect((missing.object["detail"] as? String)?.contains("no Content-Type") == true)
             // A charset parameter is fine.
             #expect(try await client.send(.post, "\(base)/surveys", headers: jsonWithCharset, body: Self.survey()).status == .created)
         }

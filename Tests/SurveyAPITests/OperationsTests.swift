@@ -138,6 +138,54 @@ import Testing
         }
     }
 
+    /// Issue 12: a response with a token or tenant data must not be kept by a cache.
+    @Test func responsesAreNotStoredByCaches() async throws {
+        let tenant = try await harness.company()
+        try await application().testContract { client in
+            let survey = try await client.createSurvey(for: tenant)
+            for response in [
+                try await client.send(.get, "\(base)/surveys", headers: tenant.headers),
+                try await client.send(.get, "\(base)/surveys/\(survey)", headers: tenant.headers),
+                try await client.send(.get, "\(base)/report", headers: tenant.headers),
+                try await client.send(.get, "\(base)/surveys/999999999", headers: tenant.headers),
+                try await client.send(.get, "\(base)/surveys"),
+                try await client.send(.get, "/nowhere"),
+                try await client.send(.get, "/metrics"),
+            ] {
+                #expect(response.headers[.cacheControl] == "no-store", "\(response.status)")
+            }
+            // The contract is the same for everyone: it may be cached.
+            #expect(try await client.send(.get, "/openapi.yaml").headers[.cacheControl] == "public, max-age=300")
+        }
+    }
+
+    /// Issue 12: `http_server_request_errors_total` stayed at zero, since errors become
+    /// responses before Hummingbird's metrics middleware sees them.
+    @Test func serverErrorsAreCounted() async throws {
+        _ = Self.metrics
+        let unreachable = Database(client: Database.applicationPool(
+            url: "postgresql://nobody@/none?host=/nonexistent-surveyd-socket&connect_timeout=1",
+            applicationName: "surveyd-serve", maximumConnections: 2, logger: TestDatabase.logger))
+        @Sendable func count(_ text: String, route: String = "/ready", status: String = "503") -> Double {
+            text.split(separator: "\n").filter {
+                $0.hasPrefix("http_server_request_errors_total{") && $0.contains(#"http_route="\#(route)""#)
+                    && $0.contains(#"error_type="\#(status)""#)
+            }.compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +)
+        }
+        try await application(database: unreachable).testContract { client in
+            let before = count(try await client.send(.get, "/metrics").text)
+            #expect(try await client.send(.get, "/ready").status == .serviceUnavailable)
+            #expect(try await client.send(.get, "/ready").status == .serviceUnavailable)
+            // Client errors are not the server's.
+            #expect(try await client.send(.get, "/nowhere").status == .notFound)
+            let text = try await client.send(.get, "/metrics").text
+            // At least: another test of this suite may ask /ready of an unreachable database too.
+            #expect(count(text) >= before + 2, "\(text.split(separator: "\n").filter { $0.contains("errors") })")
+            #expect(count(text, route: "NotFound", status: "404") == 0)
+        }
+        await unreachable.client.shutDown()
+    }
+
     @Test func everyResponseCarriesARequestID() async throws {
         let tenant = try await harness.company()
         try await application().testContract { client in

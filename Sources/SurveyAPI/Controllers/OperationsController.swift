@@ -49,13 +49,13 @@ struct OperationsController<Context: RequestContext> {
 
     @Sendable func openAPIYAML(request: Request, context: Context) async throws -> Response {
         Response(
-            status: .ok, headers: [.contentType: "application/yaml; charset=utf-8"],
+            status: .ok, headers: [.contentType: "application/yaml; charset=utf-8", .cacheControl: "public, max-age=300"],
             body: .init(byteBuffer: ByteBuffer(string: operations.openAPI!.yaml)))
     }
 
     @Sendable func openAPIJSON(request: Request, context: Context) async throws -> Response {
         Response(
-            status: .ok, headers: [.contentType: "application/json; charset=utf-8"],
+            status: .ok, headers: [.contentType: "application/json; charset=utf-8", .cacheControl: "public, max-age=300"],
             body: .init(byteBuffer: ByteBuffer(string: operations.openAPI!.json)))
     }
 }

@@ -1,6 +1,8 @@
 import Foundation
 import Hummingbird
 import Logging
+import Metrics
+import NIOHTTP1
 import SurveyDomain
 import SurveyStorage
 import Synchronization
@@ -13,9 +15,39 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
+            try Self.checkTransferEncoding(request)
             return try await next(request, context)
         } catch {
-            return try problem(for: error, request: request, context: context).response(from: request, context: context)
+            let problem = problem(for: error, request: request, context: context)
+            if problem.status.code >= 500 { countServerError(problem.status, request: request, context: context) }
+            return try problem.response(from: request, context: context)
+        }
+    }
+
+    /// Hummingbird's `MetricsMiddleware` counts errors it sees thrown; this middleware turns
+    /// them into responses inside it, so server errors are counted here, under the same
+    /// name and dimensions (`http_server_request_errors_total`). Client errors are not errors
+    /// of the server.
+    private func countServerError(_ status: HTTPResponse.Status, request: Request, context: Context) {
+        Counter(
+            label: "hb.request.errors",
+            dimensions: [
+                ("http.route", context.endpointPath ?? "NotFound"), ("http.request.method", request.method.rawValue),
+                ("error.type", String(status.code)),
+            ]
+        ).increment()
+    }
+
+    /// Only `chunked` is a transfer coding HTTP/1.1 servers must understand; NIO's parser
+    /// fails on the body of any other (`gzip`, `xchunked`), which used to surface as a 500.
+    /// Refused up front with a 400 that says what to send instead.
+    static func checkTransferEncoding(_ request: Request) throws {
+        guard let value = request.headers[.transferEncoding] else { return }
+        let codings = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        guard codings == ["chunked"] else {
+            throw Problem(
+                status: .badRequest, title: "Unsupported transfer coding",
+                detail: "Transfer-Encoding \(codings.joined(separator: ", ")) is not supported: send the body with Content-Length or Transfer-Encoding: chunked.")
         }
     }
 
@@ -23,6 +55,9 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
         switch error {
         case let problem as Problem:
             return problem
+        case let error as HTTPParserError:
+            // The request's framing broke while its body was read: the client's doing.
+            return Problem(status: .badRequest, title: "Malformed request", detail: "The request could not be parsed (\(error)).")
         case let error as HTTPError:
             if error.status == .notFound, let allowed = routes.allowedMethods(forPath: request.uri.path) {
                 return Problem(

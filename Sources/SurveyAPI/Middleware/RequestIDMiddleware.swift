@@ -8,7 +8,9 @@ import Synchronization
 /// the client (or a load balancer) sent a sensible one, else made here; puts it on every
 /// log line of the request and echoes it on the response, so a client's report and our
 /// logs meet on one string. Also writes the access log line: method, route template,
-/// status and duration; never the query string, headers or body.
+/// status and duration; never the query string, headers or body. And, being the one place
+/// every response passes, marks it `Cache-Control: no-store` unless its route chose a
+/// caching policy: tokens and tenant data must stay out of shared and browser caches.
 struct RequestIDMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let id = request.headers[.xRequestID].flatMap(Self.acceptable) ?? RequestID.make()
@@ -17,6 +19,7 @@ struct RequestIDMiddleware<Context: RequestContext>: RouterMiddleware {
         let start = ContinuousClock.now
         var response = try await next(request, context)
         response.headers[.xRequestID] = id
+        if response.headers[.cacheControl] == nil { response.headers[.cacheControl] = "no-store" }
         if context.logger.logLevel <= .info {
             let elapsed = ContinuousClock.now - start
             context.logger.info(
