@@ -232,7 +232,8 @@ def main():
         url = database_url()
         env = dict(os.environ, DATABASE_URL=url, DESTINATION_HASH_KEY=HASH_KEY, HOST="127.0.0.1", LOG_LEVEL="error",
                    SURVEYD_SQL_DIR=os.path.join(ROOT, "sql"), SURVEYD_OPENAPI=os.path.join(ROOT, "openapi.yaml"),
-                   RATE_LIMIT_PER_SECOND="100000", RATE_LIMIT_BURST="100000")
+                   RATE_LIMIT_PER_SECOND="100000", RATE_LIMIT_BURST="100000",
+                   COMPANY_RATE_LIMIT_PER_SECOND="100000", COMPANY_RATE_LIMIT_BURST="100000")
         subprocess.run([surveyd, "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
         checks = SCENARIOS[name](surveyd, env)
         for check, passed in checks.items():

@@ -40,7 +40,8 @@ def main():
     survey = reports.psql(url, f"SELECT min(survey_id) FROM surveys s JOIN companies c USING (company_id) WHERE c.name = '{reports.MAIN_COMPANY}'")
     env = dict(os.environ, DATABASE_URL=url, DESTINATION_HASH_KEY=reports.HASH_KEY, PORT=str(reports.API_PORT),
                HOST="127.0.0.1", LOG_LEVEL="error", SURVEYD_SQL_DIR=os.path.join(reports.ROOT, "sql"),
-               SURVEYD_OPENAPI=os.path.join(reports.ROOT, "openapi.yaml"), RATE_LIMIT_PER_SECOND="1000000", RATE_LIMIT_BURST="2000000")
+               SURVEYD_OPENAPI=os.path.join(reports.ROOT, "openapi.yaml"), RATE_LIMIT_PER_SECOND="1000000", RATE_LIMIT_BURST="2000000",
+               COMPANY_RATE_LIMIT_PER_SECOND="1000000", COMPANY_RATE_LIMIT_BURST="2000000")
     server = subprocess.Popen([surveyd, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         reports.wait_for(reports.API_PORT)

@@ -45,6 +45,7 @@ API_PORT = 18081
 DATABASE = "surveyd_reports_bench"
 HASH_KEY = "ab" * 32
 AUTH_TOKEN = "bench-auth-token"
+ACCOUNT = "AC" + "be" * 16
 MAIN_COMPANY = "reports-bench-main"
 OTHER_COMPANIES = [f"reports-bench-other-{n}" for n in range(1, 5)]
 MAIN_SURVEYS = 20
@@ -415,9 +416,10 @@ def main():
     env = dict(
         os.environ, DATABASE_URL=url, DESTINATION_HASH_KEY=HASH_KEY, PORT=str(API_PORT), HOST="127.0.0.1",
         LOG_LEVEL="error", SURVEYD_SQL_DIR=os.path.join(ROOT, "sql"), SURVEYD_OPENAPI=os.path.join(ROOT, "openapi.yaml"),
-        TWILIO_AUTH_TOKEN=AUTH_TOKEN, DATABASE_MAX_CONNECTIONS="16",
+        TWILIO_AUTH_TOKEN=AUTH_TOKEN, TWILIO_ACCOUNT_SID=ACCOUNT, DATABASE_MAX_CONNECTIONS="16",
         # Timed report requests come back to back: the per-token rate limit (50/s) is moved out of the way.
         RATE_LIMIT_PER_SECOND="1000000", RATE_LIMIT_BURST="2000000",
+        COMPANY_RATE_LIMIT_PER_SECOND="1000000", COMPANY_RATE_LIMIT_BURST="2000000",
     )
     migrated = subprocess.run([surveyd, "migrate"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if migrated.returncode != 0 and reuse:

@@ -33,7 +33,7 @@ API_PORT = 18080
 GATEWAY_PORT = 19099
 HASH_KEY = "ab" * 32
 AUTH_TOKEN = "bench-auth-token"
-ACCOUNT = "ACbench"
+ACCOUNT = "AC" + "be" * 16
 
 
 def database_url():
@@ -63,10 +63,11 @@ def main():
     env = dict(
         os.environ, DATABASE_URL=url, DESTINATION_HASH_KEY=HASH_KEY, PORT=str(API_PORT), HOST="127.0.0.1",
         LOG_LEVEL="error", SURVEYD_SQL_DIR=os.path.join(ROOT, "sql"), SURVEYD_OPENAPI=os.path.join(ROOT, "openapi.yaml"),
-        TWILIO_AUTH_TOKEN=AUTH_TOKEN, DATABASE_MAX_CONNECTIONS="16",
+        TWILIO_AUTH_TOKEN=AUTH_TOKEN, TWILIO_ACCOUNT_SID=ACCOUNT, DATABASE_MAX_CONNECTIONS="16",
         # The limits a shared service puts on one company are out of the way: this measures
         # the pipeline, not the rate limit (50 requests/s) or the daily SMS cap (10,000).
         RATE_LIMIT_PER_SECOND="1000000", RATE_LIMIT_BURST="2000000",
+        COMPANY_RATE_LIMIT_PER_SECOND="1000000", COMPANY_RATE_LIMIT_BURST="2000000",
     )
     subprocess.run([surveyd, "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
     token = subprocess.run([surveyd, "company", "create", "--name", "bench"], env=env, check=True, capture_output=True, text=True).stdout.split()[-1]

@@ -161,7 +161,8 @@ def main():
     url = private_database_url("surveyd_http")
     env = dict(os.environ, DATABASE_URL=url, DESTINATION_HASH_KEY=HASH_KEY, PORT=str(PORT), HOST="127.0.0.1",
                LOG_LEVEL="warning", SURVEYD_SQL_DIR=os.path.join(ROOT, "sql"), SURVEYD_OPENAPI=os.path.join(ROOT, "openapi.yaml"),
-               RATE_LIMIT_PER_SECOND="1000000", RATE_LIMIT_BURST="2000000")
+               RATE_LIMIT_PER_SECOND="1000000", RATE_LIMIT_BURST="2000000",
+               COMPANY_RATE_LIMIT_PER_SECOND="1000000", COMPANY_RATE_LIMIT_BURST="2000000")
     subprocess.run([surveyd, "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
     token = subprocess.run([surveyd, "company", "create", "--name", "http bench"], env=env, check=True, capture_output=True,
                            text=True).stdout.split()[-1]

@@ -221,3 +221,63 @@ ALTER TABLE companies
     ADD COLUMN rate_limit_per_second double precision CHECK (rate_limit_per_second > 0 AND rate_limit_per_second <= 1000000),
     ADD COLUMN rate_limit_burst integer CHECK (rate_limit_burst BETWEEN 1 AND 10000000);
 GRANT UPDATE (rate_limit_per_second, rate_limit_burst) ON companies TO survey_app;
+
+-- Token lookup also returns the company's own rate limit, so the per-company bucket needs
+-- no second query; survey_auth may read just those columns.
+CREATE POLICY token_authentication_limits ON companies FOR SELECT TO survey_auth USING (true);
+GRANT SELECT (company_id, rate_limit_per_second, rate_limit_burst) ON companies TO survey_auth;
+
+CREATE FUNCTION authenticate_api_token_limited(presented_hash bytea)
+RETURNS TABLE (company_id bigint, token_id bigint, scope text, rate_limit_per_second double precision, rate_limit_burst integer)
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE public.api_tokens AS t
+       SET last_used_at = now()
+     WHERE t.token_hash = presented_hash
+       AND t.revoked_at IS NULL
+       AND (t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute');
+    SELECT t.company_id, t.token_id, t.scope, c.rate_limit_per_second, c.rate_limit_burst
+      FROM public.api_tokens AS t
+      JOIN public.companies AS c ON c.company_id = t.company_id
+     WHERE t.token_hash = presented_hash
+       AND t.revoked_at IS NULL;
+$$;
+DO $$
+BEGIN
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        EXECUTE 'GRANT survey_auth TO CURRENT_USER';
+    END IF;
+END
+$$;
+GRANT CREATE ON SCHEMA public TO survey_auth;
+ALTER FUNCTION authenticate_api_token_limited(bytea) OWNER TO survey_auth;
+REVOKE CREATE ON SCHEMA public FROM survey_auth;
+REVOKE ALL ON FUNCTION authenticate_api_token_limited(bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION authenticate_api_token_limited(bytea) TO survey_app;
+DO $$
+BEGIN
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        EXECUTE 'REVOKE survey_auth FROM CURRENT_USER';
+    END IF;
+END
+$$;
+
+-- Replicas cache a token's identity, now with its company's limit: a change of the limit
+-- is announced for each of the company's tokens, as a revocation is.
+CREATE FUNCTION announce_company_limit_change() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM pg_notify('api_token_changes', t.token_id::text) FROM public.api_tokens AS t WHERE t.company_id = NEW.company_id;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION announce_company_limit_change() FROM PUBLIC;
+CREATE TRIGGER announce_company_limit_change
+    AFTER UPDATE OF rate_limit_per_second, rate_limit_burst ON companies
+    FOR EACH ROW WHEN (OLD.rate_limit_per_second IS DISTINCT FROM NEW.rate_limit_per_second
+                       OR OLD.rate_limit_burst IS DISTINCT FROM NEW.rate_limit_burst)
+    EXECUTE FUNCTION announce_company_limit_change();

@@ -20,10 +20,14 @@ public struct CompanySettings: Sendable, Equatable {
     public var resurveyDays: Int
     /// SMS the company may queue per UTC day; a send call that would go past it is refused whole.
     public var dailySMSCap: Int
+    /// The company's own request rate, all its tokens together; `nil` takes the service's
+    /// default (`COMPANY_RATE_LIMIT_*`).
+    public var requestRateLimit: RateLimit?
 
-    public init(resurveyDays: Int = 30, dailySMSCap: Int = 10_000) {
+    public init(resurveyDays: Int = 30, dailySMSCap: Int = 10_000, requestRateLimit: RateLimit? = nil) {
         self.resurveyDays = resurveyDays
         self.dailySMSCap = dailySMSCap
+        self.requestRateLimit = requestRateLimit
     }
 }
 
@@ -31,19 +35,30 @@ public struct CompanySettings: Sendable, Equatable {
 public struct CompanySettingsChange: Sendable, Equatable {
     public var resurveyDays: Int?
     public var dailySMSCap: Int?
+    public var requestRateLimit: RateLimitChange?
 
-    public init(resurveyDays: Int? = nil, dailySMSCap: Int? = nil) {
-        self.resurveyDays = resurveyDays
-        self.dailySMSCap = dailySMSCap
+    /// A company's own rate limit set, or dropped for the service's default.
+    public enum RateLimitChange: Sendable, Equatable {
+        case set(RateLimit)
+        case useDefault
     }
 
-    public var isEmpty: Bool { resurveyDays == nil && dailySMSCap == nil }
+    public init(resurveyDays: Int? = nil, dailySMSCap: Int? = nil, requestRateLimit: RateLimitChange? = nil) {
+        self.resurveyDays = resurveyDays
+        self.dailySMSCap = dailySMSCap
+        self.requestRateLimit = requestRateLimit
+    }
+
+    public var isEmpty: Bool { resurveyDays == nil && dailySMSCap == nil && requestRateLimit == nil }
 }
 
 public enum CompanyLimits {
     public static let nameLength = 1...200
     public static let resurveyDays = 0...3650
     public static let dailySMSCap = 0...10_000_000
+    /// A company's own request rate: requests per second, and burst.
+    public static let requestsPerSecond = 0.01...1_000_000.0
+    public static let requestBurst = 1...10_000_000
 }
 
 /// Where a company stands against its daily SMS cap.

@@ -16,6 +16,9 @@ public struct RateLimit: Sendable, Equatable {
 
     /// 50 requests a second with bursts of 100, per API token.
     public static let perTokenDefault = RateLimit(ratePerSecond: 50, burst: 100)
+    /// 200 requests a second with bursts of 400, per company (all its tokens together): ten
+    /// tokens of one company do not get ten times the service.
+    public static let perCompanyDefault = RateLimit(ratePerSecond: 200, burst: 400)
     /// 10 failed authentications a minute per client address, 20 at once.
     public static let failedAuthenticationDefault = RateLimit(ratePerSecond: 10.0 / 60, burst: 20)
 }

@@ -23,8 +23,9 @@ public struct CompanyRepository: Sendable {
         return try await database.withTenant(id) { connection in
             let createdAt = try await connection.query(
                 """
-                INSERT INTO companies (company_id, name, resurvey_days, daily_sms_cap)
-                VALUES (\(id), \(name), \(settings.resurveyDays), \(settings.dailySMSCap))
+                INSERT INTO companies (company_id, name, resurvey_days, daily_sms_cap, rate_limit_per_second, rate_limit_burst)
+                VALUES (\(id), \(name), \(settings.resurveyDays), \(settings.dailySMSCap),
+                        \(settings.requestRateLimit?.ratePerSecond), \(settings.requestRateLimit?.burst))
                 RETURNING created_at
                 """
             ).one().decode(Date.self, column: "created_at")
@@ -36,34 +37,51 @@ public struct CompanyRepository: Sendable {
     public func find(_ id: CompanyID) async throws -> Company? {
         try await database.withTenant(id) { connection in
             try await connection.query(
-                "SELECT name, created_at, resurvey_days, daily_sms_cap FROM companies WHERE company_id = \(id)"
-            ).single.map {
-                let (name, createdAt, resurveyDays, cap) = try $0.decode((String, Date, Int, Int).self)
-                return Company(
-                    id: id, name: name, createdAt: createdAt,
-                    settings: CompanySettings(resurveyDays: resurveyDays, dailySMSCap: cap))
-            }
+                """
+                SELECT name, created_at, resurvey_days, daily_sms_cap, rate_limit_per_second, rate_limit_burst
+                  FROM companies WHERE company_id = \(id)
+                """
+            ).single.map(Self.company(id))
         }
     }
 
     /// Changes some settings of a company and returns it as it now is.
     public func update(_ id: CompanyID, _ change: CompanySettingsChange) async throws -> Company {
-        try await database.withTenant(id) { connection in
+        // The rate limit: kept (no change), set, or back to the default (NULL).
+        let keepLimit = change.requestRateLimit == nil
+        var limit: RateLimit?
+        if case .set(let value) = change.requestRateLimit { limit = value }
+        return try await database.withTenant(id) { connection in
             let row = try await connection.query(
                 """
                 UPDATE companies
                    SET resurvey_days = coalesce(\(change.resurveyDays), resurvey_days),
-                       daily_sms_cap = coalesce(\(change.dailySMSCap), daily_sms_cap)
+                       daily_sms_cap = coalesce(\(change.dailySMSCap), daily_sms_cap),
+                       rate_limit_per_second = CASE WHEN \(keepLimit) THEN rate_limit_per_second ELSE \(limit?.ratePerSecond) END,
+                       rate_limit_burst = CASE WHEN \(keepLimit) THEN rate_limit_burst ELSE \(limit?.burst) END
                  WHERE company_id = \(id)
-                RETURNING name, created_at, resurvey_days, daily_sms_cap
+                RETURNING name, created_at, resurvey_days, daily_sms_cap, rate_limit_per_second, rate_limit_burst
                 """
             ).single
             guard let row else { throw StorageError.notFound }
-            let (name, createdAt, resurveyDays, cap) = try row.decode((String, Date, Int, Int).self)
+            return try Self.company(id)(row)
+        }
+    }
+
+    static func company(_ id: CompanyID) -> (PostgresRow) throws -> Company {
+        { row in
+            let (name, createdAt, resurveyDays, cap, rate, burst) = try row.decode((String, Date, Int, Int, Double?, Int?).self)
             return Company(
                 id: id, name: name, createdAt: createdAt,
-                settings: CompanySettings(resurveyDays: resurveyDays, dailySMSCap: cap))
+                settings: CompanySettings(
+                    resurveyDays: resurveyDays, dailySMSCap: cap, requestRateLimit: rateLimit(rate, burst)))
         }
+    }
+
+    /// A company's own limit, when both halves are set (the admin API sets them together).
+    static func rateLimit(_ rate: Double?, _ burst: Int?) -> RateLimit? {
+        guard let rate, let burst, rate > 0, burst >= 1 else { return nil }
+        return RateLimit(ratePerSecond: rate, burst: burst)
     }
 
     /// The company's daily SMS cap and what it queued today (UTC).
@@ -148,11 +166,16 @@ public struct CompanyRepository: Sendable {
         // Idempotent (at most it touches last_used_at again): safe to retry.
         try await database.client.withConnection(retryingIfLost: true, deadline: RequestDeadline.current) { connection in
             try await connection.query(
-                "SELECT company_id, token_id, scope FROM authenticate_api_token_scoped(\(hash))"
+                """
+                SELECT company_id, token_id, scope, rate_limit_per_second, rate_limit_burst
+                  FROM authenticate_api_token_limited(\(hash))
+                """
             ).single.map { row in
-                let (company, token, scope) = try row.decode((CompanyID, TokenID, String).self)
+                let (company, token, scope, rate, burst) = try row.decode((CompanyID, TokenID, String, Double?, Int?).self)
                 // A scope this build does not know grants the least.
-                return TokenIdentity(company: company, token: token, scope: TokenScope(rawValue: scope) ?? .read)
+                return TokenIdentity(
+                    company: company, token: token, scope: TokenScope(rawValue: scope) ?? .read,
+                    companyLimit: Self.rateLimit(rate, burst))
             }
         }
     }
@@ -177,11 +200,14 @@ public struct TokenIdentity: Sendable, Equatable {
     public var company: CompanyID
     public var token: TokenID
     public var scope: TokenScope
+    /// The company's own request rate; `nil` takes the service's default.
+    public var companyLimit: RateLimit?
 
-    public init(company: CompanyID, token: TokenID, scope: TokenScope) {
+    public init(company: CompanyID, token: TokenID, scope: TokenScope, companyLimit: RateLimit? = nil) {
         self.company = company
         self.token = token
         self.scope = scope
+        self.companyLimit = companyLimit
     }
 }
 

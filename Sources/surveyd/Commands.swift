@@ -96,28 +96,31 @@ struct WorkerCommand: AsyncParsableCommand {
         workerConfiguration.lease = .seconds(try Environment.double("SMS_LEASE_SECONDS", default: 120, range: 1...3600))
         workerConfiguration.lanes = try Environment.integer("SMS_LANES", default: 2, range: 1...16)
 
-        let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Environment.httpClientConfiguration(workerConfiguration.concurrency))
-        let provider: any SMSProvider
         // No default: a deployment that forgot to name its provider must not record every
-        // message as sent while delivering none.
+        // message as sent while delivering none. Decided before anything needs shutting down.
         guard let providerName = Environment.value("SMS_PROVIDER") else {
             throw Environment.Missing(
                 name: "SMS_PROVIDER",
                 hint: "name the provider: twilio to send for real, console to only log the messages (development)")
         }
-        switch providerName {
-        case "twilio":
-            var twilio = try Environment.twilio()
+        guard ["twilio", "console", "accept-all"].contains(providerName) else {
+            throw Environment.Invalid(name: "SMS_PROVIDER", hint: "must be twilio, console or accept-all, got \(providerName)")
+        }
+        let twilio = providerName == "twilio" ? try Environment.twilio() : nil
+        let metricsPort = try Environment.optionalPort("METRICS_PORT")
+        let migrator = try Migrator(directory: Environment.sqlDirectory())
+        // Last: from here on, leaving must shut the client down.
+        let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Environment.httpClientConfiguration(workerConfiguration.concurrency))
+        let provider: any SMSProvider
+        if var configuration = twilio {
             // An attempt must end well within its lease, or another worker would take its
             // outcome for unknown.
-            twilio.timeout = min(twilio.timeout, workerConfiguration.lease / 2)
-            provider = TwilioProvider(configuration: twilio, client: httpClient, logger: logger)
-        case "console":
+            configuration.timeout = min(configuration.timeout, workerConfiguration.lease / 2)
+            provider = TwilioProvider(configuration: configuration, client: httpClient, logger: logger)
+        } else if providerName == "console" {
             provider = ConsoleProvider(logger: logger)
-        case "accept-all":
+        } else {
             provider = AcceptingProvider()
-        case let other:
-            throw Environment.Invalid(name: "SMS_PROVIDER", hint: "must be twilio, console or accept-all, got \(other)")
         }
         let worker = SMSWorker(
             queue: QueueRepository(database: database, policy: policy), client: pool, provider: provider,
@@ -129,12 +132,12 @@ struct WorkerCommand: AsyncParsableCommand {
             .init(service: RoutingJanitor(database: database, logger: logger)),
         ]
         // The worker serves no API; its operator still gets /health, /ready and /metrics.
-        if let metricsPort = try Environment.optionalPort("METRICS_PORT") {
+        if let metricsPort {
             services.append(
                 .init(
                     service: buildOperationsApplication(
                         host: Environment.value("HOST") ?? "0.0.0.0", port: metricsPort,
-                        operations: .init(migrator: try Migrator(directory: Environment.sqlDirectory()), metrics: metrics.exposition),
+                        operations: .init(migrator: migrator, metrics: metrics.exposition),
                         database: database, logger: logger)))
         }
         let group = ServiceGroup(

@@ -94,7 +94,8 @@ enum Environment {
         return SendingPolicy(responseWindow: .seconds(Int(hours * 3600)))
     }
 
-    /// The API's rate limits: per token (`RATE_LIMIT_PER_SECOND`, `RATE_LIMIT_BURST`) and
+    /// The API's rate limits: per token (`RATE_LIMIT_PER_SECOND`, `RATE_LIMIT_BURST`), per
+    /// company unless it has its own (`COMPANY_RATE_LIMIT_PER_SECOND`, `COMPANY_RATE_LIMIT_BURST`), and
     /// for failed authentications per client address (`AUTH_FAILURES_PER_MINUTE`,
     /// `AUTH_FAILURE_BURST`), and whether the address comes from `X-Forwarded-For`
     /// (`TRUST_X_FORWARDED_FOR=1`, only behind a load balancer that sets it).
@@ -102,6 +103,9 @@ enum Environment {
         let defaults = APIConfiguration.Limits()
         let rate = try double("RATE_LIMIT_PER_SECOND", default: defaults.perToken.ratePerSecond, range: 0.01...1_000_000)
         let burst = try integer("RATE_LIMIT_BURST", default: defaults.perToken.burst, range: 1...10_000_000)
+        let companyRate = try double(
+            "COMPANY_RATE_LIMIT_PER_SECOND", default: defaults.perCompany.ratePerSecond, range: 0.01...1_000_000)
+        let companyBurst = try integer("COMPANY_RATE_LIMIT_BURST", default: defaults.perCompany.burst, range: 1...10_000_000)
         let failures = try double(
             "AUTH_FAILURES_PER_MINUTE", default: defaults.failedAuthentication.ratePerSecond * 60, range: 0.01...1_000_000)
         let failureBurst = try integer("AUTH_FAILURE_BURST", default: defaults.failedAuthentication.burst, range: 1...10_000_000)
@@ -113,6 +117,7 @@ enum Environment {
         let idleTimeout = try double("IDLE_TIMEOUT_SECONDS", default: 60, range: 1...3600)
         return APIConfiguration.Limits(
             perToken: RateLimit(ratePerSecond: rate, burst: burst),
+            perCompany: RateLimit(ratePerSecond: companyRate, burst: companyBurst),
             failedAuthentication: RateLimit(ratePerSecond: failures / 60, burst: failureBurst),
             trustForwardedFor: trust == "1", requestTimeout: .milliseconds(Int64(requestTimeout * 1000)),
             idleTimeout: .milliseconds(Int64(idleTimeout * 1000)))

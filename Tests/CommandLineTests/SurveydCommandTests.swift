@@ -95,4 +95,90 @@ import Testing
         }
         await connection.close()
     }
+
+    /// Issue 12: an unset SMS_PROVIDER meant `console`, so a real deployment recorded every
+    /// message as sent and delivered none. Only an explicit `console` may log instead.
+    @Test func theWorkerRefusesToGuessItsProvider() async throws {
+        let url = try await TestDatabase.migratedScratchDatabase("provider")
+        let environment = [
+            "DATABASE_URL": url, "SURVEYD_SQL_DIR": TestDatabase.sqlDirectory, "DESTINATION_HASH_KEY": String(repeating: "ab", count: 32),
+        ]
+        let refused = try run(["worker"], environment: environment.merging(["SMS_PROVIDER": ""]) { $1 })
+        #expect(refused.status != 0)
+        #expect(refused.standardError.contains("SMS_PROVIDER is not set"), "\(refused.standardError)")
+        #expect(refused.standardError.contains("console"), "the message says how to choose")
+        let unknown = try run(["worker"], environment: environment.merging(["SMS_PROVIDER": "nexmo"]) { $1 })
+        #expect(unknown.status != 0)
+        #expect(unknown.standardError.contains("must be twilio, console or accept-all"))
+    }
+
+    /// serve checks the webhooks' account: it needs it, of Twilio's shape.
+    @Test func webhooksNeedTheAccountSID() async throws {
+        let url = try await TestDatabase.migratedScratchDatabase("account")
+        let environment = [
+            "DATABASE_URL": url, "SURVEYD_SQL_DIR": TestDatabase.sqlDirectory, "DESTINATION_HASH_KEY": String(repeating: "ab", count: 32),
+            "TWILIO_AUTH_TOKEN": "token", "PORT": "1",
+        ]
+        for (sid, message) in [("", "TWILIO_ACCOUNT_SID is not set"), ("ACbench", "TWILIO_ACCOUNT_SID is invalid")] {
+            let refused = try run(["serve"], environment: environment.merging(["TWILIO_ACCOUNT_SID": sid]) { $1 })
+            #expect(refused.status != 0)
+            #expect(refused.standardError.contains(message), "\(refused.standardError)")
+        }
+    }
+
+    /// `--version`, and `--help` naming every environment variable the sources read.
+    @Test func versionAndHelp() throws {
+        let version = try run(["--version"], environment: [:])
+        #expect(version.status == 0)
+        #expect(version.standardOutput.range(of: #"^\d+\.\d+\.\d+\n$"#, options: .regularExpression) != nil, "\(version.standardOutput)")
+        let help = try run(["--help"], environment: [:])
+        #expect(help.status == 0)
+        let sources = URL(fileURLWithPath: TestDatabase.sqlDirectory).deletingLastPathComponent().appendingPathComponent("Sources/surveyd")
+        var read: Set<String> = []
+        for file in try FileManager.default.contentsOfDirectory(atPath: sources.path) where file != "EnvironmentVariables.swift" {
+            let text = try String(contentsOf: sources.appendingPathComponent(file), encoding: .utf8)
+            for match in text.matches(of: #/(?:value|integer|double|optionalPort)\("([A-Z][A-Z0-9_]+)"/#) { read.insert(String(match.1)) }
+        }
+        #expect(read.count > 20, "the scan found too little to prove anything: \(read)")
+        for name in read {
+            #expect(help.standardOutput.contains(name), "--help does not list \(name)")
+        }
+        #expect(help.standardOutput.contains("[unset: required (worker)]"), "defaults are listed")
+    }
+
+    /// Issue 12: `sms reply` printed `200 <Response></Response>` whatever happened, and
+    /// posted to PUBLIC_BASE_URL rather than the local PORT.
+    @Test func smsReplySaysWhatTheReplyDid() async throws {
+        let url = try await TestDatabase.migratedScratchDatabase("smsreply")
+        let port = Int.random(in: 20_000...60_000)
+        let environment = [
+            "DATABASE_URL": url, "SURVEYD_SQL_DIR": TestDatabase.sqlDirectory, "DESTINATION_HASH_KEY": String(repeating: "ab", count: 32),
+            "TWILIO_AUTH_TOKEN": "token", "TWILIO_ACCOUNT_SID": "AC" + String(repeating: "1", count: 32), "PORT": String(port),
+            "HOST": "127.0.0.1", "SURVEYD_OPENAPI": TestDatabase.sqlDirectory + "/../openapi.yaml",
+            // Signed for the public URL, sent to the local port.
+            "PUBLIC_BASE_URL": "https://surveys.example.invalid",
+        ]
+        let serve = Process()
+        serve.executableURL = Self.executable
+        serve.arguments = ["serve"]
+        serve.environment = ProcessInfo.processInfo.environment.merging(environment.merging(["LOG_LEVEL": "error"]) { $1 }) { $1 }
+        serve.standardOutput = FileHandle.nullDevice
+        serve.standardError = FileHandle.nullDevice
+        try serve.run()
+        defer { serve.terminate() }
+        var outcomes: [String] = []
+        for _ in 0..<100 {
+            let stop = try run(["sms", "reply", "--from", "+32470000001", "--body", "Stop please"], environment: environment)
+            if stop.status == 0 {
+                outcomes.append(stop.standardOutput)
+                break
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(outcomes.first?.hasPrefix("Opted out") == true, "\(outcomes)")
+        let score = try run(["sms", "reply", "--from", "+32470000002", "--body", "9"], environment: environment)
+        #expect(score.standardOutput == "No open survey for that number: nothing recorded.\n", "\(score.standardOutput) \(score.standardError)")
+        let help = try run(["sms", "reply", "--from", "+32470000002", "--body", "HELP"], environment: environment)
+        #expect(help.standardOutput.hasPrefix("Help answered: Customer satisfaction surveys"), "\(help.standardOutput)")
+    }
 }

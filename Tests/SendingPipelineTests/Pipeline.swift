@@ -63,6 +63,7 @@ struct Pipeline {
             webhooks: .init(authToken: FakeTwilio.authToken, accountSID: FakeTwilio.accountSID, publicBaseURL: Self.publicBaseURL),
             limits: .init(
                 perToken: RateLimit(ratePerSecond: 1_000_000, burst: 1_000_000),
+                perCompany: RateLimit(ratePerSecond: 1_000_000, burst: 1_000_000),
                 failedAuthentication: RateLimit(ratePerSecond: 1_000_000, burst: 1_000_000)))
     }
 

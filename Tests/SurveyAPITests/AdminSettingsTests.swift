@@ -24,7 +24,7 @@ import Testing
 
             let read = try await client.send(.get, "/admin/companies/\(id)", headers: admin)
             #expect(read.status == .ok)
-            #expect(Array(read.object.keys).sorted() == ["createdAt", "dailySmsCap", "id", "name", "resurveyDays"])
+            #expect(Array(read.object.keys).sorted() == ["createdAt", "dailySmsCap", "id", "name", "requestRateLimit", "resurveyDays"])
 
             let patched = try await client.send(.patch, "/admin/companies/\(id)", headers: admin, body: #"{"dailySmsCap":0}"#)
             #expect(patched.status == .ok, "\(patched.text)")

@@ -25,6 +25,7 @@ struct Harness {
     /// Limits no functional test reaches; the limit tests set their own.
     static let generousLimits = APIConfiguration.Limits(
         perToken: RateLimit(ratePerSecond: 1_000_000, burst: 1_000_000),
+        perCompany: RateLimit(ratePerSecond: 1_000_000, burst: 1_000_000),
         failedAuthentication: RateLimit(ratePerSecond: 1_000_000, burst: 1_000_000))
 
     static func configuration(
@@ -59,6 +60,12 @@ struct Harness {
     func company(_ name: String = "Company \(UInt32.random(in: 0...UInt32.max))") async throws -> Tenant {
         let (company, tokenID, token) = try await CompanyRepository(database: database).create(name: name)
         return Tenant(id: company.id, tokenID: tokenID, token: token.secret)
+    }
+
+    /// Another token of `tenant`'s company, as headers.
+    func token(for tenant: Tenant, scope: TokenScope = .write) async throws -> HTTPFields {
+        let (_, token) = try await CompanyRepository(database: database).createToken(company: tenant.id, scope: scope)
+        return [.authorization: "Bearer \(token.secret)", .contentType: "application/json"]
     }
 
     func superuser() async throws -> PostgresClient { try await TestDatabase.superuser() }

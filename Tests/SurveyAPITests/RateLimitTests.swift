@@ -41,6 +41,54 @@ import Testing
         }
     }
 
+    /// Issue 12: ten tokens of one company got ten times the limit.
+    @Test func aCompanysTokensShareItsLimit() async throws {
+        let tenant = try await harness.company()
+        var more: [HTTPFields] = []
+        for _ in 0..<9 { more.append(try await harness.token(for: tenant)) }
+        let tokens = [tenant.headers] + more
+        let limits = APIConfiguration.Limits(
+            perToken: RateLimit(ratePerSecond: 0.1, burst: 5), perCompany: RateLimit(ratePerSecond: 0.1, burst: 12))
+        try await replica(limits).testContract { client in
+            var statuses: [Int] = []
+            for headers in tokens {
+                for _ in 0..<3 { statuses.append(Int(try await client.send(.get, "\(base)/surveys", headers: headers).status.code)) }
+            }
+            #expect(statuses.filter { $0 == 200 }.count == 12, "\(statuses)")
+            let limited = try await client.send(.get, "\(base)/surveys", headers: tokens[9])
+            limited.expectProblem(.tooManyRequests)
+            #expect((limited.object["detail"] as? String)?.contains("company") == true)
+            // Another company is not held back.
+            let other = try await harness.company()
+            #expect(try await client.send(.get, "\(base)/surveys", headers: other.headers).status == .ok)
+        }
+    }
+
+    /// The operator sets one company's own limit (admin API); `null` returns it to the default.
+    @Test func theAdminSetsACompanysOwnLimit() async throws {
+        let tenant = try await harness.company()
+        let limits = APIConfiguration.Limits(
+            perToken: RateLimit(ratePerSecond: 1000, burst: 1000), perCompany: RateLimit(ratePerSecond: 1000, burst: 1000))
+        let admin: HTTPFields = [.authorization: "Bearer \(Harness.adminToken)", .contentType: "application/json"]
+        try await replica(limits).testContract { client in
+            let set = try await client.send(
+                .patch, "/admin/companies/\(tenant.id)", headers: admin, body: #"{"requestRateLimit":{"perSecond":0.1,"burst":2}}"#)
+            #expect(set.status == .ok)
+            #expect(set.text.contains(#""requestRateLimit":{"perSecond":0.1,"burst":2}"#), "\(set.text)")
+            let bad = try await client.send(
+                .patch, "/admin/companies/\(tenant.id)", headers: admin, body: #"{"requestRateLimit":{"perSecond":0,"burst":2.5,"x":1}}"#)
+            bad.expectProblem(.badRequest)
+            #expect(bad.errorFields.sorted() == ["requestRateLimit.burst", "requestRateLimit.perSecond", "requestRateLimit.x"])
+            // A new token is looked up with the company's limit.
+            let headers = try await harness.token(for: tenant)
+            var statuses: [Int] = []
+            for _ in 0..<4 { statuses.append(Int(try await client.send(.get, "\(base)/surveys", headers: headers).status.code)) }
+            #expect(statuses == [200, 200, 429, 429], "\(statuses)")
+            let reset = try await client.send(.patch, "/admin/companies/\(tenant.id)", headers: admin, body: #"{"requestRateLimit":null}"#)
+            #expect(reset.text.contains(#""requestRateLimit":null"#))
+        }
+    }
+
     @Test func theLimitHoldsAcrossReplicas() async throws {
         let tenant = try await harness.company()
         let limits = APIConfiguration.Limits(perToken: RateLimit(ratePerSecond: 0.1, burst: 4))

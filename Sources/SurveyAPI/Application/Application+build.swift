@@ -38,6 +38,8 @@ public struct APIConfiguration: Sendable {
     public struct Limits: Sendable {
         /// Requests per API token, across all replicas.
         public var perToken: RateLimit
+        /// Requests per company (all its tokens), unless the company has its own.
+        public var perCompany: RateLimit
         /// Failed authentications per client address, across all replicas.
         public var failedAuthentication: RateLimit
         /// Take the client's address from the last `X-Forwarded-For` entry (behind a load
@@ -49,10 +51,12 @@ public struct APIConfiguration: Sendable {
         public var idleTimeout: Duration
 
         public init(
-            perToken: RateLimit = .perTokenDefault, failedAuthentication: RateLimit = .failedAuthenticationDefault,
+            perToken: RateLimit = .perTokenDefault, perCompany: RateLimit = .perCompanyDefault,
+            failedAuthentication: RateLimit = .failedAuthenticationDefault,
             trustForwardedFor: Bool = false, requestTimeout: Duration = .seconds(30), idleTimeout: Duration = .seconds(60)
         ) {
             self.perToken = perToken
+            self.perCompany = perCompany
             self.failedAuthentication = failedAuthentication
             self.trustForwardedFor = trustForwardedFor
             self.requestTimeout = requestTimeout

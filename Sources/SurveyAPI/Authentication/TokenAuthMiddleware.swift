@@ -7,7 +7,8 @@ import SurveyDomain
 import SurveyStorage
 
 /// Resolves `Authorization: Bearer <token>` to the company that owns the token, then
-/// applies the token's rate limit and scope.
+/// applies the token's rate limit, the company's (all its tokens together, so more tokens
+/// do not buy more of the service), and the token's scope.
 ///
 /// Any authentication failure is the same 401, so the answer reveals nothing about why.
 /// Failures are counted per client address; past that limit the address gets 429 for
@@ -29,6 +30,10 @@ struct TokenAuthMiddleware: RouterMiddleware {
         guard let identity else { throw await failures.refusal(request, context) }
         if case .limited(let wait) = await limiter.acquire("token:\(identity.token)", limit: limits.perToken) {
             throw Problem.rateLimited(retryAfter: wait)
+        }
+        let companyLimit = identity.companyLimit ?? limits.perCompany
+        if case .limited(let wait) = await limiter.acquire("company:\(identity.company)", limit: companyLimit) {
+            throw Problem.companyRateLimited(retryAfter: wait)
         }
         if identity.scope != .write, !request.method.isSafe {
             throw Problem.insufficientScope

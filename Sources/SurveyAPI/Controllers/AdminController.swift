@@ -27,10 +27,15 @@ struct AdminController<Context: RequestContext> {
                 ("createdAt", .string(Timestamp.format(company.createdAt))),
                 ("resurveyDays", .integer(Int64(company.settings.resurveyDays))),
                 ("dailySmsCap", .integer(Int64(company.settings.dailySMSCap))),
+                ("requestRateLimit", company.settings.requestRateLimit.map(AdminController.rateLimit) ?? .null),
             ]
             if let token { members.append(("token", .string(token))) }
             return .object(members)
         }
+    }
+
+    static func rateLimit(_ limit: RateLimit) -> JSONDocument {
+        .object([("perSecond", .number(limit.ratePerSecond)), ("burst", .integer(Int64(limit.burst)))])
     }
 
     struct CreatedToken: JSONResponse {
@@ -66,13 +71,16 @@ struct AdminController<Context: RequestContext> {
     @Sendable func createCompany(request: Request, context: Context) async throws -> JSONReply<CompanyBody> {
         let object = try await JSONValue.object(from: request, context: context)
         var validator = FieldValidator()
-        validator.rejectUnknown(object, known: ["name", "resurveyDays", "dailySmsCap"])
+        validator.rejectUnknown(object, known: ["name", "resurveyDays", "dailySmsCap", "requestRateLimit"])
         let name = validator.string(object, "name", at: "name", length: CompanyLimits.nameLength)
         let change = Self.settingsChange(object, &validator)
         try validator.check()
         let defaults = CompanySettings()
+        var limit: RateLimit?
+        if case .set(let value) = change.requestRateLimit { limit = value }
         let settings = CompanySettings(
-            resurveyDays: change.resurveyDays ?? defaults.resurveyDays, dailySMSCap: change.dailySMSCap ?? defaults.dailySMSCap)
+            resurveyDays: change.resurveyDays ?? defaults.resurveyDays, dailySMSCap: change.dailySMSCap ?? defaults.dailySMSCap,
+            requestRateLimit: limit)
         let (company, _, token) = try await companies.create(name: name!, settings: settings)
         return JSONReply(status: .created, body: CompanyBody(company: company, token: token.secret))
     }
@@ -88,10 +96,10 @@ struct AdminController<Context: RequestContext> {
         let id = try id(CompanyID.self, "id", context)
         let object = try await JSONValue.object(from: request, context: context)
         var validator = FieldValidator()
-        validator.rejectUnknown(object, known: ["resurveyDays", "dailySmsCap"])
+        validator.rejectUnknown(object, known: ["resurveyDays", "dailySmsCap", "requestRateLimit"])
         let change = Self.settingsChange(object, &validator)
         if change.isEmpty, validator.errors.isEmpty {
-            validator.fail("body", "must set resurveyDays or dailySmsCap")
+            validator.fail("body", "must set resurveyDays, dailySmsCap or requestRateLimit")
         }
         try validator.check()
         do {
@@ -135,7 +143,32 @@ struct AdminController<Context: RequestContext> {
     private static func settingsChange(_ object: [String: JSONValue], _ validator: inout FieldValidator) -> CompanySettingsChange {
         CompanySettingsChange(
             resurveyDays: validator.integer(object, "resurveyDays", at: "resurveyDays", range: CompanyLimits.resurveyDays),
-            dailySMSCap: validator.integer(object, "dailySmsCap", at: "dailySmsCap", range: CompanyLimits.dailySMSCap))
+            dailySMSCap: validator.integer(object, "dailySmsCap", at: "dailySmsCap", range: CompanyLimits.dailySMSCap),
+            requestRateLimit: rateLimitChange(object["requestRateLimit"], &validator))
+    }
+
+    /// `requestRateLimit`: `{"perSecond": 20, "burst": 40}` sets the company's own limit,
+    /// `null` returns it to the service's default, absent leaves it.
+    private static func rateLimitChange(
+        _ value: JSONValue?, _ validator: inout FieldValidator
+    ) -> CompanySettingsChange.RateLimitChange? {
+        switch value {
+        case nil:
+            return nil
+        case .null?:
+            return .useDefault
+        case .object(let limit)?:
+            validator.rejectUnknown(limit, known: ["perSecond", "burst"], at: "requestRateLimit")
+            let rate = validator.number(limit, "perSecond", at: "requestRateLimit.perSecond", range: CompanyLimits.requestsPerSecond)
+            let burst = validator.integer(limit, "burst", at: "requestRateLimit.burst", range: CompanyLimits.requestBurst)
+            if limit["perSecond"] == nil { validator.fail("requestRateLimit.perSecond", "is required") }
+            if limit["burst"] == nil { validator.fail("requestRateLimit.burst", "is required") }
+            guard let rate, let burst else { return nil }
+            return .set(RateLimit(ratePerSecond: rate, burst: burst))
+        default:
+            validator.fail("requestRateLimit", "must be an object {perSecond, burst} or null")
+            return nil
+        }
     }
 
     /// The body is optional: none (or `{}`) asks for a `write` token.

@@ -99,6 +99,15 @@ extension Problem {
             headers: [.retryAfter: String(seconds)])
     }
 
+    /// The company's request rate, all its tokens together, is over its limit.
+    public static func companyRateLimited(retryAfter: Duration) -> Problem {
+        let seconds = retryAfterSeconds(retryAfter)
+        return Problem(
+            status: .tooManyRequests, type: "/problems/rate-limited", title: "Too many requests",
+            detail: "This company is over its request rate limit (all its tokens together); retry in \(seconds) s.",
+            headers: [.retryAfter: String(seconds)])
+    }
+
     /// Too many failed authentications from the client's address.
     public static func tooManyFailedAuthentications(retryAfter: Duration) -> Problem {
         let seconds = retryAfterSeconds(retryAfter)

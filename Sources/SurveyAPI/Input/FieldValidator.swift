@@ -72,11 +72,25 @@ struct FieldValidator {
         return Int(number)
     }
 
+    /// An optional number in `range` (`nil` when absent or null).
+    mutating func number(_ object: [String: JSONValue], _ key: String, at path: String, range: ClosedRange<Double>) -> Double? {
+        guard let value = object[key], value != .null else { return nil }
+        guard case .number(let number) = value else {
+            fail(path, "must be a number, not \(value.kind)")
+            return nil
+        }
+        guard range.contains(number) else {
+            fail(path, "must be a number from \(range.lowerBound) to \(range.upperBound)")
+            return nil
+        }
+        return number
+    }
+
     /// Fails every member of `object` not in `known`: a misspelt setting must not be
-    /// silently ignored.
-    mutating func rejectUnknown(_ object: [String: JSONValue], known: Set<String>) {
+    /// silently ignored. `at` names the object the members are in, for nested ones.
+    mutating func rejectUnknown(_ object: [String: JSONValue], known: Set<String>, at parent: String? = nil) {
         for key in object.keys.sorted() where !known.contains(key) {
-            fail(key, "is not a known field; expected one of \(known.sorted().joined(separator: ", "))")
+            fail(parent.map { "\($0).\(key)" } ?? key, "is not a known field; expected one of \(known.sorted().joined(separator: ", "))")
         }
     }
 
