@@ -281,3 +281,9 @@ CREATE TRIGGER announce_company_limit_change
     FOR EACH ROW WHEN (OLD.rate_limit_per_second IS DISTINCT FROM NEW.rate_limit_per_second
                        OR OLD.rate_limit_burst IS DISTINCT FROM NEW.rate_limit_burst)
     EXECUTE FUNCTION announce_company_limit_change();
+
+-- A claimed job is marked when its provider call starts. A worker that dies leaves its
+-- started jobs `uncertain` (they may have gone out) and its other claimed jobs to go back
+-- to the queue when the lease runs out, instead of failing the whole claim.
+ALTER TABLE sms_jobs ADD COLUMN sending_started_at timestamptz;
+GRANT UPDATE (sending_started_at) ON sms_jobs TO survey_worker;

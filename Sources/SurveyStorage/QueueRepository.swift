@@ -71,12 +71,24 @@ public struct QueueRepository: Sendable {
         }
     }
 
-    /// Which of these numbers opted out, checked again just before sending a chunk.
-    public func optedOut(_ hashes: [Data]) async throws -> Set<Data> {
-        guard !hashes.isEmpty else { return [] }
+    /// Marks jobs as started, just before their provider calls (one statement, committed
+    /// when it returns): from then on, a worker that dies leaves them `uncertain`; before,
+    /// they go back to the queue. Returns the ids of those whose number opted out meanwhile.
+    public func markStarted(_ jobs: [Job]) async throws -> Set<Int64> {
+        guard !jobs.isEmpty else { return [] }
         return try await database.client.withConnection { connection in
-            Set(try await connection.query("SELECT destination_hash FROM opt_outs WHERE destination_hash = ANY(\(hashes)::bytea[])")
-                .map { try $0.decode(Data.self) })
+            Set(
+                try await connection.query(
+                    """
+                    UPDATE sms_jobs AS j SET sending_started_at = now()
+                      FROM unnest(\(jobs.map(\.company.rawValue))::bigint[], \(jobs.map(\.id))::bigint[]) AS t(company_id, job_id)
+                     WHERE j.company_id = t.company_id AND j.job_id = t.job_id
+                    RETURNING j.job_id, EXISTS (SELECT 1 FROM opt_outs AS o WHERE o.destination_hash = j.destination_hash)
+                    """
+                ).compactMap { row in
+                    let (id, optedOut) = try row.decode((Int64, Bool).self)
+                    return optedOut ? id : nil
+                })
         }
     }
 
@@ -120,7 +132,7 @@ public struct QueueRepository: Sendable {
                 try await connection.query(
                     """
                     UPDATE sms_jobs AS j
-                       SET leased_until = NULL, run_at = now() + make_interval(secs => t.delay)
+                       SET leased_until = NULL, sending_started_at = NULL, run_at = now() + make_interval(secs => t.delay)
                       FROM unnest(\(retried.map(\.0.company.rawValue))::bigint[], \(retried.map(\.0.id))::bigint[],
                                   \(retried.map { Double($0.1.components.seconds) + Double($0.1.components.attoseconds) / 1e18 })::float8[])
                            AS t(company_id, job_id, delay)
@@ -130,7 +142,7 @@ public struct QueueRepository: Sendable {
             if !released.isEmpty {
                 try await connection.query(
                     """
-                    UPDATE sms_jobs AS j SET leased_until = NULL, attempts = greatest(j.attempts - 1, 0)
+                    UPDATE sms_jobs AS j SET leased_until = NULL, sending_started_at = NULL, attempts = greatest(j.attempts - 1, 0)
                       FROM unnest(\(released.map(\.company.rawValue))::bigint[], \(released.map(\.id))::bigint[]) AS t(company_id, job_id)
                      WHERE j.company_id = t.company_id AND j.job_id = t.job_id
                     """)
@@ -172,30 +184,37 @@ public struct QueueRepository: Sendable {
             """)
     }
 
-    /// Jobs whose lease ran out while being sent: a worker died between the claim and the
-    /// record of the outcome, so nobody knows whether the SMS went out. They fail as
-    /// `uncertain` and are never sent again. Jobs older than the maximum age fail as
-    /// `expired`. Returns how many.
+    /// Jobs whose lease ran out: their worker died (or lost the database) between the claim
+    /// and the record of their outcome. Those it had started sending may or may not have
+    /// gone out: they fail as `uncertain` and are never sent again. Those it never started
+    /// go back to the queue as they were. Jobs never claimed within the maximum age fail as
+    /// `expired`. Returns how many failed and how many went back.
     @discardableResult
-    public func failExpiredLeases() async throws -> Int {
+    public func failExpiredLeases() async throws -> (failed: Int, returned: Int) {
         try await database.client.withTransaction { connection in
-            // Leased past the lease: unknown outcome. Never claimed within the maximum age
-            // (workers down, queue backed up): too late to survey, its slot may be gone.
+            let returned = try await connection.query(
+                """
+                UPDATE sms_jobs SET leased_until = NULL, attempts = greatest(attempts - 1, 0)
+                 WHERE leased_until < now() AND sending_started_at IS NULL
+                """
+            ).affectedRows
+            // Leased past the lease, and started: unknown outcome. Never claimed within the
+            // maximum age (workers down, queue backed up): too late to survey, its slot may be gone.
             let expired = try await connection.query(
                 """
                 DELETE FROM sms_jobs
-                 WHERE leased_until < now()
+                 WHERE (leased_until < now() AND sending_started_at IS NOT NULL)
                     OR (leased_until IS NULL AND created_at < now() - make_interval(secs => \(Int(policy.maximumJobAge.components.seconds))))
                 RETURNING company_id, request_id, destination_hash, CASE WHEN leased_until IS NULL THEN 'expired' ELSE 'uncertain' END
                 """
             ).map { try $0.decode((Int64, Int64, Data, String).self) }
                 .sorted { $0.2.lexicographicallyPrecedes($1.2) }
-            guard !expired.isEmpty else { return 0 }
+            guard !expired.isEmpty else { return (0, returned) }
             let companies = expired.map(\.0)
             let requests = expired.map(\.1)
             try await markFailed(companies: companies, requests: requests, reasons: expired.map(\.3), on: connection)
             try await freeDestinations(expired.map(\.2), companies: companies, requests: requests, on: connection)
-            return expired.count
+            return (expired.count, returned)
         }
     }
 

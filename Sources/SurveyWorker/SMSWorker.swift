@@ -86,9 +86,16 @@ public struct SMSWorker: Service {
                 if lane == 0, clock.now - lastReap >= configuration.reapInterval {
                     lastReap = clock.now
                     let reaped = try await queue.failExpiredLeases()
-                    if reaped > 0 {
-                        metrics.failed(reason: "reaped", count: reaped)
-                        logger.warning("jobs whose lease ran out (uncertain) or too old (expired) failed", metadata: ["count": "\(reaped)"])
+                    if reaped.failed > 0 {
+                        metrics.failed(reason: "reaped", count: reaped.failed)
+                        logger.warning(
+                            "jobs whose lease ran out after they started (uncertain) or too old (expired) failed",
+                            metadata: ["count": "\(reaped.failed)"])
+                    }
+                    if reaped.returned > 0 {
+                        logger.notice(
+                            "jobs claimed by a worker that stopped before sending them went back to the queue",
+                            metadata: ["count": "\(reaped.returned)"])
                     }
                 }
                 let jobs = try await queue.claim(limit: batchSize, lease: configuration.lease)
@@ -111,63 +118,73 @@ public struct SMSWorker: Service {
         return max(1, min(configuration.batchSize, Int(affordable)))
     }
 
-    /// Outcomes are recorded every quarter second's worth of messages, so a reply or a
-    /// delivery status rarely arrives before its request is recorded as sent, and a STOP
-    /// is honoured within that time.
-    var chunkSize: Int {
-        max(1, min(batchSize, max(50, Int(configuration.ratePerSecond / 4))))
-    }
+    /// Jobs a lane may have between being marked as started and having their outcome
+    /// recorded: its share of `concurrency`. Only such jobs can end `uncertain` if the
+    /// worker dies, so a dead worker leaves at most `concurrency` of them.
+    var laneBudget: Int { max(1, configuration.concurrency / max(1, configuration.lanes)) }
 
-    /// Sends a claimed batch chunk by chunk, recording each chunk's outcomes before the
-    /// next. Before each chunk, numbers that opted out meanwhile are dropped; if the worker
-    /// is stopping, or half the lease is gone, the rest is released untouched.
+    /// Jobs are marked started, and outcomes recorded, this many at a time: half the
+    /// budget, so one group sends while the other is being written.
+    var window: Int { max(1, laneBudget / 2) }
+
+    /// Sends a claimed batch with at most `laneBudget` jobs started and not yet recorded.
+    /// Each window of jobs is marked as started in one statement (which also says whether
+    /// a number opted out meanwhile) just before its provider calls; outcomes are recorded
+    /// a window at a time. If the worker is stopping, or half the lease is gone, jobs not
+    /// yet started go back to the queue untouched. A worker killed meanwhile leaves its
+    /// unstarted jobs to return to the queue when the lease runs out; only the started
+    /// ones are uncertain.
     func sendAndRecord(_ jobs: [QueueRepository.Job], stopping: StopFlag) async throws {
         let clock = ContinuousClock()
         let claimed = clock.now
-        var remaining = jobs[...]
-        while !remaining.isEmpty {
-            if stopping.isSet || clock.now - claimed > configuration.lease / 2 {
-                try await record(remaining.map { ($0, .release) })
-                return
+        var pending = jobs[...]
+        try await withThrowingTaskGroup(of: (QueueRepository.Job, QueueRepository.Outcome).self) { group in
+            var inFlight = 0
+            var unrecorded: [(QueueRepository.Job, QueueRepository.Outcome)] = []
+            // A failure to mark stops new starts; what is in flight is still recorded.
+            var failure: (any Error)?
+            while true {
+                let free = laneBudget - inFlight - unrecorded.count
+                let canStart = !pending.isEmpty && failure == nil && !stopping.isSet && clock.now - claimed <= configuration.lease / 2
+                if canStart, free >= min(window, pending.count) {
+                    var started = Array(pending.prefix(free))
+                    do {
+                        // The provider's rate is spent before the jobs are marked: a job
+                        // marked as started is one whose call goes out now.
+                        for _ in started { try await limiter.acquire() }
+                        let optedOut = try await queue.markStarted(started)
+                        for index in started.indices where optedOut.contains(started[index].id) { started[index].optedOut = true }
+                    } catch {
+                        failure = error
+                        continue
+                    }
+                    pending = pending.dropFirst(started.count)
+                    for job in started {
+                        group.addTask { (job, await attempt(job, stopping: stopping)) }
+                    }
+                    inFlight += started.count
+                    continue
+                }
+                if inFlight == 0 {
+                    try await record(unrecorded + pending.map { ($0, .release) })
+                    if let failure { throw failure }
+                    return
+                }
+                if let result = try await group.next() {
+                    inFlight -= 1
+                    unrecorded.append(result)
+                }
+                // Recorded a window at a time, or at once when nothing else can start.
+                if unrecorded.count >= window || (inFlight == 0 && !unrecorded.isEmpty) {
+                    try await record(unrecorded)
+                    unrecorded.removeAll(keepingCapacity: true)
+                }
             }
-            var chunk = Array(remaining.prefix(chunkSize))
-            remaining = remaining.dropFirst(chunk.count)
-            if chunk.count < jobs.count || clock.now - claimed > .seconds(1) {
-                let optedOut = (try? await queue.optedOut(chunk.map(\.destinationHash))) ?? []
-                for index in chunk.indices where optedOut.contains(chunk[index].destinationHash) { chunk[index].optedOut = true }
-            }
-            try await record(await send(chunk, stopping: stopping))
-        }
-    }
-
-    /// Sends jobs with bounded concurrency, at the configured rate. Jobs not yet started
-    /// when the worker is asked to stop are released, untouched.
-    func send(_ jobs: [QueueRepository.Job], stopping: StopFlag) async -> [(QueueRepository.Job, QueueRepository.Outcome)] {
-        await withTaskGroup(of: (QueueRepository.Job, QueueRepository.Outcome).self) { group in
-            var results: [(QueueRepository.Job, QueueRepository.Outcome)] = []
-            results.reserveCapacity(jobs.count)
-            var pending = jobs[...]
-            func startNext() {
-                guard let job = pending.popFirst() else { return }
-                group.addTask { (job, await attempt(job, stopping: stopping)) }
-            }
-            for _ in 0..<min(configuration.concurrency, jobs.count) { startNext() }
-            while let result = await group.next() {
-                results.append(result)
-                startNext()
-            }
-            return results
         }
     }
 
     func attempt(_ job: QueueRepository.Job, stopping: StopFlag) async -> QueueRepository.Outcome {
         if job.optedOut { return .failed(reason: "opted-out") }
-        if stopping.isSet { return .release }
-        do {
-            try await limiter.acquire()
-        } catch {
-            return .release
-        }
         if stopping.isSet { return .release }
         let result = await provider.send(OutgoingSMS(to: job.destination, body: job.body))
         switch result {
