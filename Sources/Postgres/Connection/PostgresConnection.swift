@@ -37,6 +37,9 @@ public final class PostgresConnection: @unchecked Sendable {
     private let threadPool: NIOThreadPool
     private let noticeSink: NoticeSink
     private let inFlight = Mutex(CancelState())
+    /// Every call into libpq that talks on the connection goes through it: a second task
+    /// using the connection at the same time stops the program instead of racing libpq.
+    private let use = ExclusiveUse()
     private let nextTicket = Atomic<UInt64>(0)
     private let closed = Atomic<Bool>(false)
     /// Set when libpq was left in a state this client cannot use again (stuck in pipeline
@@ -228,6 +231,8 @@ public final class PostgresConnection: @unchecked Sendable {
     /// migrations. Values never go here: use `query(_:)`.
     public func simpleQuery(_ script: String) async throws {
         await cancelDelivered()
+        use.enter("a script")
+        defer { use.leave() }
         try await threadPool.runBlocking { () throws(PostgresError) in
             guard !script.utf8.contains(0) else {
                 throw PostgresError(code: .encoding, message: "the script contains a NUL character")
@@ -300,6 +305,8 @@ public final class PostgresConnection: @unchecked Sendable {
 
     /// Waits up to `timeout` for notifications and returns those that arrived (maybe none).
     public func notifications(timeout: Duration) async throws -> [PostgresNotification] {
+        use.enter("a wait for notifications")
+        defer { use.leave() }
         let milliseconds = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
         return try await threadPool.runBlocking { () throws(PostgresError) -> [PostgresNotification] in
             var received = self.drainNotifications()
@@ -360,6 +367,8 @@ public final class PostgresConnection: @unchecked Sendable {
     /// the server is a suspension on `SocketReactor`, which holds no thread.
     private func executePipeline(_ queries: [PostgresQuery]) async throws(PostgresError) -> [PostgresRows] {
         guard !queries.isEmpty else { return [] }
+        use.enter("a statement")
+        defer { use.leave() }
         guard !poisoned.load(ordering: .acquiring) else {
             throw PostgresError(code: .connectionClosed, message: "the connection was left unusable by an earlier failure")
         }
