@@ -216,7 +216,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SurveyWorkerTests",
-            dependencies: ["SurveyWorker"],
+            dependencies: ["SurveyWorker", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         // The whole pipeline against a fake Twilio gateway (a real local HTTP server).

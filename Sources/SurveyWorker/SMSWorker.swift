@@ -40,7 +40,7 @@ public struct SMSWorker: Service {
     let provider: any SMSProvider
     let configuration: Configuration
     let logger: Logger
-    let limiter: RateLimiter
+    let limiter: RateLimiter<ContinuousClock>
     let metrics = WorkerMetrics()
 
     public init(

@@ -152,23 +152,72 @@ import Testing
         }
     }
 
+    /// The bucket's own arithmetic runs in PostgreSQL, on its clock. Each assertion holds
+    /// however slow the machine (it was made only when the first calls took under 450 ms).
     @Test func theSharedBucketRefillsAtItsRate() async throws {
         let repository = RateLimitRepository(database: harness.database)
-        let key = "test:\(UInt64.random(in: 0...UInt64.max))"
-        let start = ContinuousClock.now
-        let first = try await repository.take(10, from: key, rate: 2, burst: 5)
+        // A bucket that refills one token per 100 s: empty means empty for this whole test.
+        let slow = "test:\(UInt64.random(in: 0...UInt64.max))"
+        let first = try await repository.take(10, from: slow, rate: 0.01, burst: 5)
         #expect(first.granted == 5, "a new bucket is full, and grants at most the burst")
-        let empty = try await repository.take(1, from: key, rate: 2, burst: 5)
-        if ContinuousClock.now - start < .milliseconds(450) {
-            #expect(empty.granted == 0)
-            #expect(empty.retryAfter > .zero && empty.retryAfter <= .milliseconds(500))
-        }
+        let empty = try await repository.take(1, from: slow, rate: 0.01, burst: 5)
+        #expect(empty.granted == 0)
+        #expect(empty.retryAfter > .seconds(90) && empty.retryAfter <= .seconds(100))
+        // One that refills at 2/s, bounded both ways by the time that really elapsed.
+        let fast = "test:\(UInt64.random(in: 0...UInt64.max))"
+        let start = ContinuousClock.now
+        #expect(try await repository.take(5, from: fast, rate: 2, burst: 5).granted == 5)
         try await Task.sleep(for: .milliseconds(1100))
-        let refilled = try await repository.take(10, from: key, rate: 2, burst: 5)
-        let elapsed = Double((ContinuousClock.now - start).components.seconds)
-            + Double((ContinuousClock.now - start).components.attoseconds) / 1e18
+        let refilled = try await repository.take(10, from: fast, rate: 2, burst: 5)
+        let elapsed = start.duration(to: .now)
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         #expect(refilled.granted >= 2, "at least 1.1 s of refill at 2/s")
-        #expect(refilled.granted <= min(5, Int(2 * elapsed)), "no more than the time elapsed refilled")
+        #expect(refilled.granted <= min(5, Int(2 * seconds)), "no more than the time elapsed refilled")
+    }
+
+    /// The replica's side on a clock moved by hand: a lease's tokens last `leaseLifetime`
+    /// of the limiter's clock, and a refused key stays refused, without asking the
+    /// database, until its retry time on that clock.
+    @Test func leasesExpireAndRefusalsLastOnTheLimitersClock() async throws {
+        let clock = VirtualClock()
+        let limiter = SharedRateLimiter(
+            repository: RateLimitRepository(database: harness.database), leaseLifetime: .seconds(1), clock: clock,
+            logger: TestDatabase.logger)
+        func refreshed(_ key: String) async throws -> Date {
+            try await harness.superuser().withConnection { connection in
+                try await connection.query("SELECT refreshed_at FROM rate_limit_buckets WHERE bucket_key = \(key)").one().decode(Date.self)
+            }
+        }
+        // Leases of 10 (a tenth of a second at 100/s).
+        let leased = "test:\(UInt64.random(in: 0...UInt64.max))"
+        let limit = RateLimit(ratePerSecond: 100, burst: 20)
+        #expect(await limiter.acquire(leased, limit: limit) == .allowed)
+        let first = try await refreshed(leased)
+        for _ in 0..<9 { #expect(await limiter.acquire(leased, limit: limit) == .allowed) }
+        #expect(try await refreshed(leased) == first, "the lease's ten tokens were spent without the database")
+        #expect(await limiter.acquire(leased, limit: limit) == .allowed)
+        let second = try await refreshed(leased)
+        #expect(second > first, "an eleventh request takes a new lease")
+        // Its nine unused tokens expire with it, a second later on the limiter's clock.
+        clock.advance(by: .milliseconds(1001))
+        #expect(await limiter.acquire(leased, limit: limit) == .allowed)
+        #expect(try await refreshed(leased) > second, "an expired lease is not spent")
+
+        // A bucket of 3 that refills once per 1000 s: three leases of one, then a refusal.
+        let refusedKey = "test:\(UInt64.random(in: 0...UInt64.max))"
+        let slow = RateLimit(ratePerSecond: 0.001, burst: 3)
+        for _ in 0..<3 { #expect(await limiter.acquire(refusedKey, limit: slow) == .allowed) }
+        let refused = await limiter.acquire(refusedKey, limit: slow)
+        guard case .limited(let wait) = refused else {
+            Issue.record("expected a refusal, got \(refused)")
+            return
+        }
+        #expect(wait > .seconds(900))
+        // Known without the database: the same wait, less the time moved.
+        clock.advance(by: .seconds(100))
+        #expect(limiter.blockedFor(refusedKey) == wait - .seconds(100))
+        clock.advance(by: wait)
+        #expect(limiter.blockedFor(refusedKey) == nil)
     }
 
     @Test func concurrentRequestsShareOneLease() async throws {

@@ -1,27 +1,37 @@
 import SurveyWorker
+import TestSupport
 import Testing
 
+/// On a virtual clock: every sleep moves time to its deadline at once, so the assertions
+/// are on exact instants, whatever the machine's load (they used to measure wall time).
 @Suite struct RateLimiterTests {
     @Test func spacesCallsToTheRateAfterTheBurst() async throws {
-        let limiter = RateLimiter(perSecond: 100, burst: 5)
-        let clock = ContinuousClock()
+        let clock = VirtualClock()
+        let limiter = RateLimiter(perSecond: 100, burst: 5, clock: clock)
         let start = clock.now
-        // 5 at once (the burst), then 25 more at 10 ms each: at least 240 ms.
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for _ in 0..<30 { group.addTask { try await limiter.acquire() } }
-            try await group.waitForAll()
+        var granted: [Duration] = []
+        for _ in 0..<30 {
+            try await limiter.acquire()
+            granted.append(start.duration(to: clock.now))
         }
-        let elapsed = clock.now - start
-        #expect(elapsed >= .milliseconds(230))
-        #expect(elapsed < .seconds(2))
+        // 5 at once (the burst), then one every 10 ms.
+        #expect(granted.prefix(5).allSatisfy { $0 == .zero })
+        #expect(Array(granted.dropFirst(5)) == (1...25).map { Duration.milliseconds(10 * $0) })
     }
 
-    @Test func anIdleLimiterDoesNotMakeTheFirstCallsWait() async throws {
-        let limiter = RateLimiter(perSecond: 10, burst: 3)
-        try await Task.sleep(for: .milliseconds(50))
-        let clock = ContinuousClock()
-        let start = clock.now
+    @Test func anIdleLimiterRefillsItsBurst() async throws {
+        let clock = VirtualClock()
+        let limiter = RateLimiter(perSecond: 10, burst: 3, clock: clock)
         for _ in 0..<3 { try await limiter.acquire() }
-        #expect(clock.now - start < .milliseconds(50))
+        #expect(clock.now.offset == .zero)
+        try await limiter.acquire()
+        #expect(clock.now.offset == .milliseconds(100))
+        // Idle for a second: a whole burst is there again, and no more.
+        clock.advance(by: .seconds(1))
+        let rested = clock.now
+        for _ in 0..<3 { try await limiter.acquire() }
+        #expect(clock.now == rested)
+        try await limiter.acquire()
+        #expect(rested.duration(to: clock.now) == .milliseconds(100))
     }
 }

@@ -101,7 +101,7 @@ public let apiBasePath = "survey/1.0.0"
 /// The parts of the API that live longer than a request and that its services maintain.
 public struct APIComponents: Sendable {
     public let authenticator: TokenAuthenticator
-    public let rateLimiter: SharedRateLimiter
+    public let rateLimiter: SharedRateLimiter<ContinuousClock>
 
     public init(database: Database, logger: Logger) {
         authenticator = TokenAuthenticator(companies: CompanyRepository(database: database))

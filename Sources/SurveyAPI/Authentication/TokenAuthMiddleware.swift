@@ -18,7 +18,7 @@ import SurveyStorage
 struct TokenAuthMiddleware: RouterMiddleware {
     typealias Context = AppRequestContext
     let authenticator: TokenAuthenticator
-    let limiter: SharedRateLimiter
+    let limiter: SharedRateLimiter<ContinuousClock>
     let limits: APIConfiguration.Limits
     let failures: FailedAuthentications
 
@@ -51,7 +51,7 @@ struct TokenAuthMiddleware: RouterMiddleware {
 /// limit the answer is 429 instead of 401. The address is kept only as a keyed hash, and
 /// only worked out when an authentication fails (never on the path of a valid request).
 struct FailedAuthentications: Sendable {
-    let limiter: SharedRateLimiter
+    let limiter: SharedRateLimiter<ContinuousClock>
     let limit: RateLimit
     let trustForwardedFor: Bool
     let addressHasher: DestinationHasher

@@ -5,12 +5,12 @@ import SurveyStorage
 /// Forgets idle rate-limit keys, in this replica's memory and in the shared table.
 /// Any replica may purge the table: a bucket idle for `tableAge` would be full anyway.
 public struct RateLimitJanitor: Service {
-    let limiter: SharedRateLimiter
+    let limiter: SharedRateLimiter<ContinuousClock>
     let repository: RateLimitRepository
     let tableAge: Duration
     let logger: Logger
 
-    public init(limiter: SharedRateLimiter, repository: RateLimitRepository, tableAge: Duration = .seconds(600), logger: Logger) {
+    public init(limiter: SharedRateLimiter<ContinuousClock>, repository: RateLimitRepository, tableAge: Duration = .seconds(600), logger: Logger) {
         self.limiter = limiter
         self.repository = repository
         self.tableAge = tableAge

@@ -12,16 +12,23 @@ import Synchronization
 /// strict side by at most one lease per replica per `leaseLifetime`. When the database
 /// cannot be asked the limiter lets requests through for a moment: a limiter must never
 /// be why the service is down (those requests meet the outage on their own queries).
-public final class SharedRateLimiter: Sendable {
+///
+/// Generic over its clock (leases' lifetimes, blocks), so tests can move time by hand.
+public final class SharedRateLimiter<C: Clock>: Sendable where C.Duration == Duration, C.Instant: Sendable {
     public enum Decision: Sendable, Equatable {
         case allowed
         case limited(retryAfter: Duration)
     }
 
+    private enum Step {
+        case decided(Decision)
+        case wait(Task<Void, Never>)
+    }
+
     private struct Entry {
         var tokens = 0
-        var leaseExpiry: ContinuousClock.Instant
-        var blockedUntil: ContinuousClock.Instant?
+        var leaseExpiry: C.Instant
+        var blockedUntil: C.Instant?
         var lease: Task<Void, Never>?
     }
 
@@ -30,11 +37,13 @@ public final class SharedRateLimiter: Sendable {
     private let capacity: Int
     private let logger: Logger
     private let entries = Mutex<[String: Entry]>([:])
-    private let clock = ContinuousClock()
+    private let clock: C
 
     public init(
-        repository: RateLimitRepository, leaseLifetime: Duration = .seconds(1), capacity: Int = 100_000, logger: Logger
+        repository: RateLimitRepository, leaseLifetime: Duration = .seconds(1), capacity: Int = 100_000, clock: C,
+        logger: Logger
     ) {
+        self.clock = clock
         self.repository = repository
         self.leaseLifetime = leaseLifetime
         self.capacity = capacity
@@ -43,17 +52,13 @@ public final class SharedRateLimiter: Sendable {
 
     /// Spends one token of `key`'s bucket, or says how long until there is one.
     public func acquire(_ key: String, limit: RateLimit) async -> Decision {
-        enum Step {
-            case decided(Decision)
-            case wait(Task<Void, Never>)
-        }
         while true {
             let step = entries.withLock { entries -> Step in
                 let now = clock.now
                 if entries[key] == nil, entries.count >= capacity { evictIdle(&entries, now: now) }
                 var entry = entries[key] ?? Entry(leaseExpiry: now)
                 defer { entries[key] = entry }
-                if let until = entry.blockedUntil, until > now { return .decided(.limited(retryAfter: until - now)) }
+                if let until = entry.blockedUntil, until > now { return .decided(.limited(retryAfter: now.duration(to: until))) }
                 if entry.tokens > 0, entry.leaseExpiry > now {
                     entry.tokens -= 1
                     return .decided(.allowed)
@@ -75,7 +80,7 @@ public final class SharedRateLimiter: Sendable {
         entries.withLock { entries in
             guard let until = entries[key]?.blockedUntil else { return nil }
             let now = clock.now
-            return until > now ? until - now : nil
+            return until > now ? now.duration(to: until) : nil
         }
     }
 
@@ -86,7 +91,7 @@ public final class SharedRateLimiter: Sendable {
 
     var keyCount: Int { entries.withLock { $0.count } }
 
-    private func evictIdle(_ entries: inout [String: Entry], now: ContinuousClock.Instant) {
+    private func evictIdle(_ entries: inout [String: Entry], now: C.Instant) {
         entries = entries.filter { _, entry in
             entry.lease != nil || entry.leaseExpiry > now || (entry.blockedUntil.map { $0 > now } ?? false)
         }
@@ -107,11 +112,11 @@ public final class SharedRateLimiter: Sendable {
             switch outcome {
             case .success(let (granted, retryAfter)):
                 entry.tokens = granted
-                entry.leaseExpiry = now + leaseLifetime
-                entry.blockedUntil = granted == 0 ? now + max(retryAfter, .milliseconds(1)) : nil
+                entry.leaseExpiry = now.advanced(by: leaseLifetime)
+                entry.blockedUntil = granted == 0 ? now.advanced(by: max(retryAfter, .milliseconds(1))) : nil
             case .failure:
                 entry.tokens = limit.burst
-                entry.leaseExpiry = now + leaseLifetime
+                entry.leaseExpiry = now.advanced(by: leaseLifetime)
                 entry.blockedUntil = nil
             }
             entries[key] = entry
@@ -119,5 +124,13 @@ public final class SharedRateLimiter: Sendable {
         if case .failure(let error) = outcome {
             logger.warning("rate limit state unreachable; allowing requests for now", metadata: ["error": "\(error)"])
         }
+    }
+}
+
+extension SharedRateLimiter where C == ContinuousClock {
+    public convenience init(
+        repository: RateLimitRepository, leaseLifetime: Duration = .seconds(1), capacity: Int = 100_000, logger: Logger
+    ) {
+        self.init(repository: repository, leaseLifetime: leaseLifetime, capacity: capacity, clock: ContinuousClock(), logger: logger)
     }
 }
