@@ -4,11 +4,16 @@ Webhook calls are signed the way Twilio signs them, so the fuzzer reaches the we
 handlers instead of stopping at 403: a case that carries an X-Twilio-Signature header
 gets the right signature for its URL and form. A case without the header (the
 fuzzer's missing-header test) stays unsigned and must be refused.
+
+One check of our own: a problem's `status` member is the response's HTTP status. The
+contract's error responses all use the plain `Problem` schema (status 400-599), since a
+per-response `const` made client generators drop every error response.
 """
 
 import base64
 import hashlib
 import hmac
+import json
 import os
 import re
 
@@ -51,3 +56,22 @@ def before_call(context, case, kwargs):
     case.headers[name] = signature
     if isinstance(kwargs.get("headers"), dict):
         kwargs["headers"][name] = signature
+
+
+@schemathesis.check
+def problem_status_is_response_status(ctx, response, case):
+    """An application/problem+json body's `status` is the HTTP status (RFC 9457, 3.1.2)."""
+    content_type = (response.headers.get("content-type") or [""])[0]
+    if content_type.split(";")[0].strip().lower() != "application/problem+json":
+        return None
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return None  # not JSON: the schema checks report it
+    if not isinstance(body, dict) or "status" not in body:
+        return None  # a missing member: the schema checks report it
+    if body["status"] != response.status_code:
+        raise AssertionError(
+            f"problem status {body['status']!r} is not the response's status {response.status_code}"
+        )
+    return True
