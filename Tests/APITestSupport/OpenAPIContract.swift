@@ -106,6 +106,13 @@ public final class OpenAPIContract: @unchecked Sendable {
         }
         var validator = SchemaValidator(contract: self)
         validator.validate(value, against: schema, at: "$")
+        // RFC 9457: a problem's status is the response's. The contract's error responses all use
+        // the plain Problem schema (a per-status `const` made client generators drop them).
+        if mediaType == "application/problem+json", let member = (value as? [String: Any])?["status"] as? NSNumber,
+            member.doubleValue != Double(status)
+        {
+            validator.errors.append("$.status: \(member) is not the response's status")
+        }
         return problems + validator.errors.map { "\(where_): \($0)" }
     }
 

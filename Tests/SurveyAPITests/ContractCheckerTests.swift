@@ -38,5 +38,12 @@ import Testing
             !violations(.get, "/ready", 503, problem, #"{"type":"about:blank","title":"Not ready","status":503,"detail":"x","instance":"/ready"}"#)
                 .isEmpty, "Retry-After must be an integer")
         #expect(!violations(.get, "/nowhere", 404, id, #"{}"#).isEmpty, "an error that is not problem+json")
+        var plain = id
+        plain[.contentType] = "application/problem+json"
+        let notFound = #"{"type":"about:blank","title":"Not Found","status":404,"instance":"/survey/1.0.0/surveys/7"}"#
+        #expect(violations(.get, "/survey/1.0.0/surveys/7", 404, plain, notFound) == [])
+        #expect(
+            !violations(.get, "/survey/1.0.0/surveys/7", 404, plain, notFound.replacingOccurrences(of: "404", with: "400")).isEmpty,
+            "a problem whose status is not the response's")
     }
 }
