@@ -61,7 +61,7 @@ public enum TwilioWebhook {
             violations.append("MessageStatus", "is required")
         } else if Set(statuses).count > 1 {
             violations.append("SmsStatus", "must agree with MessageStatus")
-        } else if !statuses[0].allSatisfy({ $0.isASCII && ($0.isLetter || $0 == "_") }) || statuses[0].count > 32 {
+        } else if statuses[0].isEmpty || statuses[0].count > 32 || !statuses[0].allSatisfy({ $0.isASCII && ($0.isLetter || $0 == "_") }) {
             violations.append("MessageStatus", "is not a message status")
         }
         try violations.throwIfAny()

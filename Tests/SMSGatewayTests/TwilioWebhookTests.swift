@@ -99,6 +99,9 @@ import Testing
         #expect(throws: TwilioWebhook.Violations.self) { try TwilioWebhook.statusCallback(replay, accountSID: Self.account) }
         let disagreeing = Self.rewritten(callback, ["SmsStatus": ("SmsStatus", "delivered")])
         #expect(throws: TwilioWebhook.Violations.self) { try TwilioWebhook.statusCallback(disagreeing, accountSID: Self.account) }
+        // An empty status is none (the fuzzer's find).
+        let empty = Self.rewritten(callback, ["MessageStatus": ("MessageStatus", ""), "SmsStatus": ("SmsStatus", "")])
+        #expect(throws: TwilioWebhook.Violations.self) { try TwilioWebhook.statusCallback(empty, accountSID: Self.account) }
         // A reply's parameters are not a status callback's.
         #expect(throws: TwilioWebhook.Violations.self) { try TwilioWebhook.statusCallback(Self.genuine, accountSID: Self.account) }
     }

@@ -78,6 +78,11 @@ import Testing
             let bad = try await client.send(
                 .patch, "/admin/companies/\(tenant.id)", headers: admin, body: #"{"requestRateLimit":{"perSecond":0,"burst":2.5,"x":1}}"#)
             bad.expectProblem(.badRequest)
+            // The fuzzer's find: a null half was taken for "no change".
+            let half = try await client.send(
+                .patch, "/admin/companies/\(tenant.id)", headers: admin, body: #"{"requestRateLimit":{"perSecond":0.5,"burst":null}}"#)
+            half.expectProblem(.badRequest)
+            #expect(half.errorFields == ["requestRateLimit.burst"])
             #expect(bad.errorFields.sorted() == ["requestRateLimit.burst", "requestRateLimit.perSecond", "requestRateLimit.x"])
             // A new token is looked up with the company's limit.
             let headers = try await harness.token(for: tenant)

@@ -161,8 +161,10 @@ struct AdminController<Context: RequestContext> {
             validator.rejectUnknown(limit, known: ["perSecond", "burst"], at: "requestRateLimit")
             let rate = validator.number(limit, "perSecond", at: "requestRateLimit.perSecond", range: CompanyLimits.requestsPerSecond)
             let burst = validator.integer(limit, "burst", at: "requestRateLimit.burst", range: CompanyLimits.requestBurst)
-            if limit["perSecond"] == nil { validator.fail("requestRateLimit.perSecond", "is required") }
-            if limit["burst"] == nil { validator.fail("requestRateLimit.burst", "is required") }
+            // Both halves, and not null: `null` for the whole object is how to drop the limit.
+            for key in ["perSecond", "burst"] where limit[key] == nil || limit[key] == .null {
+                validator.fail("requestRateLimit.\(key)", "is required")
+            }
             guard let rate, let burst else { return nil }
             return .set(RateLimit(ratePerSecond: rate, burst: burst))
         default:
