@@ -60,6 +60,15 @@ struct Serve: AsyncParsableCommand {
                 migrator: try Migrator(directory: Environment.sqlDirectory()), metrics: metrics.exposition,
                 openAPI: try OpenAPIDocument(contentsOf: Environment.openAPIPath())))
         if configuration.adminToken == nil { logger.notice("ADMIN_TOKEN is not set: the admin API is disabled") }
+        // Connections past the descriptors the process may open would fail at accept, for
+        // everyone: keep room for the database pool, files and the listener.
+        if let descriptors = Environment.fileDescriptorLimit(), configuration.limits.maximumConnections > descriptors - 128 {
+            let lowered = max(1, descriptors - 128)
+            logger.notice(
+                "MAX_CONNECTIONS lowered to fit the file descriptor limit",
+                metadata: ["configured": "\(configuration.limits.maximumConnections)", "limit": "\(descriptors)", "now": "\(lowered)"])
+            configuration.limits.maximumConnections = lowered
+        }
         if let authToken = Environment.value("TWILIO_AUTH_TOKEN") {
             configuration.webhooks = .init(
                 authToken: authToken, accountSID: try Environment.twilioAccountSID(),

@@ -115,16 +115,28 @@ enum Environment {
         }
         let requestTimeout = try double("REQUEST_TIMEOUT_SECONDS", default: 30, range: 1...600)
         let idleTimeout = try double("IDLE_TIMEOUT_SECONDS", default: 60, range: 1...3600)
+        let receiveTimeout = try double("REQUEST_RECEIVE_TIMEOUT_SECONDS", default: 10, range: 0.1...3600)
+        let connections = try integer("MAX_CONNECTIONS", default: defaults.maximumConnections, range: 1...1_000_000)
+        let perAddress = try integer(
+            "MAX_CONNECTIONS_PER_ADDRESS", default: defaults.maximumConnectionsPerAddress, range: 1...1_000_000)
         return APIConfiguration.Limits(
             perToken: RateLimit(ratePerSecond: rate, burst: burst),
             perCompany: RateLimit(ratePerSecond: companyRate, burst: companyBurst),
             failedAuthentication: RateLimit(ratePerSecond: failures / 60, burst: failureBurst),
             trustForwardedFor: trust == "1", requestTimeout: .milliseconds(Int64(requestTimeout * 1000)),
-            idleTimeout: .milliseconds(Int64(idleTimeout * 1000)))
+            idleTimeout: .milliseconds(Int64(idleTimeout * 1000)), receiveTimeout: .milliseconds(Int64(receiveTimeout * 1000)),
+            maximumConnections: connections, maximumConnectionsPerAddress: perAddress)
     }
 
     /// Our account at Twilio: webhooks naming another account are refused, so `serve` needs
     /// it whenever it checks webhooks.
+    /// File descriptors this process may open (its soft limit), if the system says.
+    static func fileDescriptorLimit() -> Int? {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < rlim_t(Int32.max) else { return nil }
+        return Int(clamping: limit.rlim_cur)
+    }
+
     static func twilioAccountSID() throws -> String {
         guard let sid = value("TWILIO_ACCOUNT_SID") else {
             throw Missing(name: "TWILIO_ACCOUNT_SID", hint: "the account (AC followed by 32 hex digits) whose webhooks are accepted")

@@ -49,12 +49,22 @@ public struct APIConfiguration: Sendable {
         public var requestTimeout: Duration
         /// A connection with no request for this long is closed (slow or abandoned clients).
         public var idleTimeout: Duration
+        /// A request's head and body must arrive within this, from its first byte (408 and
+        /// the connection closed past it).
+        public var receiveTimeout: Duration
+        /// Connections open at once, in all and per client address; more are refused (503).
+        public var maximumConnections: Int
+        public var maximumConnectionsPerAddress: Int
 
         public init(
             perToken: RateLimit = .perTokenDefault, perCompany: RateLimit = .perCompanyDefault,
             failedAuthentication: RateLimit = .failedAuthenticationDefault,
-            trustForwardedFor: Bool = false, requestTimeout: Duration = .seconds(30), idleTimeout: Duration = .seconds(60)
+            trustForwardedFor: Bool = false, requestTimeout: Duration = .seconds(30), idleTimeout: Duration = .seconds(60),
+            receiveTimeout: Duration = .seconds(10), maximumConnections: Int = 10_000, maximumConnectionsPerAddress: Int = 256
         ) {
+            self.receiveTimeout = receiveTimeout
+            self.maximumConnections = maximumConnections
+            self.maximumConnectionsPerAddress = maximumConnectionsPerAddress
             self.perToken = perToken
             self.perCompany = perCompany
             self.failedAuthentication = failedAuthentication
@@ -171,7 +181,11 @@ public func buildApplication(
     let components = APIComponents(database: database, logger: logger)
     var application = Application(
         router: buildRouter(configuration: configuration, database: database, components: components),
-        server: .http1(configuration: .init(idleTimeout: TimeAmount(configuration.limits.idleTimeout))),
+        server: .guardedHTTP1(
+            idleTimeout: TimeAmount(configuration.limits.idleTimeout), receiveTimeout: TimeAmount(configuration.limits.receiveTimeout),
+            admission: ConnectionAdmission(
+                maximum: configuration.limits.maximumConnections,
+                maximumPerAddress: configuration.limits.maximumConnectionsPerAddress)),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "surveyd"),
         logger: logger)
     application.addServices(

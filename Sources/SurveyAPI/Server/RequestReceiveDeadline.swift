@@ -1,0 +1,108 @@
+import HummingbirdCore
+import NIOCore
+import NIOHTTPTypes
+
+/// Bounds the time to receive a whole request, head and body: from its first byte to its
+/// end, at most `timeout`. Past it the connection is answered `408` (if no response has
+/// started) and closed. Without it a client sending a byte every few seconds keeps its
+/// connection, and what it holds, for ever; and the webhooks read their body before they
+/// can check its signature.
+///
+/// Two handlers share the watch: this one, first in the pipeline, sees the raw bytes (a
+/// slow request head has not reached the HTTP decoder yet); `RequestEndObserver`, after
+/// the decoder, sees where each request ends.
+final class RequestReceiveDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+
+    private let timeout: TimeAmount
+    private var deadline: Scheduled<Void>?
+    /// Whether any of a response went out since the request being received began.
+    private var responding = false
+
+    init(timeout: TimeAmount) {
+        self.timeout = timeout
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        startIfIdle(context)
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        responding = true
+        context.write(data, promise: promise)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        deadline = nil
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        deadline = nil
+    }
+
+    /// A request began (its first byte, or a head decoded from bytes already here).
+    func startIfIdle(_ context: ChannelHandlerContext) {
+        guard deadline == nil else { return }
+        responding = false
+        deadline = context.eventLoop.scheduleTask(in: timeout) { [weak self] in
+            self?.expire(context)
+        }
+    }
+
+    /// The request being received is complete.
+    func requestEnded() {
+        deadline?.cancel()
+        deadline = nil
+    }
+
+    private func expire(_ context: ChannelHandlerContext) {
+        deadline = nil
+        guard context.channel.isActive else { return }
+        if responding {
+            context.close(promise: nil)
+            return
+        }
+        let body = #"{"type":"about:blank","title":"Request Timeout","status":408,"detail":"The request was not received in time."}"#
+        let response =
+            "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/problem+json\r\nCache-Control: no-store\r\n"
+            + "Connection: close\r\nContent-Length: \(body.utf8.count)\r\n\r\n" + body
+        context.writeAndFlush(NIOAny(ByteBuffer(string: response))).whenComplete { _ in context.close(promise: nil) }
+    }
+}
+
+/// After the HTTP decoder: tells `RequestReceiveDeadlineHandler` where a request ends, and
+/// where one begins when its head came in the same read as the previous one's end.
+final class RequestEndObserver: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+
+    private var watch: RequestReceiveDeadlineHandler?
+    private var watchContext: ChannelHandlerContext?
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        watch = try? context.pipeline.syncOperations.handler(type: RequestReceiveDeadlineHandler.self)
+        watchContext = try? context.pipeline.syncOperations.context(handlerType: RequestReceiveDeadlineHandler.self)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        watch = nil
+        watchContext = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head:
+            if let watch, let watchContext { watch.startIfIdle(watchContext) }
+        case .end:
+            watch?.requestEnded()
+        case .body:
+            break
+        }
+        context.fireChannelRead(data)
+    }
+}
