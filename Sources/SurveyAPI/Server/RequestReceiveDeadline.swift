@@ -49,8 +49,11 @@ final class RequestReceiveDeadlineHandler: ChannelDuplexHandler, RemovableChanne
     func startIfIdle(_ context: ChannelHandlerContext) {
         guard deadline == nil else { return }
         responding = false
-        deadline = context.eventLoop.scheduleTask(in: timeout) { [weak self] in
-            self?.expire(context)
+        // Runs on the channel's event loop, where the handler and its context live.
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        deadline = context.eventLoop.scheduleTask(in: timeout) {
+            let (handler, context) = bound.value
+            handler.expire(context)
         }
     }
 
@@ -71,7 +74,8 @@ final class RequestReceiveDeadlineHandler: ChannelDuplexHandler, RemovableChanne
         let response =
             "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/problem+json\r\nCache-Control: no-store\r\n"
             + "Connection: close\r\nContent-Length: \(body.utf8.count)\r\n\r\n" + body
-        context.writeAndFlush(NIOAny(ByteBuffer(string: response))).whenComplete { _ in context.close(promise: nil) }
+        let channel = context.channel
+        context.writeAndFlush(NIOAny(ByteBuffer(string: response))).whenComplete { _ in channel.close(promise: nil) }
     }
 }
 
