@@ -416,3 +416,34 @@ DROP DATABASE IF EXISTS :"db" WITH (FORCE);
 CREATE DATABASE :"db";
 SQL
 }
+
+# Starts (or reuses) the private cluster "tls", which also accepts TLS connections on
+# 127.0.0.1 (port SURVEYD_TLS_PG_PORT, default 55433) with a self-signed certificate made
+# on its first start, and prints a libpq URL to it with sslmode=require. In a subshell: the
+# caller's PRIVATE_PG_* and PG* variables stay those of its own cluster.
+start_private_tls_postgres() (
+    SURVEYD_PG_PORT="${SURVEYD_TLS_PG_PORT:-55433}"
+    start_private_postgres tls >/dev/null || exit 1
+    data="$PRIVATE_PG_DATA"
+    command -v openssl >/dev/null 2>&1 || ensure_apt_packages openssl >&2 || exit 1
+    if ! _surveyd_pg_as_owner test -s "$data/server.key"; then
+        _surveyd_pg_as_owner openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=localhost" \
+            -keyout "$data/server.key" -out "$data/server.crt" >/dev/null 2>&1 || _surveyd_die "openssl could not make a certificate" || exit 1
+        _surveyd_pg_as_owner chmod 600 "$data/server.key"
+    fi
+    _surveyd_pg_as_owner tee "$data/surveyd-tls.conf" >/dev/null <<CONF
+# Written by scripts/lib/database.sh (start_private_tls_postgres); edits are lost.
+listen_addresses = '127.0.0.1'
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
+CONF
+    if ! grep -q "^include_if_exists = 'surveyd-tls.conf'" "$data/postgresql.conf"; then
+        printf "\ninclude_if_exists = 'surveyd-tls.conf'\n" | _surveyd_pg_as_owner tee -a "$data/postgresql.conf" >/dev/null
+    fi
+    if ! "$PRIVATE_PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$SURVEYD_PG_PORT" >/dev/null 2>&1; then
+        _surveyd_pg_as_owner "$PRIVATE_PG_BIN/pg_ctl" -D "$data" -l "$PRIVATE_PG_LOG" -w -t 30 restart >/dev/null 2>&1 ||
+            _surveyd_pg_fail_with_log "could not restart the private PostgreSQL 'tls' with TLS" || exit 1
+    fi
+    printf 'postgresql://postgres@127.0.0.1:%s/postgres?sslmode=require\n' "$SURVEYD_PG_PORT"
+)
