@@ -77,25 +77,34 @@ public struct QueueRepository: Sendable {
     public func markStarted(_ jobs: [Job]) async throws -> Set<Int64> {
         guard !jobs.isEmpty else { return [] }
         return try await database.client.withConnection { connection in
-            Set(
-                try await connection.query(
-                    """
-                    UPDATE sms_jobs AS j SET sending_started_at = now()
-                      FROM unnest(\(jobs.map(\.company.rawValue))::bigint[], \(jobs.map(\.id))::bigint[]) AS t(company_id, job_id)
-                     WHERE j.company_id = t.company_id AND j.job_id = t.job_id
-                    RETURNING j.job_id, EXISTS (SELECT 1 FROM opt_outs AS o WHERE o.destination_hash = j.destination_hash)
-                    """
-                ).compactMap { row in
-                    let (id, optedOut) = try row.decode((Int64, Bool).self)
-                    return optedOut ? id : nil
-                })
+            try Self.optedOut(try await connection.query(Self.markStartedQuery(jobs)))
         }
     }
 
+    static func markStartedQuery(_ jobs: [Job]) -> PostgresQuery {
+        """
+        UPDATE sms_jobs AS j SET sending_started_at = now()
+          FROM unnest(\(jobs.map(\.company.rawValue))::bigint[], \(jobs.map(\.id))::bigint[]) AS t(company_id, job_id)
+         WHERE j.company_id = t.company_id AND j.job_id = t.job_id
+        RETURNING j.job_id, EXISTS (SELECT 1 FROM opt_outs AS o WHERE o.destination_hash = j.destination_hash)
+        """
+    }
+
+    static func optedOut(_ rows: PostgresRows) throws -> Set<Int64> {
+        Set(
+            try rows.compactMap { row in
+                let (id, optedOut) = try row.decode((Int64, Bool).self)
+                return optedOut ? id : nil
+            })
+    }
+
     /// Records a batch of outcomes in one transaction: sent and failed jobs leave the queue
-    /// (and their numbers with them), retried ones go back with a later `run_at`.
-    public func complete(_ outcomes: [(Job, Outcome)]) async throws {
-        guard !outcomes.isEmpty else { return }
+    /// (and their numbers with them), retried ones go back with a later `run_at`. Marks
+    /// `next` as started in the same transaction (one commit for both, which is what a
+    /// window of sends costs the database) and returns which of them opted out meanwhile.
+    @discardableResult
+    public func complete(_ outcomes: [(Job, Outcome)], starting next: [Job] = []) async throws -> Set<Int64> {
+        guard !outcomes.isEmpty else { return try await markStarted(next) }
         var sent: [(Job, String, Int)] = []
         var failed: [(Job, String)] = []
         var retried: [(Job, Duration)] = []
@@ -113,14 +122,16 @@ public struct QueueRepository: Sendable {
         }
         let windowSeconds = Int(policy.responseWindow.components.seconds)
         if failed.isEmpty, retried.isEmpty, released.isEmpty {
-            // The common case is one statement: its own transaction, one round trip.
-            try await database.client.withConnection { connection in
-                try await recordSent(sent, windowSeconds: windowSeconds, on: connection)
+            // The common case: the record and the next window's mark as one pipeline, which
+            // is one implicit transaction, one round trip and one commit.
+            return try await database.client.withConnection { connection in
+                let queries = [Self.recordSentQuery(sent, windowSeconds: windowSeconds)] + (next.isEmpty ? [] : [Self.markStartedQuery(next)])
+                let results = try await connection.pipeline(queries)
+                return next.isEmpty ? [] : try Self.optedOut(results[1])
             }
-            return
         }
-        try await database.client.withTransaction { connection in
-            if !sent.isEmpty { try await recordSent(sent, windowSeconds: windowSeconds, on: connection) }
+        return try await database.client.withTransaction { connection in
+            if !sent.isEmpty { try await connection.query(Self.recordSentQuery(sent, windowSeconds: windowSeconds)) }
             if !failed.isEmpty {
                 let companies = failed.map(\.0.company.rawValue)
                 let requests = failed.map(\.0.request.rawValue)
@@ -147,15 +158,15 @@ public struct QueueRepository: Sendable {
                      WHERE j.company_id = t.company_id AND j.job_id = t.job_id
                     """)
             }
+            return next.isEmpty ? [] : try Self.optedOut(try await connection.query(Self.markStartedQuery(next)))
         }
     }
 
     /// Sent jobs leave the queue, their requests become `sent`, their message ids are
     /// indexed for delivery callbacks, and their numbers stay busy for the response window:
     /// one statement, so the arrays are parsed once and the four changes travel together.
-    private func recordSent(_ sent: [(Job, String, Int)], windowSeconds: Int, on connection: PostgresConnection) async throws {
-        try await connection.query(
-            """
+    static func recordSentQuery(_ sent: [(Job, String, Int)], windowSeconds: Int) -> PostgresQuery {
+        """
             WITH t AS (
                 SELECT * FROM unnest(\(sent.map(\.0.company.rawValue))::bigint[], \(sent.map(\.0.id))::bigint[],
                                      \(sent.map(\.0.request.rawValue))::bigint[], \(sent.map(\.0.destinationHash))::bytea[],
@@ -181,7 +192,7 @@ public struct QueueRepository: Sendable {
             UPDATE open_surveys AS o SET expires_at = now() + make_interval(secs => \(windowSeconds))
               FROM t
              WHERE o.destination_hash = t.hash AND o.company_id = t.company_id AND o.request_id = t.request_id
-            """)
+            """
     }
 
     /// Jobs whose lease ran out: their worker died (or lost the database) between the claim

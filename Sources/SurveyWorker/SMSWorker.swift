@@ -123,63 +123,57 @@ public struct SMSWorker: Service {
     /// worker dies, so a dead worker leaves at most `concurrency` of them.
     var laneBudget: Int { max(1, configuration.concurrency / max(1, configuration.lanes)) }
 
-    /// Jobs are marked started, and outcomes recorded, this many at a time: half the
-    /// budget, so one group sends while the other is being written.
+    /// Outcomes are recorded, and the next jobs marked, this many at a time: half the
+    /// budget, so half of it is sending while the other half is being written.
     var window: Int { max(1, laneBudget / 2) }
 
     /// Sends a claimed batch with at most `laneBudget` jobs started and not yet recorded.
-    /// Each window of jobs is marked as started in one statement (which also says whether
-    /// a number opted out meanwhile) just before its provider calls; outcomes are recorded
-    /// a window at a time. If the worker is stopping, or half the lease is gone, jobs not
-    /// yet started go back to the queue untouched. A worker killed meanwhile leaves its
-    /// unstarted jobs to return to the queue when the lease runs out; only the started
-    /// ones are uncertain.
+    /// Jobs are marked as started (which also says whether a number opted out meanwhile)
+    /// just before their provider calls, in the same transaction that records the previous
+    /// window's outcomes: one commit per window. If the worker is stopping, or half the
+    /// lease is gone, jobs not yet started go back to the queue untouched. A worker killed
+    /// meanwhile leaves its unstarted jobs to return to the queue when the lease runs out;
+    /// only the started ones are uncertain.
     func sendAndRecord(_ jobs: [QueueRepository.Job], stopping: StopFlag) async throws {
         let clock = ContinuousClock()
         let claimed = clock.now
         var pending = jobs[...]
+        var canStart: Bool { !pending.isEmpty && !stopping.isSet && clock.now - claimed <= configuration.lease / 2 }
         try await withThrowingTaskGroup(of: (QueueRepository.Job, QueueRepository.Outcome).self) { group in
             var inFlight = 0
             var unrecorded: [(QueueRepository.Job, QueueRepository.Outcome)] = []
-            // A failure to mark stops new starts; what is in flight is still recorded.
-            var failure: (any Error)?
-            while true {
-                let free = laneBudget - inFlight - unrecorded.count
-                let canStart = !pending.isEmpty && failure == nil && !stopping.isSet && clock.now - claimed <= configuration.lease / 2
-                if canStart, free >= min(window, pending.count) {
-                    var started = Array(pending.prefix(free))
-                    do {
-                        // The provider's rate is spent before the jobs are marked: a job
-                        // marked as started is one whose call goes out now.
-                        for _ in started { try await limiter.acquire() }
-                        let optedOut = try await queue.markStarted(started)
-                        for index in started.indices where optedOut.contains(started[index].id) { started[index].optedOut = true }
-                    } catch {
-                        failure = error
-                        continue
-                    }
-                    pending = pending.dropFirst(started.count)
-                    for job in started {
-                        group.addTask { (job, await attempt(job, stopping: stopping)) }
-                    }
-                    inFlight += started.count
-                    continue
+            /// The next jobs to start, within the budget, their rate-limiter slots taken: a job
+            /// marked as started is one whose call goes out at once.
+            func nextWindow(free: Int) async throws -> [QueueRepository.Job] {
+                guard canStart, free >= min(window, pending.count) else { return [] }
+                let next = Array(pending.prefix(free))
+                for _ in next { try await limiter.acquire() }
+                pending = pending.dropFirst(next.count)
+                return next
+            }
+            func start(_ next: [QueueRepository.Job], optedOut: Set<Int64>) {
+                for var job in next {
+                    if optedOut.contains(job.id) { job.optedOut = true }
+                    group.addTask { (job, await attempt(job, stopping: stopping)) }
                 }
-                if inFlight == 0 {
-                    try await record(unrecorded + pending.map { ($0, .release) })
-                    if let failure { throw failure }
-                    return
-                }
+                inFlight += next.count
+            }
+
+            let first = try await nextWindow(free: laneBudget)
+            start(first, optedOut: try await queue.markStarted(first))
+            while inFlight > 0 {
                 if let result = try await group.next() {
                     inFlight -= 1
                     unrecorded.append(result)
                 }
-                // Recorded a window at a time, or at once when nothing else can start.
-                if unrecorded.count >= window || (inFlight == 0 && !unrecorded.isEmpty) {
-                    try await record(unrecorded)
-                    unrecorded.removeAll(keepingCapacity: true)
-                }
+                guard unrecorded.count >= window || inFlight == 0 else { continue }
+                let next = try await nextWindow(free: laneBudget - inFlight)
+                let optedOut = try await record(unrecorded, starting: next)
+                unrecorded.removeAll(keepingCapacity: true)
+                start(next, optedOut: optedOut)
             }
+            // Not started: back to the queue as they were.
+            if !pending.isEmpty { try await record(pending.map { ($0, .release) }) }
         }
     }
 
@@ -210,15 +204,19 @@ public struct SMSWorker: Service {
         }
     }
 
-    /// Records a batch's outcomes, retrying a few times if the database blips. If it never
-    /// succeeds the leases run out and the jobs fail as uncertain: never sent twice.
-    func record(_ outcomes: [(QueueRepository.Job, QueueRepository.Outcome)]) async throws {
+    /// Records a batch's outcomes (and marks `next` as started), retrying a few times if
+    /// the database blips. If it never succeeds the leases run out: the started jobs fail as
+    /// uncertain, never sent twice, and `next` goes back to the queue unsent.
+    @discardableResult
+    func record(
+        _ outcomes: [(QueueRepository.Job, QueueRepository.Outcome)], starting next: [QueueRepository.Job] = []
+    ) async throws -> Set<Int64> {
         var delay = Duration.milliseconds(100)
         for attempt in 1...5 {
             do {
-                try await queue.complete(outcomes)
+                let optedOut = try await queue.complete(outcomes, starting: next)
                 metrics.count(outcomes.map(\.1))
-                return
+                return optedOut
             } catch {
                 if attempt == 5 { throw error }
                 logger.warning("recording outcomes failed; retrying", metadata: ["error": "\(String(reflecting: error))"])
@@ -226,6 +224,7 @@ public struct SMSWorker: Service {
                 delay *= 2
             }
         }
+        preconditionFailure("the fifth attempt returns or throws")
     }
 
     /// Rings `wakeup` on every NOTIFY of the enqueueing transactions; reconnects after errors.
