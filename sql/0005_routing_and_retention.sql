@@ -292,3 +292,127 @@ GRANT UPDATE (sending_started_at) ON sms_jobs TO survey_worker;
 -- job is treated as started.
 ALTER TABLE sms_jobs ADD COLUMN claimed_on_server_start timestamptz;
 GRANT UPDATE (claimed_on_server_start) ON sms_jobs TO survey_worker;
+
+-- The rollup trigger skips updates that change no counter's input without planning its
+-- dynamic statement (the worker records a window of sends every few dozen messages; each
+-- record's queued → sent update paid that planning). Same function otherwise (0003).
+DO $$
+BEGIN
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        EXECUTE 'GRANT survey_reports TO CURRENT_USER';
+    END IF;
+END
+$$;
+CREATE OR REPLACE FUNCTION record_report_changes() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $function$
+DECLARE
+    -- What the counters read of a request.
+    columns constant text := 'company_id, survey_id, channel, segments, coalesce(language, '''') AS language, created_at, '
+        || 'status = ''failed'' AS failed, score, bad_replies > 0 AS bad';
+    changes text;
+BEGIN
+    -- Inserts (send calls, the hot path) have a static, cached plan: aggregate the new rows
+    -- once per full key, derive the other levels from those, write both grains.
+    IF TG_OP = 'INSERT' THEN
+        WITH detail AS (
+            SELECT company_id, (created_at AT TIME ZONE 'UTC')::date AS day, survey_id, channel, segments,
+                   coalesce(language, '') AS language,
+                   count(*) AS requests,
+                   count(*) FILTER (WHERE status = 'failed') AS failed,
+                   count(*) FILTER (WHERE score IS NOT NULL) AS good,
+                   count(*) FILTER (WHERE score IS NULL AND bad_replies > 0) AS bad,
+                   count(*) FILTER (WHERE score >= 9) AS promoters,
+                   count(*) FILTER (WHERE score BETWEEN 7 AND 8) AS passives,
+                   count(*) FILTER (WHERE score <= 6) AS detractors
+              FROM new_rows
+             GROUP BY 1, 2, 3, 4, 5, 6
+        ), cells AS (
+            SELECT CASE GROUPING(segments, language) WHEN 0 THEN 'full' WHEN 1 THEN 'segments' WHEN 2 THEN 'language' ELSE 'survey' END AS detail,
+                   company_id, day, survey_id, channel,
+                   CASE WHEN GROUPING(segments) = 0 THEN segments ELSE '{}' END AS segments,
+                   CASE WHEN GROUPING(language) = 0 THEN language ELSE '' END AS language,
+                   sum(requests) AS requests, sum(failed) AS failed, sum(good) AS good, sum(bad) AS bad,
+                   sum(promoters) AS promoters, sum(passives) AS passives, sum(detractors) AS detractors
+              FROM detail
+             GROUP BY company_id, day, survey_id, channel,
+                      GROUPING SETS ((segments, language), (segments), (language), ())
+        )
+        INSERT INTO public.report_rollups
+               (company_id, detail, grain, bucket, survey_id, channel, segments, language,
+                requests, failed, good, bad, promoters, passives, detractors)
+        SELECT c.company_id, c.detail, g.grain,
+               CASE g.grain WHEN 'day' THEN c.day ELSE date_trunc('month', c.day)::date END,
+               c.survey_id, c.channel, c.segments, c.language,
+               c.requests, c.failed, c.good, c.bad, c.promoters, c.passives, c.detractors
+          FROM cells AS c
+         CROSS JOIN (VALUES ('day'), ('month')) AS g(grain);
+        RETURN NULL;
+    END IF;
+
+    -- An update that changes no counter's input (queued → sent, the worker's every window)
+    -- appends nothing: found by a static query with a cached plan, before the dynamic
+    -- statement below, whose planning is the cost of every update statement otherwise.
+    -- (Nested: the condition is planned as one query, and a DELETE has no new_rows.)
+    IF TG_OP = 'UPDATE' THEN
+        IF NOT EXISTS (
+            SELECT company_id, survey_id, channel, segments, coalesce(language, ''), created_at, status = 'failed', score, bad_replies > 0
+              FROM new_rows
+            EXCEPT ALL
+            SELECT company_id, survey_id, channel, segments, coalesce(language, ''), created_at, status = 'failed', score, bad_replies > 0
+              FROM old_rows
+        ) THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+
+    -- Updates and deletes: each request contributes +1 for what is there now and -1 for
+    -- what was, reduced to what the counters read (queued → sent reads the same). Rows
+    -- whose reading did not change cancel out in EXCEPT ALL, whatever else changed
+    -- (even company_id or request_id), so the statement is exact for any UPDATE.
+    changes := CASE TG_OP
+        WHEN 'DELETE' THEN format('SELECT -1 AS sign, %s FROM old_rows', columns)
+        ELSE format(
+            $changed$
+            SELECT 1 AS sign, * FROM (SELECT %1$s FROM new_rows EXCEPT ALL SELECT %1$s FROM old_rows) AS added
+            UNION ALL
+            SELECT -1 AS sign, * FROM (SELECT %1$s FROM old_rows EXCEPT ALL SELECT %1$s FROM new_rows) AS removed
+            $changed$, columns)
+    END;
+    EXECUTE format($sql$
+        INSERT INTO public.report_rollups
+               (company_id, detail, grain, bucket, survey_id, channel, segments, language,
+                requests, failed, good, bad, promoters, passives, detractors)
+        SELECT * FROM (
+            SELECT c.company_id, d.detail, g.grain,
+                   CASE g.grain WHEN 'day' THEN c.day ELSE date_trunc('month', c.day)::date END AS bucket,
+                   c.survey_id, c.channel,
+                   CASE WHEN d.detail IN ('segments', 'full') THEN c.segments ELSE '{}' END AS segments,
+                   CASE WHEN d.detail IN ('language', 'full') THEN c.language ELSE '' END AS language,
+                   sum(c.sign) AS requests,
+                   coalesce(sum(c.sign) FILTER (WHERE c.failed), 0) AS failed,
+                   coalesce(sum(c.sign) FILTER (WHERE c.score IS NOT NULL), 0) AS good,
+                   coalesce(sum(c.sign) FILTER (WHERE c.score IS NULL AND c.bad), 0) AS bad,
+                   coalesce(sum(c.sign) FILTER (WHERE c.score >= 9), 0) AS promoters,
+                   coalesce(sum(c.sign) FILTER (WHERE c.score BETWEEN 7 AND 8), 0) AS passives,
+                   coalesce(sum(c.sign) FILTER (WHERE c.score <= 6), 0) AS detractors
+              FROM (SELECT x.*, (x.created_at AT TIME ZONE 'UTC')::date AS day FROM (%s) AS x) AS c
+             CROSS JOIN (VALUES ('survey'), ('segments'), ('language'), ('full')) AS d(detail)
+             CROSS JOIN (VALUES ('day'), ('month')) AS g(grain)
+             GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+        ) AS delta
+         WHERE (requests, failed, good, bad, promoters, passives, detractors) <> (0, 0, 0, 0, 0, 0, 0)
+    $sql$, changes);
+    RETURN NULL;
+END
+$function$;
+REVOKE ALL ON FUNCTION record_report_changes() FROM PUBLIC;
+DO $$
+BEGIN
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        EXECUTE 'REVOKE survey_reports FROM CURRENT_USER';
+    END IF;
+END
+$$;

@@ -62,6 +62,11 @@ BINARY_VARIABLES = {
     "TRUST_X_FORWARDED_FOR": {"api": "TRUST_X_FORWARDED_FOR"},
     "REQUEST_TIMEOUT_SECONDS": {"api": "REQUEST_TIMEOUT_SECONDS"},
     "IDLE_TIMEOUT_SECONDS": {"api": "IDLE_TIMEOUT_SECONDS"},
+    "COMPANY_RATE_LIMIT_PER_SECOND": {"api": "COMPANY_RATE_LIMIT_PER_SECOND"},
+    "COMPANY_RATE_LIMIT_BURST": {"api": "COMPANY_RATE_LIMIT_BURST"},
+    "REQUEST_RECEIVE_TIMEOUT_SECONDS": {"api": "REQUEST_RECEIVE_TIMEOUT_SECONDS"},
+    "MAX_CONNECTIONS": {"api": "MAX_CONNECTIONS"},
+    "MAX_CONNECTIONS_PER_ADDRESS": {"api": "MAX_CONNECTIONS_PER_ADDRESS"},
     # The provider: the worker sends; the API checks the webhooks' signatures (and its
     # container runs `surveyd sms reply`).
     "SMS_PROVIDER": {"worker": "SMS_PROVIDER"},
