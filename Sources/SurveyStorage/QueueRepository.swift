@@ -82,9 +82,9 @@ public struct QueueRepository: Sendable {
     /// server that holds its claim has not restarted since (`claimed_on_server_start`), so a
     /// lost mark can make a job `uncertain`, never send it twice. Without this, each window
     /// of sends waited for a disk flush, which cost the worker half its dispatch rate.
-    public func markStarted(_ jobs: [Job]) async throws -> Set<Int64> {
+    public func markStarted(_ jobs: [Job], recheckOptOuts: Bool = true) async throws -> Set<Int64> {
         guard !jobs.isEmpty else { return [] }
-        return try Self.optedOut(try await unflushedTransaction([Self.markStartedQuery(jobs)])[0])
+        return try Self.optedOut(try await unflushedTransaction([Self.markStartedQuery(jobs, recheck: recheckOptOuts)])[0])
     }
 
     /// `statements` in one transaction, sent as one pipeline (one round trip), committed
@@ -102,13 +102,25 @@ public struct QueueRepository: Sendable {
         }
     }
 
-    static func markStartedQuery(_ jobs: [Job]) -> PostgresQuery {
-        """
-        UPDATE sms_jobs AS j SET sending_started_at = now()
-          FROM unnest(\(jobs.map(\.company.rawValue))::bigint[], \(jobs.map(\.id))::bigint[]) AS t(company_id, job_id)
-         WHERE j.company_id = t.company_id AND j.job_id = t.job_id
-        RETURNING j.job_id, EXISTS (SELECT 1 FROM opt_outs AS o WHERE o.destination_hash = j.destination_hash)
-        """
+    /// The mark, with (`recheck`) or without a fresh look at the opt-outs: the claim itself
+    /// looked, so within its first second the worker skips the look.
+    static func markStartedQuery(_ jobs: [Job], recheck: Bool = true) -> PostgresQuery {
+        let companies = jobs.map(\.company.rawValue)
+        let ids = jobs.map(\.id)
+        if !recheck {
+            return """
+                UPDATE sms_jobs AS j SET sending_started_at = now()
+                  FROM unnest(\(companies)::bigint[], \(ids)::bigint[]) AS t(company_id, job_id)
+                 WHERE j.company_id = t.company_id AND j.job_id = t.job_id
+                RETURNING j.job_id, false
+                """
+        }
+        return """
+            UPDATE sms_jobs AS j SET sending_started_at = now()
+              FROM unnest(\(companies)::bigint[], \(ids)::bigint[]) AS t(company_id, job_id)
+             WHERE j.company_id = t.company_id AND j.job_id = t.job_id
+            RETURNING j.job_id, EXISTS (SELECT 1 FROM opt_outs AS o WHERE o.destination_hash = j.destination_hash)
+            """
     }
 
     static func optedOut(_ rows: PostgresRows) throws -> Set<Int64> {
@@ -124,8 +136,10 @@ public struct QueueRepository: Sendable {
     /// `next` as started in the same transaction (one commit for both, which is what a
     /// window of sends costs the database) and returns which of them opted out meanwhile.
     @discardableResult
-    public func complete(_ outcomes: [(Job, Outcome)], starting next: [Job] = []) async throws -> Set<Int64> {
-        guard !outcomes.isEmpty else { return try await markStarted(next) }
+    public func complete(
+        _ outcomes: [(Job, Outcome)], starting next: [Job] = [], recheckOptOuts: Bool = true
+    ) async throws -> Set<Int64> {
+        guard !outcomes.isEmpty else { return try await markStarted(next, recheckOptOuts: recheckOptOuts) }
         var sent: [(Job, String, Int)] = []
         var failed: [(Job, String)] = []
         var retried: [(Job, Duration)] = []
@@ -148,7 +162,8 @@ public struct QueueRepository: Sendable {
             // lost to a crash of the server leaves its jobs started and unrecorded:
             // `uncertain`, never sent again.
             let results = try await unflushedTransaction(
-                [Self.recordSentQuery(sent, windowSeconds: windowSeconds)] + (next.isEmpty ? [] : [Self.markStartedQuery(next)]))
+                [Self.recordSentQuery(sent, windowSeconds: windowSeconds)]
+                    + (next.isEmpty ? [] : [Self.markStartedQuery(next, recheck: recheckOptOuts)]))
             return next.isEmpty ? [] : try Self.optedOut(results[1])
         }
         return try await database.client.withTransaction { connection in
@@ -179,7 +194,7 @@ public struct QueueRepository: Sendable {
                      WHERE j.company_id = t.company_id AND j.job_id = t.job_id
                     """)
             }
-            return next.isEmpty ? [] : try Self.optedOut(try await connection.query(Self.markStartedQuery(next)))
+            return next.isEmpty ? [] : try Self.optedOut(try await connection.query(Self.markStartedQuery(next, recheck: recheckOptOuts)))
         }
     }
 
