@@ -287,11 +287,11 @@ CREATE TRIGGER announce_company_limit_change
 -- to the queue when the lease runs out, instead of failing the whole claim.
 ALTER TABLE sms_jobs ADD COLUMN sending_started_at timestamptz;
 GRANT UPDATE (sending_started_at) ON sms_jobs TO survey_worker;
--- The server's start time when the job was claimed: marks are committed without waiting
--- for the disk (docs/SENDING.md), so after a restart of the server an unstarted-looking
--- job is treated as started.
-ALTER TABLE sms_jobs ADD COLUMN claimed_on_server_start timestamptz;
-GRANT UPDATE (claimed_on_server_start) ON sms_jobs TO survey_worker;
+-- Which claim holds the job: a worker marks, retries or releases only jobs its own claim
+-- still holds (a worker stalled past its lease must not touch a job the reaper gave back
+-- and another worker claimed).
+ALTER TABLE sms_jobs ADD COLUMN lease_id text;
+GRANT UPDATE (lease_id) ON sms_jobs TO survey_worker;
 
 -- The rollup trigger skips updates that change no counter's input without planning its
 -- dynamic statement (the worker records a window of sends every few dozen messages; each

@@ -47,6 +47,9 @@ public enum TwilioWebhook {
         let sid = messageSID(form, violations: &violations)
         let from = form["From"] ?? ""
         if from.isEmpty { violations.append("From", "is required") }
+        // Twilio always sends both; without them a neighbour could swallow the text across
+        // the unseparated signature (`ApiVersion=2010-04-01Body9` with Body dropped).
+        if form["Body"] == nil { violations.append("Body", "is required") }
         try violations.throwIfAny()
         return Inbound(messageSID: sid, from: from, body: form["Body"] ?? "")
     }
@@ -127,6 +130,9 @@ public enum TwilioWebhook {
                 continue
             }
             form[name] = value
+        }
+        if let version = form["ApiVersion"], version != "2010-04-01" {
+            violations.append("ApiVersion", "must be 2010-04-01")
         }
         switch form["AccountSid"] {
         case nil: violations.append("AccountSid", "is required")

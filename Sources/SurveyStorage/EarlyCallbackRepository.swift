@@ -15,11 +15,6 @@ public struct EarlyCallbackRepository: Sendable {
         self.database = database
     }
 
-    /// A reply kept early is applied only if it came at most this long before the send was
-    /// recorded (the provider call and its record are seconds apart; an older text was not
-    /// an answer to this message).
-    public static let replyLead: Duration = .seconds(300)
-
     /// Applies what can be applied now; returns how many statuses and replies were applied.
     @discardableResult
     public func apply() async throws -> (statuses: Int, replies: Int) {
@@ -59,7 +54,7 @@ public struct EarlyCallbackRepository: Sendable {
                     -- was sent, dropped if it failed.
                     DELETE FROM early_replies AS e USING survey_requests AS r
                      WHERE r.company_id = e.company_id AND r.request_id = e.request_id AND r.status <> 'queued'
-                    RETURNING e.company_id, e.request_id, e.score, e.received_at, r.status, r.sent_at
+                    RETURNING e.company_id, e.request_id, e.score, e.received_at, r.status
                 ), applicable AS (
                     SELECT company_id, request_id,
                            (array_agg(score ORDER BY received_at) FILTER (WHERE score IS NOT NULL))[1] AS score,
@@ -67,7 +62,6 @@ public struct EarlyCallbackRepository: Sendable {
                            array_agg(received_at) FILTER (WHERE score IS NULL) AS bad_at
                       FROM due
                      WHERE status IN ('sent', 'delivered')
-                       AND received_at > sent_at - make_interval(secs => \(Int(Self.replyLead.components.seconds)))
                      GROUP BY company_id, request_id
                 ), updated AS (
                     -- As if each had come after the send: the first good answer is the score,

@@ -27,6 +27,8 @@ public struct QueueRepository: Sendable {
         public var createdAt: Date
         /// The number replied STOP since the job was queued: it must not be sent.
         public var optedOut: Bool
+        /// The claim that holds it; the worker's writes to the job require it.
+        public var leaseID: String
     }
 
     public enum Outcome: Sendable, Equatable {
@@ -42,8 +44,9 @@ public struct QueueRepository: Sendable {
     /// Claims up to `limit` jobs that are due, marking them leased in a commit of their own,
     /// before any is sent; each says whether its number opted out meanwhile.
     public func claim(limit: Int, lease: Duration) async throws -> [Job] {
+        let leaseID = UUID().uuidString
         // One statement, so its own transaction: committed (durably) when it returns.
-        try await database.client.withConnection { connection in
+        return try await database.client.withConnection { connection in
             try await connection.query(
                 """
                 WITH due AS (
@@ -56,7 +59,7 @@ public struct QueueRepository: Sendable {
                 )
                 UPDATE sms_jobs AS j
                    SET leased_until = now() + make_interval(secs => \(Int(lease.components.seconds))), attempts = j.attempts + 1,
-                       sending_started_at = NULL, claimed_on_server_start = pg_postmaster_start_time()
+                       sending_started_at = NULL, lease_id = \(leaseID)
                   FROM due
                  WHERE j.company_id = due.company_id AND j.job_id = due.job_id
                 RETURNING j.company_id, j.job_id, j.request_id, j.destination_hash, j.destination, j.body, j.attempts, j.created_at,
@@ -67,38 +70,27 @@ public struct QueueRepository: Sendable {
                     (CompanyID, Int64, RequestID, Data, String, String, Int, Date, Bool).self)
                 return Job(
                     company: company, id: id, request: request, destinationHash: hash, destination: destination, body: body,
-                    attempts: attempts, createdAt: createdAt, optedOut: optedOut)
+                    attempts: attempts, createdAt: createdAt, optedOut: optedOut, leaseID: leaseID)
             }
         }
     }
 
-    /// Marks jobs as started, just before their provider calls: from then on, a worker that
-    /// dies leaves them `uncertain`; before, they go back to the queue. Returns the ids of
-    /// those whose number opted out meanwhile.
-    ///
-    /// Committed without waiting for the WAL flush (`synchronous_commit = off`): a mark is
-    /// visible to every other session as soon as it commits, and only a crash of the
-    /// server itself can lose one. The reaper gives a job back to the queue only if the
-    /// server that holds its claim has not restarted since (`claimed_on_server_start`), so a
-    /// lost mark can make a job `uncertain`, never send it twice. Without this, each window
-    /// of sends waited for a disk flush, which cost the worker half its dispatch rate.
-    public func markStarted(_ jobs: [Job], recheckOptOuts: Bool = true) async throws -> Set<Int64> {
-        guard !jobs.isEmpty else { return [] }
-        return try Self.optedOut(try await unflushedTransaction([Self.markStartedQuery(jobs, recheck: recheckOptOuts)])[0])
+    /// What a mark found: the jobs the claim still held, now started, and those of them
+    /// whose number opted out meanwhile (to fail without a call).
+    public struct Marked: Sendable, Equatable {
+        public var started: Set<Int64> = []
+        public var optedOut: Set<Int64> = []
     }
 
-    /// `statements` in one transaction, sent as one pipeline (one round trip), committed
-    /// without waiting for the WAL flush; returns their results.
-    private func unflushedTransaction(_ statements: [PostgresQuery]) async throws -> [PostgresRows] {
-        try await database.client.withConnection { connection in
-            do {
-                let results = try await connection.pipeline(["BEGIN", "SET LOCAL synchronous_commit = off"] + statements + ["COMMIT"])
-                return Array(results[2..<(2 + statements.count)])
-            } catch {
-                // An error leaves the transaction open and aborted.
-                try? await connection.rollback()
-                throw error
-            }
+    /// Marks jobs as started, just before their provider calls (committed when it
+    /// returns): from then on, a worker that dies leaves them `uncertain`; before, they go
+    /// back to the queue. Only jobs the worker's claim still holds are marked (a worker
+    /// stalled past its lease must not send a job another worker now holds): send only
+    /// those in `started`.
+    public func markStarted(_ jobs: [Job], recheckOptOuts: Bool = true) async throws -> Marked {
+        guard !jobs.isEmpty else { return Marked() }
+        return try await database.client.withConnection { connection in
+            try Self.marked(try await connection.query(Self.markStartedQuery(jobs, recheck: recheckOptOuts)))
         }
     }
 
@@ -107,38 +99,41 @@ public struct QueueRepository: Sendable {
     static func markStartedQuery(_ jobs: [Job], recheck: Bool = true) -> PostgresQuery {
         let companies = jobs.map(\.company.rawValue)
         let ids = jobs.map(\.id)
+        let leases = jobs.map(\.leaseID)
         if !recheck {
             return """
                 UPDATE sms_jobs AS j SET sending_started_at = now()
-                  FROM unnest(\(companies)::bigint[], \(ids)::bigint[]) AS t(company_id, job_id)
-                 WHERE j.company_id = t.company_id AND j.job_id = t.job_id
+                  FROM unnest(\(companies)::bigint[], \(ids)::bigint[], \(leases)::text[]) AS t(company_id, job_id, lease_id)
+                 WHERE j.company_id = t.company_id AND j.job_id = t.job_id AND j.lease_id = t.lease_id AND j.leased_until > now()
                 RETURNING j.job_id, false
                 """
         }
         return """
             UPDATE sms_jobs AS j SET sending_started_at = now()
-              FROM unnest(\(companies)::bigint[], \(ids)::bigint[]) AS t(company_id, job_id)
-             WHERE j.company_id = t.company_id AND j.job_id = t.job_id
+              FROM unnest(\(companies)::bigint[], \(ids)::bigint[], \(leases)::text[]) AS t(company_id, job_id, lease_id)
+             WHERE j.company_id = t.company_id AND j.job_id = t.job_id AND j.lease_id = t.lease_id AND j.leased_until > now()
             RETURNING j.job_id, EXISTS (SELECT 1 FROM opt_outs AS o WHERE o.destination_hash = j.destination_hash)
             """
     }
 
-    static func optedOut(_ rows: PostgresRows) throws -> Set<Int64> {
-        Set(
-            try rows.compactMap { row in
-                let (id, optedOut) = try row.decode((Int64, Bool).self)
-                return optedOut ? id : nil
-            })
+    static func marked(_ rows: PostgresRows) throws -> Marked {
+        var marked = Marked()
+        for row in rows {
+            let (id, optedOut) = try row.decode((Int64, Bool).self)
+            marked.started.insert(id)
+            if optedOut { marked.optedOut.insert(id) }
+        }
+        return marked
     }
 
     /// Records a batch of outcomes in one transaction: sent and failed jobs leave the queue
     /// (and their numbers with them), retried ones go back with a later `run_at`. Marks
     /// `next` as started in the same transaction (one commit for both, which is what a
-    /// window of sends costs the database) and returns which of them opted out meanwhile.
+    /// window of sends costs the database), as `markStarted` does.
     @discardableResult
     public func complete(
         _ outcomes: [(Job, Outcome)], starting next: [Job] = [], recheckOptOuts: Bool = true
-    ) async throws -> Set<Int64> {
+    ) async throws -> Marked {
         guard !outcomes.isEmpty else { return try await markStarted(next, recheckOptOuts: recheckOptOuts) }
         var sent: [(Job, String, Int)] = []
         var failed: [(Job, String)] = []
@@ -157,14 +152,14 @@ public struct QueueRepository: Sendable {
         }
         let windowSeconds = Int(policy.responseWindow.components.seconds)
         if failed.isEmpty, retried.isEmpty, released.isEmpty {
-            // The common case: the record and the next window's mark in one transaction sent
-            // as one pipeline, one round trip, committed as `markStarted` explains. A record
-            // lost to a crash of the server leaves its jobs started and unrecorded:
-            // `uncertain`, never sent again.
-            let results = try await unflushedTransaction(
-                [Self.recordSentQuery(sent, windowSeconds: windowSeconds)]
-                    + (next.isEmpty ? [] : [Self.markStartedQuery(next, recheck: recheckOptOuts)]))
-            return next.isEmpty ? [] : try Self.optedOut(results[1])
+            // The common case: the record and the next window's mark as one pipeline, which
+            // is one implicit transaction, one round trip and one commit.
+            return try await database.client.withConnection { connection in
+                let results = try await connection.pipeline(
+                    [Self.recordSentQuery(sent, windowSeconds: windowSeconds)]
+                        + (next.isEmpty ? [] : [Self.markStartedQuery(next, recheck: recheckOptOuts)]))
+                return next.isEmpty ? Marked() : try Self.marked(results[1])
+            }
         }
         return try await database.client.withTransaction { connection in
             if !sent.isEmpty { try await connection.query(Self.recordSentQuery(sent, windowSeconds: windowSeconds)) }
@@ -179,22 +174,25 @@ public struct QueueRepository: Sendable {
                 try await connection.query(
                     """
                     UPDATE sms_jobs AS j
-                       SET leased_until = NULL, sending_started_at = NULL, run_at = now() + make_interval(secs => t.delay)
+                       SET leased_until = NULL, sending_started_at = NULL, lease_id = NULL, run_at = now() + make_interval(secs => t.delay)
                       FROM unnest(\(retried.map(\.0.company.rawValue))::bigint[], \(retried.map(\.0.id))::bigint[],
-                                  \(retried.map { Double($0.1.components.seconds) + Double($0.1.components.attoseconds) / 1e18 })::float8[])
-                           AS t(company_id, job_id, delay)
-                     WHERE j.company_id = t.company_id AND j.job_id = t.job_id
+                                  \(retried.map { Double($0.1.components.seconds) + Double($0.1.components.attoseconds) / 1e18 })::float8[],
+                                  \(retried.map(\.0.leaseID))::text[])
+                           AS t(company_id, job_id, delay, lease_id)
+                     WHERE j.company_id = t.company_id AND j.job_id = t.job_id AND j.lease_id = t.lease_id
                     """)
             }
             if !released.isEmpty {
                 try await connection.query(
                     """
-                    UPDATE sms_jobs AS j SET leased_until = NULL, sending_started_at = NULL, attempts = greatest(j.attempts - 1, 0)
-                      FROM unnest(\(released.map(\.company.rawValue))::bigint[], \(released.map(\.id))::bigint[]) AS t(company_id, job_id)
-                     WHERE j.company_id = t.company_id AND j.job_id = t.job_id
+                    UPDATE sms_jobs AS j
+                       SET leased_until = NULL, sending_started_at = NULL, lease_id = NULL, attempts = greatest(j.attempts - 1, 0)
+                      FROM unnest(\(released.map(\.company.rawValue))::bigint[], \(released.map(\.id))::bigint[],
+                                  \(released.map(\.leaseID))::text[]) AS t(company_id, job_id, lease_id)
+                     WHERE j.company_id = t.company_id AND j.job_id = t.job_id AND j.lease_id = t.lease_id
                     """)
             }
-            return next.isEmpty ? [] : try Self.optedOut(try await connection.query(Self.markStartedQuery(next, recheck: recheckOptOuts)))
+            return next.isEmpty ? Marked() : try Self.marked(try await connection.query(Self.markStartedQuery(next, recheck: recheckOptOuts)))
         }
     }
 
@@ -239,13 +237,11 @@ public struct QueueRepository: Sendable {
     @discardableResult
     public func failExpiredLeases() async throws -> (failed: Int, returned: Int) {
         try await database.client.withTransaction { connection in
-            // Never started, by a claim the server still remembers whole (it has not restarted
-            // since, so no mark of it can have been lost): back to the queue.
+            // Never started (marks commit before their calls): back to the queue.
             let returned = try await connection.query(
                 """
-                UPDATE sms_jobs SET leased_until = NULL, attempts = greatest(attempts - 1, 0)
+                UPDATE sms_jobs SET leased_until = NULL, lease_id = NULL, attempts = greatest(attempts - 1, 0)
                  WHERE leased_until < now() AND sending_started_at IS NULL
-                   AND claimed_on_server_start = pg_postmaster_start_time()
                 """
             ).affectedRows
             // Leased past the lease, and started: unknown outcome. Never claimed within the
@@ -253,8 +249,7 @@ public struct QueueRepository: Sendable {
             let expired = try await connection.query(
                 """
                 DELETE FROM sms_jobs
-                 WHERE (leased_until < now()
-                        AND (sending_started_at IS NOT NULL OR claimed_on_server_start IS DISTINCT FROM pg_postmaster_start_time()))
+                 WHERE (leased_until < now() AND sending_started_at IS NOT NULL)
                     OR (leased_until IS NULL AND created_at < now() - make_interval(secs => \(Int(policy.maximumJobAge.components.seconds))))
                 RETURNING company_id, request_id, destination_hash, CASE WHEN leased_until IS NULL THEN 'expired' ELSE 'uncertain' END
                 """

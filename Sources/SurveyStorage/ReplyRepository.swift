@@ -69,9 +69,17 @@ public struct ReplyRepository: Sendable {
             guard answerable else { return .ignored }
             switch status {
             case "queued":
-                // The send is under way but not recorded (the phone answered within the
-                // moment between the provider taking the message and the worker writing it
-                // down): kept, and applied by the worker once the request is sent.
+                // A message not yet sent cannot be answered: a text now is meant for some
+                // earlier survey (another company's, maybe), not this one.
+                let started = try await connection.query(
+                    """
+                    SELECT 1 FROM sms_jobs
+                     WHERE company_id = \(company) AND request_id = \(request) AND sending_started_at IS NOT NULL
+                    """)
+                guard !started.isEmpty else { return .ignored }
+                // The provider call has started but its outcome is not recorded (the phone
+                // answered within the moment between the provider taking the message and the
+                // worker writing it down): kept, and applied by the worker once it is.
                 try await connection.query(
                     """
                     INSERT INTO early_replies (company_id, request_id, provider_message_id, score)

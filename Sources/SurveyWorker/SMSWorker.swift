@@ -120,7 +120,8 @@ public struct SMSWorker: Service {
 
     /// Jobs a lane may have between being marked as started and having their outcome
     /// recorded: its share of `concurrency`. Only such jobs can end `uncertain` if the
-    /// worker dies, so a dead worker leaves at most `concurrency` of them.
+    /// worker dies, so a dead worker leaves at most `concurrency` of them (or one per lane,
+    /// when there are more lanes than that).
     var laneBudget: Int { max(1, configuration.concurrency / max(1, configuration.lanes)) }
 
     /// Outcomes are recorded, and the next jobs marked, this many at a time: the whole
@@ -143,37 +144,37 @@ public struct SMSWorker: Service {
         try await withThrowingTaskGroup(of: (QueueRepository.Job, QueueRepository.Outcome).self) { group in
             var inFlight = 0
             var unrecorded: [(QueueRepository.Job, QueueRepository.Outcome)] = []
-            /// The next jobs to start, within the budget, their rate-limiter slots taken: a job
-            /// marked as started is one whose call goes out at once.
-            func nextWindow(free: Int) async throws -> [QueueRepository.Job] {
+            /// The next jobs to start, within the budget.
+            func nextWindow(free: Int) -> [QueueRepository.Job] {
                 guard canStart, free >= min(window, pending.count) else { return [] }
                 let next = Array(pending.prefix(free))
-                for _ in next { try await limiter.acquire() }
                 pending = pending.dropFirst(next.count)
                 return next
             }
-            func start(_ next: [QueueRepository.Job], optedOut: Set<Int64>) {
-                for var job in next {
-                    if optedOut.contains(job.id) { job.optedOut = true }
+            /// Starts what the mark found still held by this claim; the rest is another
+            /// worker's now (this one stalled past its lease) and is left alone.
+            func start(_ next: [QueueRepository.Job], marked: QueueRepository.Marked) {
+                for var job in next where marked.started.contains(job.id) {
+                    if marked.optedOut.contains(job.id) { job.optedOut = true }
                     group.addTask { (job, await attempt(job, stopping: stopping)) }
+                    inFlight += 1
                 }
-                inFlight += next.count
             }
 
             // The claim looked at the opt-outs; after a second, each window looks again.
             var recheck: Bool { clock.now - claimed > .seconds(1) }
-            let first = try await nextWindow(free: laneBudget)
-            start(first, optedOut: try await queue.markStarted(first, recheckOptOuts: recheck))
+            let first = nextWindow(free: laneBudget)
+            start(first, marked: try await queue.markStarted(first, recheckOptOuts: recheck))
             while inFlight > 0 {
                 if let result = try await group.next() {
                     inFlight -= 1
                     unrecorded.append(result)
                 }
                 guard unrecorded.count >= window || inFlight == 0 else { continue }
-                let next = try await nextWindow(free: laneBudget - inFlight)
-                let optedOut = try await record(unrecorded, starting: next, recheckOptOuts: recheck)
+                let next = nextWindow(free: laneBudget - inFlight)
+                let marked = try await record(unrecorded, starting: next, recheckOptOuts: recheck)
                 unrecorded.removeAll(keepingCapacity: true)
-                start(next, optedOut: optedOut)
+                start(next, marked: marked)
             }
             // Not started: back to the queue as they were.
             if !pending.isEmpty { try await record(pending.map { ($0, .release) }) }
@@ -182,6 +183,14 @@ public struct SMSWorker: Service {
 
     func attempt(_ job: QueueRepository.Job, stopping: StopFlag) async -> QueueRepository.Outcome {
         if job.optedOut { return .failed(reason: "opted-out") }
+        if stopping.isSet { return .release }
+        // Paced here, each call on its own, so the provider sees the configured rate rather
+        // than a window's burst.
+        do {
+            try await limiter.acquire()
+        } catch {
+            return .release
+        }
         if stopping.isSet { return .release }
         let result = await provider.send(OutgoingSMS(to: job.destination, body: job.body))
         switch result {
@@ -214,13 +223,13 @@ public struct SMSWorker: Service {
     func record(
         _ outcomes: [(QueueRepository.Job, QueueRepository.Outcome)], starting next: [QueueRepository.Job] = [],
         recheckOptOuts: Bool = true
-    ) async throws -> Set<Int64> {
+    ) async throws -> QueueRepository.Marked {
         var delay = Duration.milliseconds(100)
         for attempt in 1...5 {
             do {
-                let optedOut = try await queue.complete(outcomes, starting: next, recheckOptOuts: recheckOptOuts)
+                let marked = try await queue.complete(outcomes, starting: next, recheckOptOuts: recheckOptOuts)
                 metrics.count(outcomes.map(\.1))
-                return optedOut
+                return marked
             } catch {
                 if attempt == 5 { throw error }
                 logger.warning("recording outcomes failed; retrying", metadata: ["error": "\(String(reflecting: error))"])

@@ -59,6 +59,13 @@ import Testing
         #expect(fields(both).contains("MessageSid"))
     }
 
+    /// The review's find: `ApiVersion` swallowing `Body` (sorted next to each other) would
+    /// blank the reply into a bad response under the same signature.
+    @Test func refusesApiVersionSwallowingTheBody() {
+        let replay = Self.rewritten(Self.genuine, ["ApiVersion": ("ApiVersion", "2010-04-01Body9"), "Body": nil])
+        #expect(Set(fields(replay)) == ["ApiVersion", "Body"])
+    }
+
     @Test(arguments: [
         "", "SM", "sm0123456789abcdef0123456789abcdef", "SM0123456789ABCDEF0123456789ABCDEF", "SM0123456789abcdef0123456789abcde",
         "SM0123456789abcdef0123456789abcdef0", "XX0123456789abcdef0123456789abcdef", "SM\u{0}123456789abcdef0123456789abcdef",

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import HummingbirdTesting
 import Postgres
 import SurveyStorage
@@ -66,14 +67,17 @@ import Testing
         await pipeline.close()
     }
 
-    /// Kept early, but the send failed: nothing is applied, and nothing is left behind.
-    @Test func earlyRepliesToASendThatFailedAreDropped() async throws {
+    /// A text while the survey is queued but not yet sent cannot be an answer to it (the
+    /// review's find: it would have credited this company with a late answer to another's
+    /// survey): ignored, and nothing kept.
+    @Test func aReplyBeforeTheSendStartedIsIgnored() async throws {
         let pipeline = try await Pipeline.make("earlyfail")
         let tenant = try await pipeline.company()
         let number = phone()
         try await pipeline.api { client in
             let ids = try await pipeline.send(to: [number], headers: tenant.headers, client: client)
-            _ = try await pipeline.reply(from: number, "10", client: client)
+            let early = try await pipeline.reply(from: number, "10", client: client)
+            #expect(early.headers[HTTPField.Name("X-Reply-Outcome")!] == "ignored")
             pipeline.gateway.script(number, [.status(400, code: 21211)])
             try await pipeline.run([pipeline.worker()], alongside: [pipeline.janitor()]) {
                 let kept = try await pipeline.superuser.withConnection { connection in

@@ -418,11 +418,12 @@ SQL
 }
 
 # Starts (or reuses) the private cluster "tls", which also accepts TLS connections on
-# 127.0.0.1 (port SURVEYD_TLS_PG_PORT, default 55433) with a self-signed certificate made
-# on its first start, and prints a libpq URL to it with sslmode=require. In a subshell: the
-# caller's PRIVATE_PG_* and PG* variables stay those of its own cluster.
+# 127.0.0.1 with a self-signed certificate made on its first start, and prints a libpq URL
+# to it with sslmode=require. The TCP port is SURVEYD_TLS_PG_PORT, else one from 40000 to
+# 59999 derived from the project's path, so two checkouts on one machine do not collide.
+# In a subshell: the caller's PRIVATE_PG_* and PG* variables stay those of its own cluster.
 start_private_tls_postgres() (
-    SURVEYD_PG_PORT="${SURVEYD_TLS_PG_PORT:-55433}"
+    SURVEYD_PG_PORT="${SURVEYD_TLS_PG_PORT:-$((40000 + $(printf '%s' "$SURVEYD_PROJECT_ROOT" | cksum | cut -d' ' -f1) % 20000))}"
     start_private_postgres tls >/dev/null || exit 1
     data="$PRIVATE_PG_DATA"
     command -v openssl >/dev/null 2>&1 || ensure_apt_packages openssl >&2 || exit 1

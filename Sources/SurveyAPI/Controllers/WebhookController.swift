@@ -39,20 +39,18 @@ struct WebhookController<Context: RequestContext> {
         do {
             message = try TwilioWebhook.inbound(pairs, accountSID: configuration.accountSID)
         } catch {
-            throw Self.problem(error)
+            throw Self.refusal(error, context: context)
         }
         let reply = ReplyParser.parse(message.body)
         var answer: String?
         let outcome: String
         // A sender that is not an E.164 number (an alphanumeric id) cannot be one we surveyed.
         if let number = PhoneNumber(e164: message.from) {
-            if case .help(let language) = reply {
-                // Answered whatever the number's state; it changes nothing.
-                outcome = ReplyRepository.ReplyOutcome.help.name
-                answer = KeywordAnswers.help(language: language)
-            } else {
-                outcome = try await replies.recordReply(reply, from: hasher.hash(number), messageID: message.messageSID).name
-            }
+            let recorded = try await replies.recordReply(reply, from: hasher.hash(number), messageID: message.messageSID)
+            outcome = recorded.name
+            // Answered whatever the number's state (it changes nothing), once per message:
+            // a retried webhook is a duplicate and gets no second answer.
+            if case .help(let language) = reply, recorded == .help { answer = KeywordAnswers.help(language: language) }
         } else {
             outcome = "not-a-phone-number"
         }
@@ -71,7 +69,7 @@ struct WebhookController<Context: RequestContext> {
         do {
             callback = try TwilioWebhook.statusCallback(pairs, accountSID: configuration.accountSID)
         } catch {
-            throw Self.problem(error)
+            throw Self.refusal(error, context: context)
         }
         let status: ReplyRepository.DeliveryStatus =
             switch callback.status {
@@ -99,8 +97,14 @@ struct WebhookController<Context: RequestContext> {
         return pairs
     }
 
-    static func problem(_ violations: TwilioWebhook.Violations) -> Problem {
-        .validation(violations.all.map { Problem.FieldError(field: $0.field, message: $0.message) })
+    /// A signed webhook whose parameters are refused: a replay, or Twilio sending a
+    /// parameter this build does not know. The second loses replies until the list is
+    /// updated, so it is counted and logged (names only, never values) for an alert.
+    static func refusal(_ violations: TwilioWebhook.Violations, context: Context) -> Problem {
+        let fields = violations.all.map(\.field)
+        context.logger.warning("signed webhook refused", metadata: ["fields": "\(fields.joined(separator: ","))"])
+        Counter(label: "sms_webhooks_refused_total").increment()
+        return .validation(violations.all.map { Problem.FieldError(field: $0.field, message: $0.message) })
     }
 }
 

@@ -68,11 +68,21 @@ final class ConnectionAdmissionHandler: ChannelInboundHandler, RemovableChannelH
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        releaseCount()
+        context.fireChannelInactive()
+    }
+
+    /// Also here: a connection torn down before it was ever active (its setup failed)
+    /// never sees `channelInactive`, and must not stay counted.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        releaseCount()
+    }
+
+    private func releaseCount() {
         if let address {
             admission.release(address)
             self.address = nil
         }
-        context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

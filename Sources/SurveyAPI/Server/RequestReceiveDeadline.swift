@@ -19,6 +19,8 @@ final class RequestReceiveDeadlineHandler: ChannelDuplexHandler, RemovableChanne
     private var deadline: Scheduled<Void>?
     /// Whether any of a response went out since the request being received began.
     private var responding = false
+    /// Knows whether a response is still owed (set by the observer when it is added).
+    weak var observer: RequestEndObserver?
 
     init(timeout: TimeAmount) {
         self.timeout = timeout
@@ -66,6 +68,13 @@ final class RequestReceiveDeadlineHandler: ChannelDuplexHandler, RemovableChanne
     private func expire(_ context: ChannelHandlerContext) {
         deadline = nil
         guard context.channel.isActive else { return }
+        // While the server still owes a response to an earlier request (this one arrived
+        // pipelined behind it), the client is not the one being slow: watch again rather
+        // than cut into that response.
+        if observer?.responseOwed == true {
+            startIfIdle(context)
+            return
+        }
         if responding {
             context.close(promise: nil)
             return
@@ -80,17 +89,34 @@ final class RequestReceiveDeadlineHandler: ChannelDuplexHandler, RemovableChanne
 }
 
 /// After the HTTP decoder: tells `RequestReceiveDeadlineHandler` where a request ends, and
-/// where one begins when its head came in the same read as the previous one's end.
-final class RequestEndObserver: ChannelInboundHandler, RemovableChannelHandler {
+/// where one begins when its head came in the same read as the previous one's end; and
+/// counts the responses still owed.
+final class RequestEndObserver: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
 
     private var watch: RequestReceiveDeadlineHandler?
     private var watchContext: ChannelHandlerContext?
+    /// Requests received whole, and responses ended. A response is owed while the first
+    /// is ahead: the server is working on a request the client finished sending. (An early
+    /// answer, such as a 401 before the body has arrived, ends a response before its
+    /// request, which the counts keep level.)
+    private var requestsEnded = 0
+    private var responsesEnded = 0
+
+    var responseOwed: Bool { requestsEnded > responsesEnded }
 
     func handlerAdded(context: ChannelHandlerContext) {
         watch = try? context.pipeline.syncOperations.handler(type: RequestReceiveDeadlineHandler.self)
         watchContext = try? context.pipeline.syncOperations.context(handlerType: RequestReceiveDeadlineHandler.self)
+        watch?.observer = self
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .end = unwrapOutboundIn(data) { responsesEnded += 1 }
+        context.write(data, promise: promise)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -103,6 +129,7 @@ final class RequestEndObserver: ChannelInboundHandler, RemovableChannelHandler {
         case .head:
             if let watch, let watchContext { watch.startIfIdle(watchContext) }
         case .end:
+            requestsEnded += 1
             watch?.requestEnded()
         case .body:
             break
