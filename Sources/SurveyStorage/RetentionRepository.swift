@@ -34,52 +34,32 @@ public struct RetentionRepository: Sendable {
         case earlyReplies = "early_replies"
     }
 
-    /// Deletes one batch of rows past keeping from `table`; returns how many went.
+    /// The column that dates each table's rows, and how long they are kept past it.
+    static func age(of table: Table, _ periods: Periods) -> (column: String, kept: Duration) {
+        switch table {
+        case .inboundMessages: ("received_at", periods.inboundMessages)
+        case .providerMessages: ("created_at", periods.providerMessages)
+        case .openSurveys: ("expires_at", periods.expiredOpenSurveys)
+        case .earlyDeliveryStatuses, .earlyReplies: ("received_at", periods.earlyCallbacks)
+        }
+    }
+
+    /// Deletes one batch of rows past keeping from `table`, oldest first; returns how many
+    /// went. Rows are found by their physical address within the one statement: a row
+    /// changed meanwhile (an expired slot taken over by a new send) has moved, is no longer
+    /// past keeping, and is left alone.
     public func purgeBatch(_ table: Table, periods: Periods, limit: Int) async throws -> Int {
-        try await database.client.withConnection { connection in
-            let rows: PostgresRows
-            switch table {
-            case .inboundMessages:
-                rows = try await connection.query(
-                    """
-                    DELETE FROM inbound_messages WHERE provider_message_id IN (
-                        SELECT provider_message_id FROM inbound_messages
-                         WHERE received_at < now() - make_interval(secs => \(Self.seconds(periods.inboundMessages)))
-                         ORDER BY received_at LIMIT \(limit))
-                    """)
-            case .providerMessages:
-                rows = try await connection.query(
-                    """
-                    DELETE FROM provider_messages WHERE provider_message_id IN (
-                        SELECT provider_message_id FROM provider_messages
-                         WHERE created_at < now() - make_interval(secs => \(Self.seconds(periods.providerMessages)))
-                         ORDER BY created_at LIMIT \(limit))
-                    """)
-            case .openSurveys:
-                rows = try await connection.query(
-                    """
-                    DELETE FROM open_surveys WHERE destination_hash IN (
-                        SELECT destination_hash FROM open_surveys
-                         WHERE expires_at < now() - make_interval(secs => \(Self.seconds(periods.expiredOpenSurveys)))
-                         ORDER BY expires_at LIMIT \(limit) FOR UPDATE SKIP LOCKED)
-                      AND expires_at < now() - make_interval(secs => \(Self.seconds(periods.expiredOpenSurveys)))
-                    """)
-            case .earlyDeliveryStatuses:
-                rows = try await connection.query(
-                    """
-                    DELETE FROM early_delivery_statuses WHERE provider_message_id IN (
-                        SELECT provider_message_id FROM early_delivery_statuses
-                         WHERE received_at < now() - make_interval(secs => \(Self.seconds(periods.earlyCallbacks))) LIMIT \(limit))
-                    """)
-            case .earlyReplies:
-                rows = try await connection.query(
-                    """
-                    DELETE FROM early_replies WHERE (company_id, request_id, provider_message_id) IN (
-                        SELECT company_id, request_id, provider_message_id FROM early_replies
-                         WHERE received_at < now() - make_interval(secs => \(Self.seconds(periods.earlyCallbacks))) LIMIT \(limit))
-                    """)
-            }
-            return rows.affectedRows
+        let (column, kept) = Self.age(of: table, periods)
+        return try await database.client.withConnection { connection in
+            try await connection.query(
+                """
+                DELETE FROM \(identifier: table.rawValue) WHERE ctid = ANY(ARRAY(
+                    SELECT ctid FROM \(identifier: table.rawValue)
+                     WHERE \(identifier: column) < now() - make_interval(secs => \(Self.seconds(kept)))
+                     ORDER BY \(identifier: column) LIMIT \(limit)))
+                  AND \(identifier: column) < now() - make_interval(secs => \(Self.seconds(kept)))
+                """
+            ).affectedRows
         }
     }
 
