@@ -416,10 +416,3 @@ BEGIN
     END IF;
 END
 $$;
-
--- A send the provider accepted is first noted on the job's own row (no trigger, no other
--- table, so each window of sends costs little), then recorded in batches: the request
--- becomes `sent`, its message id indexed, its number kept busy. A worker that dies in
--- between leaves the noted sends for the reaper to record, not to fail as uncertain.
-ALTER TABLE sms_jobs ADD COLUMN sent_message_id text, ADD COLUMN sent_segments integer;
-GRANT UPDATE (sent_message_id, sent_segments) ON sms_jobs TO survey_worker;

@@ -230,16 +230,13 @@ public struct QueueRepository: Sendable {
     }
 
     /// Jobs whose lease ran out: their worker died (or lost the database) between the claim
-    /// and the record of their outcome. Those whose send it had noted are recorded as sent.
-    /// Those it had started sending, and not noted, may or may not have
+    /// and the record of their outcome. Those it had started sending may or may not have
     /// gone out: they fail as `uncertain` and are never sent again. Those it never started
     /// go back to the queue as they were. Jobs never claimed within the maximum age fail as
     /// `expired`. Returns how many failed and how many went back.
     @discardableResult
     public func failExpiredLeases() async throws -> (failed: Int, returned: Int) {
         try await database.client.withTransaction { connection in
-            // Sends noted but not yet recorded are known: recorded, not failed.
-            _ = try await recordNotedSends(on: connection)
             // Never started (marks commit before their calls): back to the queue.
             let returned = try await connection.query(
                 """

@@ -129,16 +129,13 @@ public struct SMSWorker: Service {
     /// a fifth of the dispatch rate more than whole ones).
     var window: Int { max(1, laneBudget) }
 
-    /// Sends a claimed batch with at most `laneBudget` jobs started and not yet noted.
+    /// Sends a claimed batch with at most `laneBudget` jobs started and not yet recorded.
     /// Jobs are marked as started (which also says whether a number opted out meanwhile)
-    /// just before their provider calls, in the same transaction that notes the previous
-    /// window's accepted sends on the jobs' rows: one cheap commit per window. The sends
-    /// are recorded in full (requests, message ids, numbers kept busy) a batch at a time:
-    /// `batchSize` of them, or a quarter second's worth, whichever comes first. If the
-    /// worker is stopping, or half the lease is gone, jobs not yet started go back to the
-    /// queue untouched. A worker killed meanwhile leaves its unstarted jobs to return to
-    /// the queue and its noted sends to be recorded when the lease runs out; only jobs
-    /// started and not noted are uncertain.
+    /// just before their provider calls, in the same transaction that records the previous
+    /// window's outcomes: one commit per window. If the worker is stopping, or half the
+    /// lease is gone, jobs not yet started go back to the queue untouched. A worker killed
+    /// meanwhile leaves its unstarted jobs to return to the queue when the lease runs out;
+    /// only the started ones are uncertain.
     func sendAndRecord(_ jobs: [QueueRepository.Job], stopping: StopFlag) async throws {
         let clock = ContinuousClock()
         let claimed = clock.now
@@ -146,10 +143,7 @@ public struct SMSWorker: Service {
         var canStart: Bool { !pending.isEmpty && !stopping.isSet && clock.now - claimed <= configuration.lease / 2 }
         try await withThrowingTaskGroup(of: (QueueRepository.Job, QueueRepository.Outcome).self) { group in
             var inFlight = 0
-            var unnoted: [(QueueRepository.Job, QueueRepository.Outcome)] = []
-            /// Noted sends, and since when the oldest waits, to record in full.
             var unrecorded: [(QueueRepository.Job, QueueRepository.Outcome)] = []
-            var oldestUnrecorded: ContinuousClock.Instant?
             /// The next jobs to start, within the budget.
             func nextWindow(free: Int) -> [QueueRepository.Job] {
                 guard canStart, free >= min(window, pending.count) else { return [] }
@@ -166,13 +160,6 @@ public struct SMSWorker: Service {
                     inFlight += 1
                 }
             }
-            func recordNoted() async throws {
-                guard !unrecorded.isEmpty else { return }
-                let batch = unrecorded
-                _ = try await persisting { try await queue.complete(batch) }
-                unrecorded.removeAll(keepingCapacity: true)
-                oldestUnrecorded = nil
-            }
 
             // The claim looked at the opt-outs; after a second, each window looks again.
             var recheck: Bool { clock.now - claimed > .seconds(1) }
@@ -181,35 +168,16 @@ public struct SMSWorker: Service {
             while inFlight > 0 {
                 if let result = try await group.next() {
                     inFlight -= 1
-                    unnoted.append(result)
+                    unrecorded.append(result)
                 }
-                guard unnoted.count >= window || inFlight == 0 else { continue }
+                guard unrecorded.count >= window || inFlight == 0 else { continue }
                 let next = nextWindow(free: laneBudget - inFlight)
-                let finished = unnoted
-                unnoted.removeAll(keepingCapacity: true)
-                let sent = finished.compactMap { job, outcome -> (QueueRepository.Job, providerMessageID: String, segments: Int)? in
-                    if case .sent(let id, let segments) = outcome { return (job, id, segments) }
-                    return nil
-                }
-                let marked: QueueRepository.Marked
-                if sent.count == finished.count {
-                    // The common case: note the sends, mark the next window, one cheap commit.
-                    marked = try await persisting { try await queue.note(sent, starting: next, recheckOptOuts: recheck) }
-                    unrecorded += finished
-                    if oldestUnrecorded == nil { oldestUnrecorded = clock.now }
-                } else {
-                    // Failures and retries are rare: recorded in full at once, with the mark.
-                    marked = try await persisting { try await queue.complete(finished, starting: next, recheckOptOuts: recheck) }
-                }
-                metrics.count(finished.map(\.1))
+                let marked = try await record(unrecorded, starting: next, recheckOptOuts: recheck)
+                unrecorded.removeAll(keepingCapacity: true)
                 start(next, marked: marked)
-                if unrecorded.count >= batchSize || oldestUnrecorded.map({ clock.now - $0 >= .milliseconds(250) }) == true {
-                    try await recordNoted()
-                }
             }
-            try await recordNoted()
             // Not started: back to the queue as they were.
-            if !pending.isEmpty { _ = try await persisting { try await queue.complete(pending.map { ($0, .release) }) } }
+            if !pending.isEmpty { try await record(pending.map { ($0, .release) }) }
         }
     }
 
@@ -248,15 +216,20 @@ public struct SMSWorker: Service {
         }
     }
 
-    /// Runs a write of outcomes (and marks), retrying a few times if the database blips. If
-    /// it never succeeds the leases run out: started jobs not noted fail as uncertain, never
-    /// sent twice; noted sends are recorded by the reaper; jobs not started go back to the
-    /// queue unsent.
-    func persisting(_ write: () async throws -> QueueRepository.Marked) async throws -> QueueRepository.Marked {
+    /// Records a batch's outcomes (and marks `next` as started), retrying a few times if
+    /// the database blips. If it never succeeds the leases run out: the started jobs fail as
+    /// uncertain, never sent twice, and `next` goes back to the queue unsent.
+    @discardableResult
+    func record(
+        _ outcomes: [(QueueRepository.Job, QueueRepository.Outcome)], starting next: [QueueRepository.Job] = [],
+        recheckOptOuts: Bool = true
+    ) async throws -> QueueRepository.Marked {
         var delay = Duration.milliseconds(100)
         for attempt in 1...5 {
             do {
-                return try await write()
+                let marked = try await queue.complete(outcomes, starting: next, recheckOptOuts: recheckOptOuts)
+                metrics.count(outcomes.map(\.1))
+                return marked
             } catch {
                 if attempt == 5 { throw error }
                 logger.warning("recording outcomes failed; retrying", metadata: ["error": "\(String(reflecting: error))"])

@@ -41,32 +41,4 @@ import Testing
         #expect(try await queue.markStarted(live).started == Set(live.map(\.id)))
         await pipeline.close()
     }
-
-    /// A worker that noted its accepted sends and died before recording them in full: the
-    /// reaper records them as sent (they are known), not as uncertain.
-    @Test func aDeadWorkersNotedSendsAreRecorded() async throws {
-        let pipeline = try await Pipeline.make("noted")
-        let tenant = try await pipeline.company()
-        let ids = try await pipeline.api { client in
-            try await pipeline.send(to: [phone(), phone()], headers: tenant.headers, client: client)
-        }
-        let queue = QueueRepository(database: Database(client: pipeline.workerPool), policy: SendingPolicy())
-        let jobs = try await queue.claim(limit: 10, lease: .seconds(60))
-        let sid = Pipeline.messageSID()
-        let noted = jobs.first { $0.request.rawValue == Int64(ids[0]) }!
-        let marked = try await queue.note([], starting: jobs)
-        #expect(marked.started == Set(jobs.map(\.id)))
-        _ = try await queue.note([(noted, providerMessageID: sid, segments: 1)], starting: [])
-        // It dies; its lease runs out.
-        try await pipeline.superuser.withConnection { connection in
-            try await connection.query("UPDATE sms_jobs SET leased_until = now() - interval '1 second'")
-        }
-        #expect(try await queue.failExpiredLeases() == (failed: 1, returned: 0))
-        let recorded = try await pipeline.request(ids[0])
-        #expect(recorded.status == "sent")
-        #expect(recorded.messageID == sid)
-        #expect(try await pipeline.request(ids[1]).failure == "uncertain")
-        #expect(try await pipeline.jobsLeft() == 0)
-        await pipeline.close()
-    }
 }
