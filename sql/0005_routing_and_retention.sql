@@ -282,11 +282,21 @@ CREATE TRIGGER announce_company_limit_change
                        OR OLD.rate_limit_burst IS DISTINCT FROM NEW.rate_limit_burst)
     EXECUTE FUNCTION announce_company_limit_change();
 
--- A claimed job is marked when its provider call starts. A worker that dies leaves its
--- started jobs `uncertain` (they may have gone out) and its other claimed jobs to go back
--- to the queue when the lease runs out, instead of failing the whole claim.
-ALTER TABLE sms_jobs ADD COLUMN sending_started_at timestamptz;
-GRANT UPDATE (sending_started_at) ON sms_jobs TO survey_worker;
+-- A claim's progress: its jobs are sent in claim order (`claim_position`), and before a
+-- window of them goes out the worker moves `started_through` past it, one small row per
+-- claim rather than a write of every job. A worker that dies leaves the jobs at or below
+-- `started_through` `uncertain` (they may have gone out) and the others to go back to the
+-- queue when the lease runs out, instead of failing the whole claim.
+CREATE TABLE sms_claims (
+    lease_id        text        PRIMARY KEY,
+    started_through integer     NOT NULL DEFAULT 0,
+    claimed_at      timestamptz NOT NULL DEFAULT now()
+);
+GRANT SELECT, INSERT, UPDATE, DELETE ON sms_claims TO survey_worker;
+-- The API asks whether a queued request's call has started (an early reply is kept only then).
+GRANT SELECT ON sms_claims TO survey_app;
+ALTER TABLE sms_jobs ADD COLUMN claim_position integer;
+GRANT UPDATE (claim_position) ON sms_jobs TO survey_worker;
 -- Which claim holds the job: a worker marks, retries or releases only jobs its own claim
 -- still holds (a worker stalled past its lease must not touch a job the reaper gave back
 -- and another worker claimed).

@@ -29,6 +29,8 @@ public struct QueueRepository: Sendable {
         public var optedOut: Bool
         /// The claim that holds it; the worker's writes to the job require it.
         public var leaseID: String
+        /// Its place in the claim, from 1: jobs are started in this order.
+        public var position: Int
     }
 
     public enum Outcome: Sendable, Equatable {
@@ -42,7 +44,8 @@ public struct QueueRepository: Sendable {
     }
 
     /// Claims up to `limit` jobs that are due, marking them leased in a commit of their own,
-    /// before any is sent; each says whether its number opted out meanwhile.
+    /// before any is sent; each says whether its number opted out meanwhile. They come in
+    /// claim order (`position`), the order they must be started in.
     public func claim(limit: Int, lease: Duration) async throws -> [Job] {
         let leaseID = UUID().uuidString
         // One statement, so its own transaction: committed (durably) when it returns.
@@ -50,28 +53,31 @@ public struct QueueRepository: Sendable {
             try await connection.query(
                 """
                 WITH due AS (
-                    SELECT company_id, job_id FROM sms_jobs
-                     WHERE leased_until IS NULL AND run_at <= now()
-                       AND created_at > now() - make_interval(secs => \(Int(policy.maximumJobAge.components.seconds)))
-                     ORDER BY run_at
-                     LIMIT \(limit)
-                     FOR UPDATE SKIP LOCKED
+                    SELECT company_id, job_id, row_number() OVER (ORDER BY run_at, job_id) AS position FROM (
+                        SELECT company_id, job_id, run_at FROM sms_jobs
+                         WHERE leased_until IS NULL AND run_at <= now()
+                           AND created_at > now() - make_interval(secs => \(Int(policy.maximumJobAge.components.seconds)))
+                         ORDER BY run_at
+                         LIMIT \(limit)
+                         FOR UPDATE SKIP LOCKED) AS locked
+                ), claim AS (
+                    INSERT INTO sms_claims (lease_id) SELECT \(leaseID) WHERE EXISTS (SELECT 1 FROM due)
                 )
                 UPDATE sms_jobs AS j
                    SET leased_until = now() + make_interval(secs => \(Int(lease.components.seconds))), attempts = j.attempts + 1,
-                       sending_started_at = NULL, lease_id = \(leaseID)
+                       lease_id = \(leaseID), claim_position = due.position
                   FROM due
                  WHERE j.company_id = due.company_id AND j.job_id = due.job_id
                 RETURNING j.company_id, j.job_id, j.request_id, j.destination_hash, j.destination, j.body, j.attempts, j.created_at,
-                          EXISTS (SELECT 1 FROM opt_outs AS o WHERE o.destination_hash = j.destination_hash)
+                          EXISTS (SELECT 1 FROM opt_outs AS o WHERE o.destination_hash = j.destination_hash), due.position
                 """
             ).map { row in
-                let (company, id, request, hash, destination, body, attempts, createdAt, optedOut) = try row.decode(
-                    (CompanyID, Int64, RequestID, Data, String, String, Int, Date, Bool).self)
+                let (company, id, request, hash, destination, body, attempts, createdAt, optedOut, position) = try row.decode(
+                    (CompanyID, Int64, RequestID, Data, String, String, Int, Date, Bool, Int).self)
                 return Job(
                     company: company, id: id, request: request, destinationHash: hash, destination: destination, body: body,
-                    attempts: attempts, createdAt: createdAt, optedOut: optedOut, leaseID: leaseID)
-            }
+                    attempts: attempts, createdAt: createdAt, optedOut: optedOut, leaseID: leaseID, position: position)
+            }.sorted { $0.position < $1.position }
         }
     }
 
@@ -84,45 +90,42 @@ public struct QueueRepository: Sendable {
 
     /// Marks jobs as started, just before their provider calls (committed when it
     /// returns): from then on, a worker that dies leaves them `uncertain`; before, they go
-    /// back to the queue. Only jobs the worker's claim still holds are marked (a worker
-    /// stalled past its lease must not send a job another worker now holds): send only
-    /// those in `started`.
+    /// back to the queue. `jobs` is the claim's next window, in claim order; the claim's
+    /// row records how far it has started, so no job's row is written. Only a claim the
+    /// reaper has not taken back is marked (a worker stalled past its lease must not send
+    /// a job another worker may hold now): send only those in `started`.
     public func markStarted(_ jobs: [Job], recheckOptOuts: Bool = true) async throws -> Marked {
         guard !jobs.isEmpty else { return Marked() }
         return try await database.client.withConnection { connection in
-            try Self.marked(try await connection.query(Self.markStartedQuery(jobs, recheck: recheckOptOuts)))
+            try Self.marked(jobs, try await connection.pipeline(Self.markStartedQueries(jobs, recheck: recheckOptOuts)))
         }
     }
 
-    /// The mark, with (`recheck`) or without a fresh look at the opt-outs: the claim itself
-    /// looked, so within its first second the worker skips the look.
-    static func markStartedQuery(_ jobs: [Job], recheck: Bool = true) -> PostgresQuery {
-        let companies = jobs.map(\.company.rawValue)
-        let ids = jobs.map(\.id)
-        let leases = jobs.map(\.leaseID)
-        if !recheck {
-            return """
-                UPDATE sms_jobs AS j SET sending_started_at = now()
-                  FROM unnest(\(companies)::bigint[], \(ids)::bigint[], \(leases)::text[]) AS t(company_id, job_id, lease_id)
-                 WHERE j.company_id = t.company_id AND j.job_id = t.job_id AND j.lease_id = t.lease_id AND j.leased_until > now()
-                RETURNING j.job_id, false
-                """
-        }
-        return """
-            UPDATE sms_jobs AS j SET sending_started_at = now()
-              FROM unnest(\(companies)::bigint[], \(ids)::bigint[], \(leases)::text[]) AS t(company_id, job_id, lease_id)
-             WHERE j.company_id = t.company_id AND j.job_id = t.job_id AND j.lease_id = t.lease_id AND j.leased_until > now()
-            RETURNING j.job_id, EXISTS (SELECT 1 FROM opt_outs AS o WHERE o.destination_hash = j.destination_hash)
+    /// The mark, and with `recheck` a fresh look at the window's opt-outs (the claim itself
+    /// looked, so within its first second the worker skips the look).
+    static func markStartedQueries(_ jobs: [Job], recheck: Bool = true) -> [PostgresQuery] {
+        let through = jobs.map(\.position).max() ?? 0
+        let mark: PostgresQuery = """
+            UPDATE sms_claims SET started_through = greatest(started_through, \(through))
+             WHERE lease_id = \(jobs[0].leaseID)
+            RETURNING 1
             """
+        guard recheck else { return [mark] }
+        return [
+            mark,
+            """
+            SELECT j.job_id FROM sms_jobs AS j
+             WHERE j.company_id = ANY(\(jobs.map(\.company.rawValue))::bigint[]) AND j.job_id = ANY(\(jobs.map(\.id))::bigint[])
+               AND EXISTS (SELECT 1 FROM opt_outs AS o WHERE o.destination_hash = j.destination_hash)
+            """,
+        ]
     }
 
-    static func marked(_ rows: PostgresRows) throws -> Marked {
-        var marked = Marked()
-        for row in rows {
-            let (id, optedOut) = try row.decode((Int64, Bool).self)
-            marked.started.insert(id)
-            if optedOut { marked.optedOut.insert(id) }
-        }
+    static func marked(_ jobs: [Job], _ results: some Collection<PostgresRows>) throws -> Marked {
+        let rows = Array(results)
+        guard let mark = rows.first, !mark.isEmpty else { return Marked() }
+        var marked = Marked(started: Set(jobs.map(\.id)))
+        if rows.count > 1 { marked.optedOut = Set(try rows[1].map { try $0.decode(Int64.self) }) }
         return marked
     }
 
@@ -157,8 +160,8 @@ public struct QueueRepository: Sendable {
             return try await database.client.withConnection { connection in
                 let results = try await connection.pipeline(
                     [Self.recordSentQuery(sent, windowSeconds: windowSeconds)]
-                        + (next.isEmpty ? [] : [Self.markStartedQuery(next, recheck: recheckOptOuts)]))
-                return next.isEmpty ? Marked() : try Self.marked(results[1])
+                        + (next.isEmpty ? [] : Self.markStartedQueries(next, recheck: recheckOptOuts)))
+                return next.isEmpty ? Marked() : try Self.marked(next, results.dropFirst())
             }
         }
         return try await database.client.withTransaction { connection in
@@ -174,7 +177,7 @@ public struct QueueRepository: Sendable {
                 try await connection.query(
                     """
                     UPDATE sms_jobs AS j
-                       SET leased_until = NULL, sending_started_at = NULL, lease_id = NULL, run_at = now() + make_interval(secs => t.delay)
+                       SET leased_until = NULL, lease_id = NULL, claim_position = NULL, run_at = now() + make_interval(secs => t.delay)
                       FROM unnest(\(retried.map(\.0.company.rawValue))::bigint[], \(retried.map(\.0.id))::bigint[],
                                   \(retried.map { Double($0.1.components.seconds) + Double($0.1.components.attoseconds) / 1e18 })::float8[],
                                   \(retried.map(\.0.leaseID))::text[])
@@ -186,13 +189,16 @@ public struct QueueRepository: Sendable {
                 try await connection.query(
                     """
                     UPDATE sms_jobs AS j
-                       SET leased_until = NULL, sending_started_at = NULL, lease_id = NULL, attempts = greatest(j.attempts - 1, 0)
+                       SET leased_until = NULL, lease_id = NULL, claim_position = NULL, attempts = greatest(j.attempts - 1, 0)
                       FROM unnest(\(released.map(\.company.rawValue))::bigint[], \(released.map(\.id))::bigint[],
                                   \(released.map(\.leaseID))::text[]) AS t(company_id, job_id, lease_id)
                      WHERE j.company_id = t.company_id AND j.job_id = t.job_id AND j.lease_id = t.lease_id
                     """)
             }
-            return next.isEmpty ? Marked() : try Self.marked(try await connection.query(Self.markStartedQuery(next, recheck: recheckOptOuts)))
+            guard !next.isEmpty else { return Marked() }
+            var results: [PostgresRows] = []
+            for query in Self.markStartedQueries(next, recheck: recheckOptOuts) { results.append(try await connection.query(query)) }
+            return try Self.marked(next, results)
         }
     }
 
@@ -237,19 +243,32 @@ public struct QueueRepository: Sendable {
     @discardableResult
     public func failExpiredLeases() async throws -> (failed: Int, returned: Int) {
         try await database.client.withTransaction { connection in
+            // The claims whose lease ran out, locked: a mark of one waits for this
+            // transaction, then finds its claim gone and starts nothing.
+            let claims = try await connection.query(
+                """
+                SELECT lease_id, started_through FROM sms_claims
+                 WHERE lease_id IN (SELECT lease_id FROM sms_jobs WHERE leased_until < now() AND lease_id IS NOT NULL)
+                 ORDER BY lease_id
+                   FOR UPDATE
+                """
+            ).map { try $0.decode((String, Int).self) }
             // Never started (marks commit before their calls): back to the queue.
             let returned = try await connection.query(
                 """
-                UPDATE sms_jobs SET leased_until = NULL, lease_id = NULL, attempts = greatest(attempts - 1, 0)
-                 WHERE leased_until < now() AND sending_started_at IS NULL
+                UPDATE sms_jobs AS j SET leased_until = NULL, lease_id = NULL, claim_position = NULL, attempts = greatest(j.attempts - 1, 0)
+                  FROM unnest(\(claims.map(\.0))::text[], \(claims.map(\.1))::int[]) AS c(lease_id, started_through)
+                 WHERE j.lease_id = c.lease_id AND j.leased_until < now() AND j.claim_position > c.started_through
                 """
             ).affectedRows
-            // Leased past the lease, and started: unknown outcome. Never claimed within the
-            // maximum age (workers down, queue backed up): too late to survey, its slot may be gone.
+            try await connection.query("DELETE FROM sms_claims WHERE lease_id = ANY(\(claims.map(\.0))::text[])")
+            // Leased past the lease, and started (or of a claim with no record of its
+            // progress): unknown outcome. Never claimed within the maximum age (workers
+            // down, queue backed up): too late to survey, its slot may be gone.
             let expired = try await connection.query(
                 """
                 DELETE FROM sms_jobs
-                 WHERE (leased_until < now() AND sending_started_at IS NOT NULL)
+                 WHERE leased_until < now()
                     OR (leased_until IS NULL AND created_at < now() - make_interval(secs => \(Int(policy.maximumJobAge.components.seconds))))
                 RETURNING company_id, request_id, destination_hash, CASE WHEN leased_until IS NULL THEN 'expired' ELSE 'uncertain' END
                 """
@@ -261,6 +280,13 @@ public struct QueueRepository: Sendable {
             try await markFailed(companies: companies, requests: requests, reasons: expired.map(\.3), on: connection)
             try await freeDestinations(expired.map(\.2), companies: companies, requests: requests, on: connection)
             return (expired.count, returned)
+        }
+    }
+
+    /// A claim done with (every job recorded or released): its progress row goes.
+    public func finish(claim leaseID: String) async throws {
+        try await database.client.withConnection { connection in
+            try await connection.query("DELETE FROM sms_claims WHERE lease_id = \(leaseID)")
         }
     }
 

@@ -73,8 +73,8 @@ public struct ReplyRepository: Sendable {
                 // earlier survey (another company's, maybe), not this one.
                 let started = try await connection.query(
                     """
-                    SELECT 1 FROM sms_jobs
-                     WHERE company_id = \(company) AND request_id = \(request) AND sending_started_at IS NOT NULL
+                    SELECT 1 FROM sms_jobs AS j JOIN sms_claims AS c ON c.lease_id = j.lease_id
+                     WHERE j.company_id = \(company) AND j.request_id = \(request) AND j.claim_position <= c.started_through
                     """)
                 guard !started.isEmpty else { return .ignored }
                 // The provider call has started but its outcome is not recorded (the phone

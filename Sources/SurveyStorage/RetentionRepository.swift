@@ -32,6 +32,8 @@ public struct RetentionRepository: Sendable {
         case openSurveys = "open_surveys"
         case earlyDeliveryStatuses = "early_delivery_statuses"
         case earlyReplies = "early_replies"
+        /// Progress rows of claims whose worker died after its last record.
+        case claims = "sms_claims"
     }
 
     /// The column that dates each table's rows, and how long they are kept past it.
@@ -41,6 +43,7 @@ public struct RetentionRepository: Sendable {
         case .providerMessages: ("created_at", periods.providerMessages)
         case .openSurveys: ("expires_at", periods.expiredOpenSurveys)
         case .earlyDeliveryStatuses, .earlyReplies: ("received_at", periods.earlyCallbacks)
+        case .claims: ("claimed_at", periods.earlyCallbacks)
         }
     }
 

@@ -178,6 +178,7 @@ public struct SMSWorker: Service {
             }
             // Not started: back to the queue as they were.
             if !pending.isEmpty { try await record(pending.map { ($0, .release) }) }
+            if let leaseID = jobs.first?.leaseID { try await queue.finish(claim: leaseID) }
         }
     }
 

@@ -69,7 +69,10 @@ import Testing
             // What this worker started and did not record: what its death leaves uncertain.
             leftUncertain.append(try await pipeline.superuser.withConnection { connection in
                 try await connection.query(
-                    "SELECT count(*)::int FROM sms_jobs WHERE sending_started_at >= \(started) AND leased_until IS NOT NULL"
+                    """
+                    SELECT count(*)::int FROM sms_jobs AS j JOIN sms_claims AS c ON c.lease_id = j.lease_id
+                     WHERE c.claimed_at >= \(started) AND j.claim_position <= c.started_through
+                    """
                 ).one().decode(Int.self)
             })
         }

@@ -196,9 +196,14 @@ import Testing
             let ids = try await pipeline.send(to: [number, untried], headers: tenant.headers, client: client)
             // As if a worker claimed both, started sending the first, and died before
             // recording anything.
+            let queue = QueueRepository(database: Database(client: pipeline.workerPool), policy: SendingPolicy())
+            #expect(try await queue.claim(limit: 10, lease: .seconds(60)).count == 2)
             try await pipeline.superuser.withConnection { connection in
-                try await connection.query("UPDATE sms_jobs SET leased_until = now() - interval '1 second', attempts = 1")
-                try await connection.query("UPDATE sms_jobs SET sending_started_at = now() - interval '2 seconds' WHERE request_id = \(ids[0])")
+                // The first request first in claim order, and started through it.
+                try await connection.query(
+                    "UPDATE sms_jobs SET claim_position = CASE WHEN request_id = \(ids[0]) THEN 1 ELSE 2 END")
+                try await connection.query("UPDATE sms_claims SET started_through = 1")
+                try await connection.query("UPDATE sms_jobs SET leased_until = now() - interval '1 second'")
             }
             try await pipeline.run([pipeline.worker()]) { try await pipeline.jobsLeft() == 0 }
             let request = try await pipeline.request(ids[0])

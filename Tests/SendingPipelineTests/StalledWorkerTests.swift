@@ -33,7 +33,7 @@ import Testing
         try await queue.complete([(stalled[0], .release), (stalled[1], .retry(after: .seconds(1)))])
         let held = try await pipeline.superuser.withConnection { connection in
             try await connection.query(
-                "SELECT count(*)::int FROM sms_jobs WHERE lease_id = \(live[0].leaseID) AND leased_until > now() AND sending_started_at IS NULL"
+                "SELECT count(*)::int FROM sms_jobs WHERE lease_id = \(live[0].leaseID) AND leased_until > now() AND claim_position IS NOT NULL"
             ).one().decode(Int.self)
         }
         #expect(held == 2)
