@@ -81,10 +81,11 @@ public struct QueueRepository: Sendable {
         }
     }
 
-    /// What a mark found: the jobs the claim still held, now started, and those of them
-    /// whose number opted out meanwhile (to fail without a call).
+    /// What a mark found: whether the claim is still the worker's (if not, the reaper took
+    /// it back and nothing of the window may be sent), and which of the window's numbers
+    /// opted out meanwhile (to fail without a call).
     public struct Marked: Sendable, Equatable {
-        public var started: Set<Int64> = []
+        public var claimHeld = false
         public var optedOut: Set<Int64> = []
     }
 
@@ -93,11 +94,11 @@ public struct QueueRepository: Sendable {
     /// back to the queue. `jobs` is the claim's next window, in claim order; the claim's
     /// row records how far it has started, so no job's row is written. Only a claim the
     /// reaper has not taken back is marked (a worker stalled past its lease must not send
-    /// a job another worker may hold now): send only those in `started`.
+    /// a job another worker may hold now): send nothing unless `claimHeld`.
     public func markStarted(_ jobs: [Job], recheckOptOuts: Bool = true) async throws -> Marked {
         guard !jobs.isEmpty else { return Marked() }
         return try await database.client.withConnection { connection in
-            try Self.marked(jobs, try await connection.pipeline(Self.markStartedQueries(jobs, recheck: recheckOptOuts)))
+            try Self.marked(try await connection.pipeline(Self.markStartedQueries(jobs, recheck: recheckOptOuts)))
         }
     }
 
@@ -121,10 +122,10 @@ public struct QueueRepository: Sendable {
         ]
     }
 
-    static func marked(_ jobs: [Job], _ results: some Collection<PostgresRows>) throws -> Marked {
+    static func marked(_ results: some Collection<PostgresRows>) throws -> Marked {
         let rows = Array(results)
         guard let mark = rows.first, !mark.isEmpty else { return Marked() }
-        var marked = Marked(started: Set(jobs.map(\.id)))
+        var marked = Marked(claimHeld: true)
         if rows.count > 1 { marked.optedOut = Set(try rows[1].map { try $0.decode(Int64.self) }) }
         return marked
     }
@@ -161,7 +162,7 @@ public struct QueueRepository: Sendable {
                 let results = try await connection.pipeline(
                     [Self.recordSentQuery(sent, windowSeconds: windowSeconds)]
                         + (next.isEmpty ? [] : Self.markStartedQueries(next, recheck: recheckOptOuts)))
-                return next.isEmpty ? Marked() : try Self.marked(next, results.dropFirst())
+                return next.isEmpty ? Marked() : try Self.marked(results.dropFirst())
             }
         }
         return try await database.client.withTransaction { connection in
@@ -198,7 +199,7 @@ public struct QueueRepository: Sendable {
             guard !next.isEmpty else { return Marked() }
             var results: [PostgresRows] = []
             for query in Self.markStartedQueries(next, recheck: recheckOptOuts) { results.append(try await connection.query(query)) }
-            return try Self.marked(next, results)
+            return try Self.marked(results)
         }
     }
 

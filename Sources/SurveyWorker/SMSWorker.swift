@@ -124,18 +124,13 @@ public struct SMSWorker: Service {
     /// when there are more lanes than that).
     var laneBudget: Int { max(1, configuration.concurrency / max(1, configuration.lanes)) }
 
-    /// Outcomes are recorded, and the next jobs marked, this many at a time: the whole
-    /// budget (each window costs the database a transaction; measured, half windows cost
-    /// a fifth of the dispatch rate more than whole ones).
-    var window: Int { max(1, laneBudget) }
-
-    /// Sends a claimed batch with at most `laneBudget` jobs started and not yet recorded.
-    /// Jobs are marked as started (which also says whether a number opted out meanwhile)
-    /// just before their provider calls, in the same transaction that records the previous
-    /// window's outcomes: one commit per window. If the worker is stopping, or half the
-    /// lease is gone, jobs not yet started go back to the queue untouched. A worker killed
-    /// meanwhile leaves its unstarted jobs to return to the queue when the lease runs out;
-    /// only the started ones are uncertain.
+    /// Sends a claimed batch a window of `laneBudget` jobs at a time, in claim order: the
+    /// claim's progress is moved past a window just before its provider calls, in the same
+    /// transaction that records the previous window's outcomes (one commit per window; half
+    /// windows, overlapping, measured a fifth slower). If the worker is stopping, or half
+    /// the lease is gone, jobs not yet started go back to the queue untouched. A worker
+    /// killed meanwhile leaves its unstarted jobs to return to the queue when the lease runs
+    /// out; only the started ones are uncertain.
     func sendAndRecord(_ jobs: [QueueRepository.Job], stopping: StopFlag) async throws {
         let clock = ContinuousClock()
         let claimed = clock.now
@@ -146,15 +141,16 @@ public struct SMSWorker: Service {
             var unrecorded: [(QueueRepository.Job, QueueRepository.Outcome)] = []
             /// The next jobs to start, within the budget.
             func nextWindow(free: Int) -> [QueueRepository.Job] {
-                guard canStart, free >= min(window, pending.count) else { return [] }
+                guard canStart, free >= min(laneBudget, pending.count) else { return [] }
                 let next = Array(pending.prefix(free))
                 pending = pending.dropFirst(next.count)
                 return next
             }
-            /// Starts what the mark found still held by this claim; the rest is another
-            /// worker's now (this one stalled past its lease) and is left alone.
+            /// Starts the window if the claim is still this worker's; if not, the reaper
+            /// took it back (this worker stalled past its lease) and its jobs are left alone.
             func start(_ next: [QueueRepository.Job], marked: QueueRepository.Marked) {
-                for var job in next where marked.started.contains(job.id) {
+                guard marked.claimHeld else { return }
+                for var job in next {
                     if marked.optedOut.contains(job.id) { job.optedOut = true }
                     group.addTask { (job, await attempt(job, stopping: stopping)) }
                     inFlight += 1
@@ -170,7 +166,7 @@ public struct SMSWorker: Service {
                     inFlight -= 1
                     unrecorded.append(result)
                 }
-                guard unrecorded.count >= window || inFlight == 0 else { continue }
+                guard unrecorded.count >= laneBudget || inFlight == 0 else { continue }
                 let next = nextWindow(free: laneBudget - inFlight)
                 let marked = try await record(unrecorded, starting: next, recheckOptOuts: recheck)
                 unrecorded.removeAll(keepingCapacity: true)

@@ -114,10 +114,16 @@ import Testing
     @Test func helpIsAnsweredAndChangesNothing() async throws {
         let pipeline = try await Pipeline.make("help")
         try await pipeline.api { client in
-            let response = try await pipeline.reply(from: phone(), "Aide", client: client)
+            let number = phone()
+            let sid = Pipeline.messageSID()
+            let response = try await pipeline.reply(from: number, "Aide", client: client, sid: sid)
             #expect(response.status == .ok)
             #expect(response.headers[HTTPField.Name("X-Reply-Outcome")!] == "help")
             #expect(String(buffer: response.body).contains("<Message>Enquêtes de satisfaction"))
+            // Twilio retrying the same message gets no second answer.
+            let retried = try await pipeline.reply(from: number, "Aide", client: client, sid: sid)
+            #expect(retried.headers[HTTPField.Name("X-Reply-Outcome")!] == "duplicate")
+            #expect(!String(buffer: retried.body).contains("<Message>"))
             let stop = try await pipeline.reply(from: phone(), "Stop please.", client: client)
             #expect(stop.headers[HTTPField.Name("X-Reply-Outcome")!] == "opted-out")
         }
