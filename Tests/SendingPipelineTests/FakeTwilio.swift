@@ -108,7 +108,7 @@ final class FakeTwilio: Sendable {
         var received = Received(to: to, from: form["From"] ?? "", body: form["Body"] ?? "", statusCallback: form["StatusCallback"])
         switch behaviour {
         case .accept:
-            let sid = "SM" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+            let sid = Pipeline.messageSID()
             received.sid = sid
             state.withLock { $0.received.append(received) }
             await beforeAnswer?(sid, to)
@@ -120,7 +120,7 @@ final class FakeTwilio: Sendable {
             return response
         case .delay(let duration):
             // The message is taken, but the answer comes too late for the client.
-            let sid = "SM" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+            let sid = Pipeline.messageSID()
             received.sid = sid
             state.withLock { $0.received.append(received) }
             try await Task.sleep(for: duration)

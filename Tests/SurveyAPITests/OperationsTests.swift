@@ -5,7 +5,6 @@ import Hummingbird
 import HummingbirdTesting
 import Metrics
 import NIOCore
-import NIOPosix
 import Postgres
 import Prometheus
 import SurveyAPI
@@ -99,22 +98,7 @@ import Testing
         let application = buildApplication(configuration: configuration, database: database, logger: TestDatabase.logger)
         try await application.test(.live) { client in
             let port = try #require(client.port)
-            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .connect(host: "localhost", port: port).get()
-            let closed = try await withThrowingTaskGroup(of: Bool.self) { group in
-                group.addTask {
-                    try await channel.closeFuture.get()
-                    return true
-                }
-                group.addTask {
-                    try await Task.sleep(for: .seconds(10))
-                    // Closing ends the other task too; the group waits for both.
-                    try? await channel.close()
-                    return false
-                }
-                defer { group.cancelAll() }
-                return try await group.next() ?? false
-            }
+            let (_, closed) = try await RawConnection.open(port: port).readUntilClosed(timeout: .seconds(10))
             #expect(closed, "the server kept an idle connection open for 10 s")
         }
     }
