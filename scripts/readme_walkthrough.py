@@ -56,8 +56,12 @@ def script(found, port, local_dir):
     lines = [
         "set -u",
         # The statuses, after whatever the command prints, on standard error (a capture in
-        # $(...) keeps standard output for itself).
-        "curl() { command curl \"$@\" -w '%{stderr}\\n@@@HTTP %{http_code}\\n'; }",
+        # $(...) keeps standard output for itself). curl writes its standard error a piece at
+        # a time, and a `| tee /dev/stderr` in the command writes the answer to the same pipe
+        # meanwhile: curl's part is collected in a file and written in one go afterwards, so
+        # the two can only come in either order, never interleaved.
+        "curl() { local e rc; e=$(mktemp); command curl \"$@\" -w '%{stderr}\\n@@@HTTP %{http_code}\\n' 2>\"$e\"; rc=$?;"
+        " cat \"$e\" >&2; rm -f \"$e\"; return \"$rc\"; }",
         f"export SURVEYD_LOCAL_DIR={local_dir} PORT={port}",
     ]
     for index, (command, _) in enumerate(found):
