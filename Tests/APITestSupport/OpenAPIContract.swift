@@ -100,7 +100,9 @@ public final class OpenAPIContract: @unchecked Sendable {
         guard let media = content[mediaType] as? [String: Any] else {
             return problems + ["\(where_): content type \(mediaType) not documented (\(content.keys.sorted()))"]
         }
-        guard mediaType.hasSuffix("json"), let schema = media["schema"] else { return problems }
+        // JSON documents only: `application/x-ndjson` is a sequence of them (its tests read
+        // it line by line), CSV is text.
+        guard mediaType == "application/json" || mediaType.hasSuffix("+json"), let schema = media["schema"] else { return problems }
         guard let value = try? JSONSerialization.jsonObject(with: body, options: [.fragmentsAllowed]) else {
             return problems + ["\(where_): body is not JSON"]
         }

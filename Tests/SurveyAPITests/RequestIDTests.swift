@@ -20,14 +20,14 @@ import Testing
         var random = SplitMix64(seed: 7)
         for _ in 0..<1000 {
             let value = random.next()
-            #expect(Self.unmix(RequestID.mix(value)) == value)
+            #expect(Self.unmix(CorrelationID.mix(value)) == value)
         }
     }
 
     /// Consecutive ids of a process: unique, and undoing the public mixer does not reveal
     /// consecutive counters (it would with a single round behind a key added first).
     @Test func consecutiveIdsDoNotRevealACount() {
-        let ids = (0..<1000).map { _ in RequestID.make() }
+        let ids = (0..<1000).map { _ in CorrelationID.make() }
         #expect(Set(ids).count == ids.count)
         #expect(Set(ids.map { $0.prefix(16) }).count == 1, "one prefix per process")
         let counters = ids.map { Self.unmix(UInt64($0.suffix(16), radix: 16)!) }

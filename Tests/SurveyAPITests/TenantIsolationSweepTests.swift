@@ -58,11 +58,14 @@ import Testing
                 .post, "\(base)/surveys/\(survey)/send", headers: victim.headers,
                 body: #"{"requests":[{"channel":"SMS","destination":"+32470999222"}]}"#)
             #expect(sent.status == .accepted)
+            let request = try #require((sent.object["results"] as? [[String: Any]])?.first?["requestId"] as? Int)
             let before = try await snapshot(victim.id)
 
             for (path, method) in tenantOperations {
                 let key = "\(method) \(path)"
-                let concrete = path.replacingOccurrences(of: "{id}", with: String(survey))
+                // Each `{id}` is the victim's own id of that kind.
+                let id = path.hasPrefix("/survey/1.0.0/requests/") ? request : survey
+                let concrete = path.replacingOccurrences(of: "{id}", with: String(id))
                 #expect(!concrete.contains("{"), "\(key): a path parameter the sweep does not know")
                 let body = Self.bodies[key]
                 if method == "POST" { #expect(body != nil, "\(key): the sweep needs a valid body for this operation") }
@@ -75,6 +78,8 @@ import Testing
             #expect(!list.text.contains("victim"))
             let report = try await client.send(.get, "\(base)/report", headers: intruder.headers)
             #expect((report.object["responseStatistics"] as? [String: Any])?["totalRequests"] as? Int == 0, "\(report.text)")
+            let requests = try await client.send(.get, "\(base)/requests?format=csv", headers: intruder.headers)
+            #expect(requests.status == .ok && requests.text.components(separatedBy: "\r\n").count == 2, "only the header: \(requests.text)")
             let usage = try await client.send(.get, "\(base)/usage", headers: intruder.headers)
             #expect(usage.object["smsQueuedToday"] as? Int == 0)
 

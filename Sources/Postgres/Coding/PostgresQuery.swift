@@ -61,6 +61,13 @@ public struct PostgresQuery: Sendable, Hashable, ExpressibleByStringInterpolatio
             sql.append("\"" + identifier.replacingAll("\"", with: "\"\"") + "\"")
         }
 
+        /// Splices SQL text fixed when the program was compiled (a column list shared by
+        /// several statements, `ASC` or `DESC`): never a value, so the statement stays
+        /// preparable, one text per fragment chosen.
+        public mutating func appendInterpolation(fragment: StaticString) {
+            sql.append(fragment.description)
+        }
+
         /// Binds an optional value; `nil` is SQL `NULL`.
         public mutating func appendInterpolation<Value: PostgresEncodable>(_ value: Value?) {
             bindings.append(value?.postgresText)

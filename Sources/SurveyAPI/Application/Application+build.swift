@@ -153,6 +153,7 @@ public func buildRouter(
     ).addRoutes(to: tenantRoutes)
     UsageController(replies: ReplyRepository(database: database), companies: companies).addRoutes(to: tenantRoutes)
     ReportController(reports: ReportRepository(database: database)).addRoutes(to: tenantRoutes)
+    RequestController(requests: RequestRepository(database: database)).addRoutes(to: tenantRoutes)
 
     if let webhooks = configuration.webhooks {
         let group = router.group("webhooks/twilio")

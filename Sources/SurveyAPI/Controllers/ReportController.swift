@@ -63,16 +63,8 @@ struct ReportController {
     /// Reads the query string: unknown and repeated parameters are refused (a misspelt
     /// `startdate` must not silently report the default period).
     static func query(_ parameters: FlatDictionary<Substring, Substring>, survey: SurveyID?, trend: Bool, now: Date) throws -> ReportQuery {
-        let known = trend ? trendParameters : reportParameters
-        var errors: [Problem.FieldError] = []
-        var seen: Set<Substring> = []
-        for (name, _) in parameters {
-            if !known.contains(name) {
-                let hint = name == "interval" ? " (trends only: /report/trend)" : name == "groupBy" ? " (reports only, not trends)" : ""
-                errors.append(.init(field: String(name), message: "is not a parameter of this report\(hint); known: \(known.sorted().joined(separator: ", "))"))
-            } else if name != "segments", !seen.insert(name).inserted {
-                errors.append(.init(field: String(name), message: "must be given at most once"))
-            }
+        let errors = QueryParameters.problems(parameters, known: trend ? trendParameters : reportParameters) { name in
+            name == "interval" ? " (trends only: /report/trend)" : name == "groupBy" ? " (reports only, not trends)" : ""
         }
         func value(_ name: Substring) -> String? { parameters[name].map(String.init) }
         let raw = ReportParameters(

@@ -13,7 +13,7 @@ import Synchronization
 /// caching policy: tokens and tenant data must stay out of shared and browser caches.
 struct RequestIDMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let id = request.headers[.xRequestID].flatMap(Self.acceptable) ?? RequestID.make()
+        let id = request.headers[.xRequestID].flatMap(Self.acceptable) ?? CorrelationID.make()
         var context = context
         context.logger[metadataKey: "request_id"] = .string(id)
         let start = ContinuousClock.now
@@ -48,7 +48,7 @@ struct RequestIDMiddleware<Context: RequestContext>: RouterMiddleware {
 }
 
 /// Request ids made here, when the client sent none.
-enum RequestID {
+enum CorrelationID {
     /// 32 lowercase hex digits: 64 random bits drawn once per process, then a counter put
     /// through a permutation of 64-bit numbers keyed by the process (so a process never
     /// repeats an id, and ids cannot be related to one another, to count the requests

@@ -81,6 +81,12 @@ struct JSONWriter {
         nextIsFirst = true
     }
 
+    /// Ends a line of newline-delimited JSON: the next value starts a document of its own.
+    mutating func lineBreak() {
+        bytes.append(UInt8(ascii: "\n"))
+        nextIsFirst = true
+    }
+
     mutating func null() { finish(static: "null") }
 
     mutating func bool(_ value: Bool) { finish(static: value ? "true" : "false") }

@@ -150,10 +150,11 @@ public struct ReportParameters: Sendable, Equatable {
     }
 }
 
-enum ReportTimeZones {
+/// The time zones a client may name (reports, lists, company settings).
+public enum ReportTimeZones {
     /// IANA names only (`Area/Location`, `UTC`): Foundation also reads abbreviations and
     /// "GMT+1"-style names, whose meaning is ambiguous or surprising.
-    static func zone(named name: String) -> TimeZone? {
+    public static func zone(named name: String) -> TimeZone? {
         guard name == "UTC" || name == "GMT" || isAreaLocation(name) else { return nil }
         return TimeZone(identifier: name)
     }
