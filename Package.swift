@@ -153,6 +153,7 @@ let package = Package(
             name: "TestSupport",
             dependencies: [
                 "Postgres",
+                "SurveyDomain",
                 "SurveyStorage",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),

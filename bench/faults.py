@@ -113,7 +113,7 @@ def pg_restart(surveyd, env, outage_seconds=4, clients=8):
     database."""
     port = free_port()
     url = env["DATABASE_URL"]
-    token = subprocess.run([surveyd, "company", "create", "--name", "faults"], env=env, check=True, capture_output=True,
+    token = subprocess.run([surveyd, "company", "create", "--name", "faults", "--quiet-hours", "off"], env=env, check=True, capture_output=True,
                            text=True).stdout.split()[-1]
     serve = start_serve(surveyd, env, port, {"DATABASE_MAX_CONNECTIONS": "8", "REQUEST_TIMEOUT_SECONDS": "10"})
     recorder, stop = Recorder(), threading.Event()
@@ -167,7 +167,7 @@ def serve_sigterm(surveyd, env, clients=8):
     refused, and it exits within the grace period."""
     port = free_port()
     url = env["DATABASE_URL"]
-    token = subprocess.run([surveyd, "company", "create", "--name", "faults-sigterm"], env=env, check=True,
+    token = subprocess.run([surveyd, "company", "create", "--name", "faults-sigterm", "--quiet-hours", "off"], env=env, check=True,
                            capture_output=True, text=True).stdout.split()[-1]
     serve = start_serve(surveyd, env, port, {"DATABASE_MAX_CONNECTIONS": "8"})
     recorder, stop = Recorder(), threading.Event()

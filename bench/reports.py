@@ -434,7 +434,7 @@ def main():
     psql(url, f"ALTER DATABASE {DATABASE} " + ("SET jit = off" if args.jit == "off" else "RESET jit"))
 
     def create_company(name):
-        output = subprocess.run([surveyd, "company", "create", "--name", name], env=env, check=True, capture_output=True, text=True).stdout
+        output = subprocess.run([surveyd, "company", "create", "--name", name, "--quiet-hours", "off"], env=env, check=True, capture_output=True, text=True).stdout
         return int(re.search(r"Company (\d+)", output).group(1)), output.split()[-1]
 
     if reuse:

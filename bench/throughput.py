@@ -164,7 +164,7 @@ def main():
                RATE_LIMIT_PER_SECOND="1000000", RATE_LIMIT_BURST="2000000",
                COMPANY_RATE_LIMIT_PER_SECOND="1000000", COMPANY_RATE_LIMIT_BURST="2000000")
     subprocess.run([surveyd, "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
-    token = subprocess.run([surveyd, "company", "create", "--name", "http bench"], env=env, check=True, capture_output=True,
+    token = subprocess.run([surveyd, "company", "create", "--name", "http bench", "--quiet-hours", "off"], env=env, check=True, capture_output=True,
                            text=True).stdout.split()[-1]
     serve = subprocess.Popen([surveyd, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     company = psql(url, "SELECT max(company_id) FROM companies WHERE name = 'http bench'")

@@ -24,3 +24,73 @@ CREATE INDEX survey_requests_by_reference ON survey_requests (company_id, refere
 -- Cancelling removes the job before a worker claims it (the API only ever deletes jobs of
 -- its own tenant: row-level security on sms_jobs).
 GRANT DELETE ON sms_jobs TO survey_app;
+
+-- ---------------------------------------------------------------------------------------
+-- Scheduled sends and quiet hours.
+--
+-- A request asked for later (`sendAt`), or queued inside its company's quiet hours, is
+-- checked against the send rules when the call is made, but claims its number only when
+-- it falls due: its job waits with `needs_admission`, and the worker's scheduler admits it
+-- then (checking the rules again: opted out, surveyed meanwhile, number busy) or cancels
+-- it with the rule as the reason. Workers never look at waiting jobs: the claim reads an
+-- index of admitted jobs only, the scheduler an index of waiting ones, both by due time.
+
+-- The company's quiet hours (both NULL: none) and its time zone, in which they are read.
+ALTER TABLE companies
+    ADD COLUMN quiet_hours_start time(0) DEFAULT '21:00',
+    ADD COLUMN quiet_hours_end time(0) DEFAULT '09:00',
+    ADD COLUMN time_zone text NOT NULL DEFAULT 'Europe/Brussels' CHECK (char_length(time_zone) BETWEEN 1 AND 64),
+    ADD CONSTRAINT companies_quiet_hours
+        CHECK ((quiet_hours_start IS NULL) = (quiet_hours_end IS NULL) AND quiet_hours_start <> quiet_hours_end);
+GRANT UPDATE (quiet_hours_start, quiet_hours_end, time_zone) ON companies TO survey_app;
+
+-- `due_at`: when the job fell (or falls) due; its maximum age counts from then, not from
+-- the call that queued it weeks before.
+ALTER TABLE sms_jobs ADD COLUMN needs_admission boolean NOT NULL DEFAULT false;
+ALTER TABLE sms_jobs ADD COLUMN due_at timestamptz;
+UPDATE sms_jobs SET due_at = created_at;
+ALTER TABLE sms_jobs ALTER COLUMN due_at SET DEFAULT now(), ALTER COLUMN due_at SET NOT NULL;
+DROP INDEX sms_jobs_ready;
+CREATE INDEX sms_jobs_ready ON sms_jobs (run_at) WHERE leased_until IS NULL AND NOT needs_admission;
+CREATE INDEX sms_jobs_waiting ON sms_jobs (run_at) WHERE needs_admission;
+
+-- The scheduler (the worker's role): the companies' rules and hours, the requests' history
+-- for the resurvey rule, the open-survey slot it claims, and the cancellation it records.
+CREATE POLICY worker_scheduling ON companies FOR SELECT TO survey_worker USING (true);
+GRANT SELECT (company_id, resurvey_days, quiet_hours_start, quiet_hours_end, time_zone) ON companies TO survey_worker;
+GRANT SELECT (created_at, scheduled_for), UPDATE (cancelled_at, scheduled_for) ON survey_requests TO survey_worker;
+GRANT UPDATE (needs_admission, due_at) ON sms_jobs TO survey_worker;
+GRANT INSERT, UPDATE (company_id, request_id) ON open_surveys TO survey_worker;
+CREATE POLICY worker_scheduling ON daily_sms_usage TO survey_worker USING (true) WITH CHECK (true);
+GRANT SELECT, UPDATE (queued) ON daily_sms_usage TO survey_worker;
+
+-- The API asks, for a request it schedules, whether the number is busy now (without
+-- claiming it): which of the given numbers have an open survey. No tenant data.
+CREATE FUNCTION busy_destinations(hashes bytea[])
+RETURNS SETOF bytea
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT destination_hash FROM public.open_surveys WHERE destination_hash = ANY(hashes) AND expires_at > now();
+$$;
+DO $$
+BEGIN
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        EXECUTE 'GRANT survey_routing TO CURRENT_USER';
+    END IF;
+END
+$$;
+GRANT CREATE ON SCHEMA public TO survey_routing;
+ALTER FUNCTION busy_destinations(bytea[]) OWNER TO survey_routing;
+REVOKE CREATE ON SCHEMA public FROM survey_routing;
+REVOKE ALL ON FUNCTION busy_destinations(bytea[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION busy_destinations(bytea[]) TO survey_app;
+DO $$
+BEGIN
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        EXECUTE 'REVOKE survey_routing FROM CURRENT_USER';
+    END IF;
+END
+$$;

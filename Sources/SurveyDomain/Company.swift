@@ -23,11 +23,27 @@ public struct CompanySettings: Sendable, Equatable {
     /// The company's own request rate, all its tokens together; `nil` takes the service's
     /// default (`COMPANY_RATE_LIMIT_*`).
     public var requestRateLimit: RateLimit?
+    /// When no survey goes out, in `timeZone`; `nil`: never quiet.
+    public var quietHours: QuietHours?
+    /// An IANA name (`ReportTimeZones`): the company's wall clock, for its quiet hours.
+    public var timeZone: String
 
-    public init(resurveyDays: Int = 30, dailySMSCap: Int = 10_000, requestRateLimit: RateLimit? = nil) {
+    public static let defaultTimeZone = "Europe/Brussels"
+
+    public init(
+        resurveyDays: Int = 30, dailySMSCap: Int = 10_000, requestRateLimit: RateLimit? = nil,
+        quietHours: QuietHours? = .default, timeZone: String = CompanySettings.defaultTimeZone
+    ) {
         self.resurveyDays = resurveyDays
         self.dailySMSCap = dailySMSCap
         self.requestRateLimit = requestRateLimit
+        self.quietHours = quietHours
+        self.timeZone = timeZone
+    }
+
+    /// When this company's surveys may go out.
+    public var schedule: SendSchedule {
+        SendSchedule(quietHours: quietHours, timeZone: ReportTimeZones.zone(named: timeZone) ?? TimeZone(identifier: "UTC")!)
     }
 }
 
@@ -36,6 +52,8 @@ public struct CompanySettingsChange: Sendable, Equatable {
     public var resurveyDays: Int?
     public var dailySMSCap: Int?
     public var requestRateLimit: RateLimitChange?
+    public var quietHours: QuietHoursChange?
+    public var timeZone: String?
 
     /// A company's own rate limit set, or dropped for the service's default.
     public enum RateLimitChange: Sendable, Equatable {
@@ -43,13 +61,45 @@ public struct CompanySettingsChange: Sendable, Equatable {
         case useDefault
     }
 
-    public init(resurveyDays: Int? = nil, dailySMSCap: Int? = nil, requestRateLimit: RateLimitChange? = nil) {
+    /// Quiet hours set, or turned off.
+    public enum QuietHoursChange: Sendable, Equatable {
+        case set(QuietHours)
+        case off
+    }
+
+    public init(
+        resurveyDays: Int? = nil, dailySMSCap: Int? = nil, requestRateLimit: RateLimitChange? = nil,
+        quietHours: QuietHoursChange? = nil, timeZone: String? = nil
+    ) {
         self.resurveyDays = resurveyDays
         self.dailySMSCap = dailySMSCap
         self.requestRateLimit = requestRateLimit
+        self.quietHours = quietHours
+        self.timeZone = timeZone
     }
 
-    public var isEmpty: Bool { resurveyDays == nil && dailySMSCap == nil && requestRateLimit == nil }
+    public var isEmpty: Bool {
+        resurveyDays == nil && dailySMSCap == nil && requestRateLimit == nil && quietHours == nil && timeZone == nil
+    }
+
+    /// `settings` with this change applied.
+    public func applied(to settings: CompanySettings) -> CompanySettings {
+        var result = settings
+        if let resurveyDays { result.resurveyDays = resurveyDays }
+        if let dailySMSCap { result.dailySMSCap = dailySMSCap }
+        switch requestRateLimit {
+        case .set(let limit)?: result.requestRateLimit = limit
+        case .useDefault?: result.requestRateLimit = nil
+        case nil: break
+        }
+        switch quietHours {
+        case .set(let hours)?: result.quietHours = hours
+        case .off?: result.quietHours = nil
+        case nil: break
+        }
+        if let timeZone { result.timeZone = timeZone }
+        return result
+    }
 }
 
 public enum CompanyLimits {

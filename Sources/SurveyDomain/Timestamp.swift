@@ -14,6 +14,14 @@ public enum Timestamp {
         return String(utc.dropLast(6)) + String(format: "%@%02d:%02d", sign, minutes / 60, minutes % 60)
     }
 
+    /// An instant written with its offset (`2026-12-24T18:00:00+01:00`, `…Z`), read as
+    /// strictly as a report's dates; a date or a wall time without offset is `nil` (its
+    /// meaning would depend on a zone the caller did not name).
+    public static func parseInstant(_ text: String) -> Date? {
+        guard case .instant(let date)? = ISODateParser.parse(text) else { return nil }
+        return date
+    }
+
     public static func format(_ date: Date) -> String {
         // Whole microseconds first (what the database stores, exactly), then truncate to
         // milliseconds in integer arithmetic, so binary floating point cannot shift a digit.

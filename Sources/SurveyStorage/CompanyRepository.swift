@@ -23,9 +23,11 @@ public struct CompanyRepository: Sendable {
         return try await database.withTenant(id) { connection in
             let createdAt = try await connection.query(
                 """
-                INSERT INTO companies (company_id, name, resurvey_days, daily_sms_cap, rate_limit_per_second, rate_limit_burst)
+                INSERT INTO companies (company_id, name, resurvey_days, daily_sms_cap, rate_limit_per_second, rate_limit_burst,
+                                       quiet_hours_start, quiet_hours_end, time_zone)
                 VALUES (\(id), \(name), \(settings.resurveyDays), \(settings.dailySMSCap),
-                        \(settings.requestRateLimit?.ratePerSecond), \(settings.requestRateLimit?.burst))
+                        \(settings.requestRateLimit?.ratePerSecond), \(settings.requestRateLimit?.burst),
+                        \(settings.quietHours?.start.description)::time, \(settings.quietHours?.end.description)::time, \(settings.timeZone))
                 RETURNING created_at
                 """
             ).one().decode(Date.self, column: "created_at")
@@ -38,8 +40,7 @@ public struct CompanyRepository: Sendable {
         try await database.withTenant(id) { connection in
             try await connection.query(
                 """
-                SELECT name, created_at, resurvey_days, daily_sms_cap, rate_limit_per_second, rate_limit_burst
-                  FROM companies WHERE company_id = \(id)
+                SELECT \(fragment: Self.settingsColumns) FROM companies WHERE company_id = \(id)
                 """
             ).single.map(Self.company(id))
         }
@@ -47,35 +48,54 @@ public struct CompanyRepository: Sendable {
 
     /// Changes some settings of a company and returns it as it now is.
     public func update(_ id: CompanyID, _ change: CompanySettingsChange) async throws -> Company {
-        // The rate limit: kept (no change), set, or back to the default (NULL).
-        let keepLimit = change.requestRateLimit == nil
-        var limit: RateLimit?
-        if case .set(let value) = change.requestRateLimit { limit = value }
-        return try await database.withTenant(id) { connection in
-            let row = try await connection.query(
+        // The row locked, the change applied by the domain's rule, the result written whole:
+        // one place decides what a change means.
+        try await database.withTenant(id) { connection in
+            guard
+                let row = try await connection.query(
+                    "SELECT \(fragment: Self.settingsColumns) FROM companies WHERE company_id = \(id) FOR UPDATE"
+                ).single
+            else { throw StorageError.notFound }
+            var company = try Self.company(id)(row)
+            company.settings = change.applied(to: company.settings)
+            let settings = company.settings
+            // Unchanged columns are not written: the token caches are told only of a changed
+            // rate limit (a trigger compares old and new).
+            try await connection.query(
                 """
                 UPDATE companies
-                   SET resurvey_days = coalesce(\(change.resurveyDays), resurvey_days),
-                       daily_sms_cap = coalesce(\(change.dailySMSCap), daily_sms_cap),
-                       rate_limit_per_second = CASE WHEN \(keepLimit) THEN rate_limit_per_second ELSE \(limit?.ratePerSecond) END,
-                       rate_limit_burst = CASE WHEN \(keepLimit) THEN rate_limit_burst ELSE \(limit?.burst) END
+                   SET resurvey_days = \(settings.resurveyDays), daily_sms_cap = \(settings.dailySMSCap),
+                       rate_limit_per_second = \(settings.requestRateLimit?.ratePerSecond),
+                       rate_limit_burst = \(settings.requestRateLimit?.burst),
+                       quiet_hours_start = \(settings.quietHours?.start.description)::time,
+                       quiet_hours_end = \(settings.quietHours?.end.description)::time, time_zone = \(settings.timeZone)
                  WHERE company_id = \(id)
-                RETURNING name, created_at, resurvey_days, daily_sms_cap, rate_limit_per_second, rate_limit_burst
-                """
-            ).single
-            guard let row else { throw StorageError.notFound }
-            return try Self.company(id)(row)
+                """)
+            return company
         }
     }
 
+    /// What `company(_:)` reads, in its order.
+    static let settingsColumns: StaticString = """
+        name, created_at, resurvey_days, daily_sms_cap, rate_limit_per_second, rate_limit_burst,
+        to_char(quiet_hours_start, 'HH24:MI'), to_char(quiet_hours_end, 'HH24:MI'), time_zone
+        """
+
     static func company(_ id: CompanyID) -> (PostgresRow) throws -> Company {
         { row in
-            let (name, createdAt, resurveyDays, cap, rate, burst) = try row.decode((String, Date, Int, Int, Double?, Int?).self)
+            let (name, createdAt, resurveyDays, cap, rate, burst, quietStart, quietEnd, timeZone) = try row.decode(
+                (String, Date, Int, Int, Double?, Int?, String?, String?, String).self)
             return Company(
                 id: id, name: name, createdAt: createdAt,
                 settings: CompanySettings(
-                    resurveyDays: resurveyDays, dailySMSCap: cap, requestRateLimit: rateLimit(rate, burst)))
+                    resurveyDays: resurveyDays, dailySMSCap: cap, requestRateLimit: rateLimit(rate, burst),
+                    quietHours: quietHours(quietStart, quietEnd), timeZone: timeZone))
         }
+    }
+
+    static func quietHours(_ start: String?, _ end: String?) -> QuietHours? {
+        guard let start = start.flatMap(TimeOfDay.init(parsing:)), let end = end.flatMap(TimeOfDay.init(parsing:)) else { return nil }
+        return QuietHours(start: start, end: end)
     }
 
     /// A company's own limit, when both halves are set (the admin API sets them together).

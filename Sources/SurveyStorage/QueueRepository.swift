@@ -43,7 +43,8 @@ public struct QueueRepository: Sendable {
         case release
     }
 
-    /// Claims up to `limit` jobs that are due, marking them leased in a commit of their own,
+    /// Claims up to `limit` admitted jobs that are due (never one waiting for its time: the
+    /// scheduler admits those), marking them leased in a commit of their own,
     /// before any is sent; each says whether its number opted out meanwhile. They come in
     /// claim order (`position`), the order they must be started in.
     public func claim(limit: Int, lease: Duration) async throws -> [Job] {
@@ -55,8 +56,8 @@ public struct QueueRepository: Sendable {
                 WITH due AS (
                     SELECT company_id, job_id, row_number() OVER (ORDER BY run_at, job_id) AS position FROM (
                         SELECT company_id, job_id, run_at FROM sms_jobs
-                         WHERE leased_until IS NULL AND run_at <= now()
-                           AND created_at > now() - make_interval(secs => \(Int(policy.maximumJobAge.components.seconds)))
+                         WHERE leased_until IS NULL AND NOT needs_admission AND run_at <= now()
+                           AND due_at > now() - make_interval(secs => \(Int(policy.maximumJobAge.components.seconds)))
                          ORDER BY run_at
                          LIMIT \(limit)
                          FOR UPDATE SKIP LOCKED) AS locked
@@ -264,13 +265,15 @@ public struct QueueRepository: Sendable {
             ).affectedRows
             try await connection.query("DELETE FROM sms_claims WHERE lease_id = ANY(\(claims.map(\.0))::text[])")
             // Leased past the lease, and started (or of a claim with no record of its
-            // progress): unknown outcome. Never claimed within the maximum age (workers
-            // down, queue backed up): too late to survey, its slot may be gone.
+            // progress): unknown outcome. Never claimed within the maximum age of falling
+            // due (workers down, queue backed up): too late to survey, its slot may be gone
+            // (read through the index of due jobs, so jobs waiting for their time cost nothing).
             let expired = try await connection.query(
                 """
                 DELETE FROM sms_jobs
                  WHERE leased_until < now()
-                    OR (leased_until IS NULL AND created_at < now() - make_interval(secs => \(Int(policy.maximumJobAge.components.seconds))))
+                    OR (leased_until IS NULL AND NOT needs_admission AND run_at <= now()
+                        AND due_at < now() - make_interval(secs => \(Int(policy.maximumJobAge.components.seconds))))
                 RETURNING company_id, request_id, destination_hash, CASE WHEN leased_until IS NULL THEN 'expired' ELSE 'uncertain' END
                 """
             ).map { try $0.decode((Int64, Int64, Data, String).self) }

@@ -60,28 +60,33 @@ public struct SendRepository: Sendable {
                 .survey(surveyID, company: company, on: connection)
             else { throw StorageError.notFound }
 
-            // The rules' facts in one round trip: the company's resurvey period, which
-            // numbers opted out, which this company surveyed within it (a survey that surely
-            // never reached the phone does not count).
+            // The rules' facts in one round trip: which numbers opted out, which this
+            // company surveyed within its resurvey period (a survey that surely never
+            // reached the phone does not count), and when the company's surveys may go out.
             let hashes = items.map(\.destinationHash)
-            let (optedOutList, recentList) = try await connection.query(
+            let (optedOutList, recentList, quietStart, quietEnd, timeZone) = try await connection.query(
                 """
                 SELECT ARRAY(SELECT destination_hash FROM opt_outs WHERE destination_hash = ANY(\(hashes)::bytea[])),
-                       ARRAY(SELECT DISTINCT r.destination_hash
-                               FROM survey_requests AS r, companies AS c
-                              WHERE c.company_id = \(company) AND r.company_id = \(company)
-                                AND r.destination_hash = ANY(\(hashes)::bytea[])
+                       ARRAY(SELECT DISTINCT r.destination_hash FROM survey_requests AS r
+                              WHERE r.company_id = c.company_id AND r.destination_hash = ANY(\(hashes)::bytea[])
                                 AND r.created_at > now() - make_interval(days => c.resurvey_days)
-                                AND (r.status <> 'failed' OR r.failure = 'uncertain'))
+                                AND (r.status <> 'failed' OR r.failure = 'uncertain')),
+                       to_char(c.quiet_hours_start, 'HH24:MI'), to_char(c.quiet_hours_end, 'HH24:MI'), c.time_zone
+                  FROM companies AS c WHERE c.company_id = \(company)
                 """
-            ).one().decode(([Data], [Data]).self)
+            ).one().decode(([Data], [Data], String?, String?, String).self)
             let optedOut = Set(optedOutList)
             let recent = Set(recentList)
+            let schedule = CompanySettings(
+                quietHours: CompanyRepository.quietHours(quietStart, quietEnd), timeZone: timeZone
+            ).schedule
+            let now = Date()
 
             // Decide in input order; the first occurrence of a number in the call stands for it.
             var results = [SendResult?](repeating: nil, count: items.count)
             var firstIndex: [Data: Int] = [:]
-            var candidates: [Int] = []
+            var immediate: [Int] = []
+            var later: [(index: Int, due: Date)] = []
             for (index, item) in items.enumerated() {
                 // A repeat of a number already seen in this call is decided with its first, below.
                 guard firstIndex[item.destinationHash] == nil else { continue }
@@ -91,14 +96,22 @@ public struct SendRepository: Sendable {
                 } else if recent.contains(item.destinationHash) {
                     results[index] = .skipped(.recentlySurveyed)
                 } else {
-                    candidates.append(index)
+                    let due = schedule.dueTime(sendAt: item.draft.sendAt, now: now)
+                    if due > now { later.append((index, due)) } else { immediate.append(index) }
                 }
             }
 
-            if !candidates.isEmpty {
-                try await queue(candidates.map { items[$0] }, indices: candidates, survey: survey, company: company,
+            var counted = 0
+            if !immediate.isEmpty {
+                counted += try await queue(
+                    immediate.map { items[$0] }, indices: immediate, survey: survey, company: company, into: &results, on: connection)
+            }
+            if !later.isEmpty {
+                counted += try await scheduleLater(
+                    later.map { (items[$0.index], $0.due) }, indices: later.map(\.index), survey: survey, company: company,
                     into: &results, on: connection)
             }
+            if counted > 0 { try await countAgainstDailyCap(counted, company: company, on: connection) }
             // A number given twice in one call: only its first item can be queued.
             for (index, item) in items.enumerated() where results[index] == nil {
                 let first = firstIndex[item.destinationHash]!
@@ -114,10 +127,12 @@ public struct SendRepository: Sendable {
         }
     }
 
+    /// Queues items due now: each claims its number's open-survey slot. Returns how many
+    /// were queued.
     private func queue(
         _ items: [Item], indices: [Int], survey: Survey, company: CompanyID,
         into results: inout [SendResult?], on connection: PostgresConnection
-    ) async throws {
+    ) async throws -> Int {
         // Claim each number's open-survey slot, drawing its request id on the way. Sorted
         // by hash so concurrent calls lock in the same order and cannot deadlock; an
         // expired slot is taken over.
@@ -155,7 +170,7 @@ public struct SendRepository: Sendable {
             bodies.append(question.body)
             results[indices[offset]] = .queued(RequestID(requestID))
         }
-        guard !requestIDs.isEmpty else { return }
+        guard !requestIDs.isEmpty else { return 0 }
 
         try await connection.query(
             """
@@ -179,7 +194,62 @@ public struct SendRepository: Sendable {
             )
             SELECT pg_notify(\(Self.notificationChannel), '')
             """)
-        try await countAgainstDailyCap(requestIDs.count, company: company, on: connection)
+        return requestIDs.count
+    }
+
+    /// Schedules items due later: a number busy now is skipped as it would be at once, but
+    /// none claims its slot yet (that would keep it from every other company until then):
+    /// the worker's scheduler admits each job when it falls due, checking the rules again.
+    /// Returns how many were scheduled.
+    private func scheduleLater(
+        _ items: [(Item, due: Date)], indices: [Int], survey: Survey, company: CompanyID,
+        into results: inout [SendResult?], on connection: PostgresConnection
+    ) async throws -> Int {
+        let busy: Set<Data> = Set(
+            try await connection.query("SELECT busy_destinations(\(items.map(\.0.destinationHash))::bytea[])")
+                .map { try $0.decode(Data.self) })
+        var accepted: [(offset: Int, item: Item, due: Date, question: QuestionID)] = []
+        for (offset, (item, due)) in items.enumerated() {
+            if busy.contains(item.destinationHash) {
+                results[indices[offset]] = .skipped(.destinationBusy)
+                continue
+            }
+            guard let question = survey.question(for: item.draft.language) else { throw StorageError.notFound }
+            accepted.append((offset, item, due, question.id))
+        }
+        guard !accepted.isEmpty else { return 0 }
+        let ids = try await connection.query(
+            "SELECT nextval('survey_requests_request_id_seq') FROM generate_series(1, \(accepted.count))"
+        ).map { try $0.decode(Int64.self) }
+        for (entry, id) in zip(accepted, ids) {
+            results[indices[entry.offset]] = .scheduled(RequestID(id), for: entry.due)
+        }
+        let bodies = accepted.map { entry in survey.question(for: entry.item.draft.language)!.body }
+        try await connection.query(
+            """
+            WITH t AS (
+                SELECT * FROM unnest(\(ids)::bigint[], \(accepted.map(\.question.rawValue))::bigint[],
+                                     \(accepted.map(\.item.destinationHash))::bytea[], \(accepted.map(\.item.draft.referenceID))::text[],
+                                     \(accepted.map(\.item.draft.language?.value))::text[],
+                                     \(accepted.map { $0.item.draft.segments.joined(separator: ",") })::text[],
+                                     \(accepted.map(\.due))::timestamptz[], \(accepted.map(\.item.draft.destination.e164))::text[],
+                                     \(bodies)::text[])
+                       AS t(request_id, question_id, hash, reference_id, language, segments, due, destination, body)
+            ), requests AS (
+                INSERT INTO survey_requests
+                       (company_id, request_id, survey_id, question_id, channel, destination_hash, reference_id, language, segments,
+                        scheduled_for)
+                SELECT \(company), request_id, \(survey.id), question_id, 'SMS', hash, reference_id, language,
+                       CASE WHEN segments = '' THEN '{}'::text[] ELSE string_to_array(segments, ',') END, due
+                  FROM t
+                RETURNING company_id, request_id
+            )
+            -- The job refers to its request: inserted once the request is (the CTE's rows
+            -- are all written before the statement's constraints are checked).
+            INSERT INTO sms_jobs (company_id, request_id, destination_hash, destination, body, run_at, due_at, needs_admission)
+            SELECT \(company), t.request_id, t.hash, t.destination, t.body, t.due, t.due, true FROM t
+            """)
+        return accepted.count
     }
 
     /// Adds `count` to today's usage unless that passes the company's cap, in which case

@@ -139,6 +139,7 @@ struct WorkerCommand: AsyncParsableCommand {
             .init(service: ReportCompactor(reports: ReportRepository(database: database), logger: logger)),
             .init(service: QueueMonitor(queue: QueueRepository(database: database, policy: policy), logger: logger)),
             .init(service: RoutingJanitor(database: database, logger: logger)),
+            .init(service: Scheduler(database: database, policy: policy, logger: logger)),
         ]
         // The worker serves no API; its operator still gets /health, /ready and /metrics.
         if let metricsPort {
@@ -261,15 +262,35 @@ struct CompanyCommand: AsyncParsableCommand {
         @Option(help: "The company's name (1 to 200 characters).")
         var name: String
 
+        @Option(help: "When no survey is sent, HH:MM-HH:MM in the company's time zone, or off.")
+        var quietHours = "21:00-09:00"
+
+        @Option(help: "The company's IANA time zone, in which its quiet hours are read.")
+        var timezone = CompanySettings.defaultTimeZone
+
         func validate() throws {
             guard CompanyLimits.nameLength.contains(name.unicodeScalars.count), !name.trimmingASCIIWhitespace().isEmpty else {
                 throw ValidationError("--name must be 1 to 200 characters")
             }
+            _ = try settings()
+        }
+
+        func settings() throws -> CompanySettings {
+            guard ReportTimeZones.zone(named: timezone) != nil else {
+                throw ValidationError("--timezone must be an IANA time zone name such as Europe/Brussels or UTC")
+            }
+            if quietHours == "off" { return CompanySettings(quietHours: nil, timeZone: timezone) }
+            let parts = quietHours.split(separator: "-", omittingEmptySubsequences: false).map(String.init)
+            guard parts.count == 2, let start = TimeOfDay(parsing: parts[0]), let end = TimeOfDay(parsing: parts[1]),
+                let hours = QuietHours(start: start, end: end)
+            else { throw ValidationError("--quiet-hours must be HH:MM-HH:MM with two different times (e.g. 21:00-09:00), or off") }
+            return CompanySettings(quietHours: hours, timeZone: timezone)
         }
 
         func run() async throws {
+            let settings = try settings()
             let (company, tokenID, token) = try await withDatabase("surveyd.company") { database in
-                try await CompanyRepository(database: database).create(name: name)
+                try await CompanyRepository(database: database).create(name: name, settings: settings)
             }
             print("Company \(company.id) (\(company.name)) created.")
             print("API token \(tokenID), shown only now; keep it secret:")

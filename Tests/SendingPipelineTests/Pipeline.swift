@@ -49,6 +49,20 @@ struct Pipeline {
             logger: logger)
     }
 
+    /// A pipeline for `body`, closed however `body` ends (an HTTP client left open when a
+    /// test throws would abort the whole test process).
+    static func with<Value>(_ label: String, _ body: (Pipeline) async throws -> Value) async throws -> Value {
+        let pipeline = try await make(label)
+        do {
+            let value = try await body(pipeline)
+            await pipeline.close()
+            return value
+        } catch {
+            await pipeline.close()
+            throw error
+        }
+    }
+
     func close() async {
         gateway.stop()
         try? await httpClient.shutdown()
@@ -77,7 +91,7 @@ struct Pipeline {
     }
 
     func company() async throws -> (id: CompanyID, headers: HTTPFields) {
-        let (company, _, token) = try await CompanyRepository(database: database).create(name: "Pipeline company")
+        let (company, _, token) = try await CompanyRepository(database: database).create(name: "Pipeline company", settings: .alwaysOpen)
         return (company.id, [.authorization: "Bearer \(token.secret)", .contentType: "application/json"])
     }
 

@@ -58,7 +58,7 @@ struct Harness {
 
     /// A new company and its token, created the way the CLI does.
     func company(_ name: String = "Company \(UInt32.random(in: 0...UInt32.max))") async throws -> Tenant {
-        let (company, tokenID, token) = try await CompanyRepository(database: database).create(name: name)
+        let (company, tokenID, token) = try await CompanyRepository(database: database).create(name: name, settings: .alwaysOpen)
         return Tenant(id: company.id, tokenID: tokenID, token: token.secret)
     }
 

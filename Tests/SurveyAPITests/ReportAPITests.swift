@@ -301,7 +301,7 @@ import Testing
         let url = try await TestDatabase.migratedScratchDatabase("timeout")
         let database = Database(client: Database.applicationPool(
             url: url, applicationName: "surveyd-serve", maximumConnections: 2, statementTimeout: .seconds(1), logger: TestDatabase.logger))
-        let (_, _, token) = try await CompanyRepository(database: database).create(name: "Slow")
+        let (_, _, token) = try await CompanyRepository(database: database).create(name: "Slow", settings: .alwaysOpen)
         // Another session holds the rollups, so the report waits until its timeout.
         let blocker = try await TestDatabase.connect(url: url)
         try await blocker.simpleQuery("BEGIN; LOCK TABLE report_rollups IN ACCESS EXCLUSIVE MODE")
@@ -325,7 +325,7 @@ import Testing
         let name = "surveyd-timeout-\(UInt32.random(in: 0...UInt32.max))"
         let database = Database(client: Database.applicationPool(
             url: url, applicationName: name, maximumConnections: 2, logger: TestDatabase.logger))
-        let (_, _, token) = try await CompanyRepository(database: database).create(name: "Slow")
+        let (_, _, token) = try await CompanyRepository(database: database).create(name: "Slow", settings: .alwaysOpen)
         let blocker = try await TestDatabase.connect(url: url)
         try await blocker.simpleQuery("BEGIN; LOCK TABLE report_rollups IN ACCESS EXCLUSIVE MODE")
         var configuration = Harness.configuration()

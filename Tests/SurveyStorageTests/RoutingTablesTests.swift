@@ -39,7 +39,7 @@ import Testing
         "DELETE FROM provider_messages", "INSERT INTO provider_messages VALUES ('SMx', 1, 1)",
     ])
     func theAPIRoleCannotTouchTheRoutingTables(_ statement: String) async throws {
-        let company = try await CompanyRepository(database: database).create(name: "Routing").0.id
+        let company = try await CompanyRepository(database: database).create(name: "Routing", settings: .alwaysOpen).0.id
         await #expect(throws: PostgresError.self) {
             try await database.withTenant(company) { connection in
                 try await connection.query(PostgresQuery(unsafeSQL: statement))
@@ -49,8 +49,8 @@ import Testing
 
     @Test func aTenantReleasesOnlyItsOwnSlots() async throws {
         let companies = CompanyRepository(database: database)
-        let mine = try await companies.create(name: "Mine").0.id
-        let theirs = try await companies.create(name: "Theirs").0.id
+        let mine = try await companies.create(name: "Mine", settings: .alwaysOpen).0.id
+        let theirs = try await companies.create(name: "Theirs", settings: .alwaysOpen).0.id
         let hash = Self.hash()
         let request = try await slot(theirs, hash)
         // Their slot, named exactly, released with my tenant set: nothing happens.

@@ -17,7 +17,7 @@ import Testing
     }
 
     func newCompany() async throws -> CompanyID {
-        try await CompanyRepository(database: database).create(name: "Tenant \(UInt32.random(in: 0...UInt32.max))").0.id
+        try await CompanyRepository(database: database).create(name: "Tenant \(UInt32.random(in: 0...UInt32.max))", settings: .alwaysOpen).0.id
     }
 
     /// Tables keyed by a phone's hash rather than a company: replies and delivery callbacks
@@ -247,8 +247,8 @@ import Testing
     @Test func aReadSeesOnlyItsTenantAndLeavesNothingBehind() async throws {
         let database = try await TestDatabase.application()
         let companies = CompanyRepository(database: database)
-        let (mine, _, _) = try await companies.create(name: "Mine")
-        let (theirs, _, _) = try await companies.create(name: "Theirs")
+        let (mine, _, _) = try await companies.create(name: "Mine", settings: .alwaysOpen)
+        let (theirs, _, _) = try await companies.create(name: "Theirs", settings: .alwaysOpen)
         let question = NewQuestion(body: "q", language: try LanguageTag(parsing: "en"))
         _ = try await SurveyRepository(database: database).create(NewSurvey(name: "theirs", interactionType: "t", questions: [question]), company: theirs.id)
         // No WHERE clause: row-level security alone keeps the other company out.

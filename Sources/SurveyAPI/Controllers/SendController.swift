@@ -9,6 +9,8 @@ struct SendController {
     let sends: SendRepository
     let idempotency: IdempotencyRepository
     let hasher: DestinationHasher
+    /// The clock `sendAt` is checked against; tests pin it.
+    var now: @Sendable () -> Date = { Date() }
 
     func addRoutes(to routes: Routes<TenantRequestContext>) {
         routes.on(.post, "surveys/:id/send", use: send)
@@ -21,7 +23,7 @@ struct SendController {
         let key = try idempotencyKey(request)
         let body = try await request.body.collect(upTo: context.maxUploadSize)
         let object = try JSONValue.object(from: body, request: request)
-        let drafts = try SendController.drafts(from: object)
+        let drafts = try SendController.drafts(from: object, now: now())
         let items = drafts.map { SendRepository.Item(draft: $0, destinationHash: hasher.hash($0.destination)) }
 
         guard let key else {
@@ -87,6 +89,11 @@ struct SendController {
                         switch result {
                         case .queued(let id):
                             return .object([("referenceId", reference), ("requestId", .integer(id.rawValue)), ("status", .string("queued"))])
+                        case .scheduled(let id, let time):
+                            return .object([
+                                ("referenceId", reference), ("requestId", .integer(id.rawValue)), ("status", .string("scheduled")),
+                                ("scheduledFor", .string(Timestamp.format(time))),
+                            ])
                         case .skipped(let reason):
                             return .object([("referenceId", reference), ("status", .string("skipped")), ("reason", .string(reason.rawValue))])
                         }
@@ -97,7 +104,7 @@ struct SendController {
 
     /// Reads every item of a send call, reporting every bad field; nothing is queued unless
     /// all are valid.
-    static func drafts(from object: [String: JSONValue]) throws -> [SurveyRequestDraft] {
+    static func drafts(from object: [String: JSONValue], now: Date) throws -> [SurveyRequestDraft] {
         var validator = FieldValidator()
         var drafts: [SurveyRequestDraft] = []
         switch object["requests"] {
@@ -114,7 +121,7 @@ struct SendController {
                     validator.fail(path, "must be an object, not \(item.kind)")
                     continue
                 }
-                if let draft = SurveyRequestDraft(json: fields, at: path, validator: &validator) { drafts.append(draft) }
+                if let draft = SurveyRequestDraft(json: fields, at: path, now: now, validator: &validator) { drafts.append(draft) }
             }
         case let other?:
             validator.fail("requests", "must be an array, not \(other.kind)")
@@ -125,7 +132,7 @@ struct SendController {
 }
 
 extension SurveyRequestDraft {
-    init?(json fields: [String: JSONValue], at path: String, validator: inout FieldValidator) {
+    init?(json fields: [String: JSONValue], at path: String, now: Date, validator: inout FieldValidator) {
         let errorsBefore = validator.errors.count
         var channel: Channel?
         switch fields["channel"] {
@@ -188,8 +195,28 @@ extension SurveyRequestDraft {
             language = validator.languageTag(fields, "language", at: "\(path).language")
         }
 
+        var sendAt: Date?
+        switch fields["sendAt"] {
+        case nil, .null?:
+            break
+        case .string(let text)?:
+            if let instant = Timestamp.parseInstant(text) {
+                if instant.timeIntervalSince(now) > SendSchedule.maximumLead {
+                    validator.fail("\(path).sendAt", "must be at most \(Int(SendSchedule.maximumLead / 86_400)) days ahead")
+                } else {
+                    sendAt = instant
+                }
+            } else {
+                validator.fail("\(path).sendAt", "must be an ISO 8601 date-time with an offset, e.g. 2026-12-24T18:00:00+01:00")
+            }
+        case let other?:
+            validator.fail("\(path).sendAt", "must be a string, not \(other.kind)")
+        }
+
         guard validator.errors.count == errorsBefore, let channel, let destination else { return nil }
-        self.init(channel: channel, destination: destination, segments: segments, referenceID: referenceID, language: language)
+        self.init(
+            channel: channel, destination: destination, segments: segments, referenceID: referenceID, language: language,
+            sendAt: sendAt)
     }
 }
 

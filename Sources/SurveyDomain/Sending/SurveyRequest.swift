@@ -16,13 +16,19 @@ public struct SurveyRequestDraft: Sendable, Equatable {
     public var segments: [String]
     public var referenceID: String?
     public var language: LanguageTag?
+    /// When to send it; `nil` (or a time past) means now.
+    public var sendAt: Date?
 
-    public init(channel: Channel, destination: PhoneNumber, segments: [String], referenceID: String?, language: LanguageTag?) {
+    public init(
+        channel: Channel, destination: PhoneNumber, segments: [String], referenceID: String?, language: LanguageTag?,
+        sendAt: Date? = nil
+    ) {
         self.channel = channel
         self.destination = destination
         self.segments = segments
         self.referenceID = referenceID
         self.language = language
+        self.sendAt = sendAt
     }
 }
 
@@ -39,6 +45,9 @@ public enum SkipReason: String, Sendable, Equatable {
 /// What became of one item, in input order.
 public enum SendResult: Sendable, Equatable {
     case queued(RequestID)
+    /// To go out at that time (a `sendAt`, or the end of the company's quiet hours); the
+    /// send rules are checked again then.
+    case scheduled(RequestID, for: Date)
     case skipped(SkipReason)
 }
 
