@@ -216,7 +216,8 @@ import Testing
             // A job never claimed within the maximum age (workers down) is not sent days late.
             let late = try await pipeline.send(to: [phone()], headers: tenant.headers, client: client)
             try await pipeline.superuser.withConnection { connection in
-                try await connection.query("UPDATE sms_jobs SET created_at = now() - interval '2 hours'")
+                // Due (and queued) two hours ago: its age counts from when it fell due.
+                try await connection.query("UPDATE sms_jobs SET created_at = now() - interval '2 hours', due_at = now() - interval '2 hours'")
             }
             try await pipeline.run([pipeline.worker()]) { try await pipeline.jobsLeft() == 0 }
             #expect(try await pipeline.request(late[0]).failure == "expired")

@@ -24,7 +24,11 @@ import Testing
 
             let read = try await client.send(.get, "/admin/companies/\(id)", headers: admin)
             #expect(read.status == .ok)
-            #expect(Array(read.object.keys).sorted() == ["createdAt", "dailySmsCap", "id", "name", "requestRateLimit", "resurveyDays"])
+            #expect(
+                Array(read.object.keys).sorted()
+                    == ["createdAt", "dailySmsCap", "id", "name", "quietHours", "requestRateLimit", "resurveyDays", "timezone"])
+            #expect(read.object["quietHours"] as? [String: String] == ["start": "21:00", "end": "09:00"], "the default")
+            #expect(read.object["timezone"] as? String == "Europe/Brussels")
 
             let patched = try await client.send(.patch, "/admin/companies/\(id)", headers: admin, body: #"{"dailySmsCap":0}"#)
             #expect(patched.status == .ok, "\(patched.text)")
@@ -36,6 +40,17 @@ import Testing
             #expect(again.object["resurveyDays"] as? Int == 0)
             let stored = try await CompanyRepository(database: harness.database).find(CompanyID(rawValue: Int64(id)))
             #expect(stored?.settings == CompanySettings(resurveyDays: 0, dailySMSCap: 0))
+
+            // Quiet hours: set, then off; the time zone they are read in.
+            let quiet = try await client.send(
+                .patch, "/admin/companies/\(id)", headers: admin, body: #"{"quietHours":{"start":"22:30","end":"07:15"},"timezone":"America/New_York"}"#)
+            #expect(quiet.object["quietHours"] as? [String: String] == ["start": "22:30", "end": "07:15"], "\(quiet.text)")
+            #expect(quiet.object["timezone"] as? String == "America/New_York")
+            let off = try await client.send(.patch, "/admin/companies/\(id)", headers: admin, body: #"{"quietHours":null}"#)
+            #expect(off.object["quietHours"] is NSNull, "\(off.text)")
+            #expect(off.object["timezone"] as? String == "America/New_York", "a member left out stays as it was")
+            let reread = try await CompanyRepository(database: harness.database).find(CompanyID(rawValue: Int64(id)))
+            #expect(reread?.settings.quietHours == nil && reread?.settings.timeZone == "America/New_York")
         }
     }
 
@@ -52,6 +67,12 @@ import Testing
                 (#"{"resurveyDays":3651,"dailySmsCap":5}"#, ["resurveyDays"]),
                 (#"{"dailySMSCap":5}"#, ["dailySMSCap"]),
                 (#"{"resurveyDays":5,"name":"renamed"}"#, ["name"]),
+                (#"{"quietHours":{"start":"9:00","end":"25:00"}}"#, ["quietHours.start", "quietHours.end"]),
+                (#"{"quietHours":{"start":"09:00","end":"09:00"}}"#, ["quietHours.end"]),
+                (#"{"quietHours":{"start":"09:00"}}"#, ["quietHours.end"]),
+                (#"{"quietHours":"21:00-09:00"}"#, ["quietHours"]),
+                (#"{"quietHours":{"start":"21:00","end":"09:00","days":5}}"#, ["quietHours.days"]),
+                (#"{"timezone":"CET"}"#, ["timezone"]),
             ]
             for (body, fields) in cases {
                 let response = try await client.send(.patch, "/admin/companies/\(id)", headers: admin, body: body)

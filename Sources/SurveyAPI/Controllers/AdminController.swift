@@ -28,6 +28,8 @@ struct AdminController<Context: RequestContext> {
                 ("resurveyDays", .integer(Int64(company.settings.resurveyDays))),
                 ("dailySmsCap", .integer(Int64(company.settings.dailySMSCap))),
                 ("requestRateLimit", company.settings.requestRateLimit.map(AdminController.rateLimit) ?? .null),
+                ("quietHours", company.settings.quietHours.map(SettingsWire.quietHours) ?? .null),
+                ("timezone", .string(company.settings.timeZone)),
             ]
             if let token { members.append(("token", .string(token))) }
             return .object(members)
@@ -71,17 +73,11 @@ struct AdminController<Context: RequestContext> {
     @Sendable func createCompany(request: Request, context: Context) async throws -> JSONReply<CompanyBody> {
         let object = try await JSONValue.object(from: request, context: context)
         var validator = FieldValidator()
-        validator.rejectUnknown(object, known: ["name", "resurveyDays", "dailySmsCap", "requestRateLimit"])
+        validator.rejectUnknown(object, known: ["name", "resurveyDays", "dailySmsCap", "requestRateLimit", "quietHours", "timezone"])
         let name = validator.string(object, "name", at: "name", length: CompanyLimits.nameLength)
         let change = Self.settingsChange(object, &validator)
         try validator.check()
-        let defaults = CompanySettings()
-        var limit: RateLimit?
-        if case .set(let value) = change.requestRateLimit { limit = value }
-        let settings = CompanySettings(
-            resurveyDays: change.resurveyDays ?? defaults.resurveyDays, dailySMSCap: change.dailySMSCap ?? defaults.dailySMSCap,
-            requestRateLimit: limit)
-        let (company, _, token) = try await companies.create(name: name!, settings: settings)
+        let (company, _, token) = try await companies.create(name: name!, settings: change.applied(to: CompanySettings()))
         return JSONReply(status: .created, body: CompanyBody(company: company, token: token.secret))
     }
 
@@ -96,10 +92,10 @@ struct AdminController<Context: RequestContext> {
         let id = try id(CompanyID.self, "id", context)
         let object = try await JSONValue.object(from: request, context: context)
         var validator = FieldValidator()
-        validator.rejectUnknown(object, known: ["resurveyDays", "dailySmsCap", "requestRateLimit"])
+        validator.rejectUnknown(object, known: ["resurveyDays", "dailySmsCap", "requestRateLimit", "quietHours", "timezone"])
         let change = Self.settingsChange(object, &validator)
         if change.isEmpty, validator.errors.isEmpty {
-            validator.fail("body", "must set resurveyDays, dailySmsCap or requestRateLimit")
+            validator.fail("body", "must set resurveyDays, dailySmsCap, requestRateLimit, quietHours or timezone")
         }
         try validator.check()
         do {
@@ -144,7 +140,9 @@ struct AdminController<Context: RequestContext> {
         CompanySettingsChange(
             resurveyDays: validator.integer(object, "resurveyDays", at: "resurveyDays", range: CompanyLimits.resurveyDays),
             dailySMSCap: validator.integer(object, "dailySmsCap", at: "dailySmsCap", range: CompanyLimits.dailySMSCap),
-            requestRateLimit: rateLimitChange(object["requestRateLimit"], &validator))
+            requestRateLimit: rateLimitChange(object["requestRateLimit"], &validator),
+            quietHours: SettingsWire.quietHoursChange(object["quietHours"], &validator),
+            timeZone: SettingsWire.timeZone(object["timezone"], &validator))
     }
 
     /// `requestRateLimit`: `{"perSecond": 20, "burst": 40}` sets the company's own limit,

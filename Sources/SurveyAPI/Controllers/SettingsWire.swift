@@ -1,0 +1,50 @@
+import SurveyDomain
+
+/// The company settings the operator's admin API and the company's own `/settings` share:
+/// `quietHours` as `{"start": "21:00", "end": "09:00"}` (or `null`: none) and `timezone`.
+enum SettingsWire {
+    static func quietHours(_ hours: QuietHours) -> JSONDocument {
+        .object([("start", .string(hours.start.description)), ("end", .string(hours.end.description))])
+    }
+
+    /// Absent: no change; `null`: off; an object: both times, `HH:MM`, different.
+    static func quietHoursChange(_ value: JSONValue?, _ validator: inout FieldValidator) -> CompanySettingsChange.QuietHoursChange? {
+        switch value {
+        case nil:
+            return nil
+        case .null?:
+            return .off
+        case .object(let fields)?:
+            validator.rejectUnknown(fields, known: ["start", "end"], at: "quietHours")
+            var times: [TimeOfDay] = []
+            for key in ["start", "end"] {
+                if case .string(let text)? = fields[key], let time = TimeOfDay(parsing: text) {
+                    times.append(time)
+                } else {
+                    validator.fail("quietHours.\(key)", "is required: a time of day as HH:MM, 24-hour (e.g. 21:00)")
+                }
+            }
+            guard times.count == 2 else { return nil }
+            guard let hours = QuietHours(start: times[0], end: times[1]) else {
+                validator.fail("quietHours.end", "must differ from start (to turn quiet hours off, send null)")
+                return nil
+            }
+            return .set(hours)
+        default:
+            validator.fail("quietHours", "must be an object {start, end} or null")
+            return nil
+        }
+    }
+
+    static func timeZone(_ value: JSONValue?, _ validator: inout FieldValidator) -> String? {
+        switch value {
+        case nil:
+            return nil
+        case .string(let name)? where ReportTimeZones.zone(named: name) != nil:
+            return name
+        default:
+            validator.fail("timezone", "must be an IANA time zone name such as Europe/Brussels or UTC")
+            return nil
+        }
+    }
+}
