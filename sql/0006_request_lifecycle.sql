@@ -2,11 +2,12 @@
 -- and its export, and cancelling a request before it reaches the provider.
 --
 -- The API's statuses (scheduled, queued, sent, delivered, failed, responded, expired,
--- cancelled) are derived from the stored ones (queued, sent, delivered, failed) and the
--- timestamps, in `RequestRepository`: a cancelled request is stored as `failed` with
--- `cancelled_at` set, so the report counters, which count failures, need no change (a
--- cancelled survey never reached the customer), and a `scheduled` one is `queued` with
--- `scheduled_for` in the future.
+-- cancelled) are derived from the stored ones (queued, sent, delivered, failed, and now
+-- cancelled) and the timestamps, in `RequestRepository`: a `scheduled` request is `queued`
+-- with `scheduled_for` ahead; `responded` is a score; `expired` is past `respond_by`.
+-- A cancelled request never reached anyone: the reports count it as a request (as they
+-- count one still queued) but not as a failure, so cancelling or erasing changes no
+-- number of theirs (the rollup trigger sees no counter's input change).
 
 -- When the request was cancelled (by the company, or by a send rule that no longer held
 -- when it fell due); NULL otherwise.
@@ -14,8 +15,11 @@ ALTER TABLE survey_requests ADD COLUMN cancelled_at timestamptz;
 -- When its message is to go out, if later than its creation (a requested `sendAt`, or the
 -- end of the company's quiet hours).
 ALTER TABLE survey_requests ADD COLUMN scheduled_for timestamptz;
-ALTER TABLE survey_requests ADD CONSTRAINT survey_requests_cancelled_is_failed
-    CHECK (cancelled_at IS NULL OR status = 'failed');
+ALTER TABLE survey_requests DROP CONSTRAINT survey_requests_status_check;
+ALTER TABLE survey_requests ADD CONSTRAINT survey_requests_status_check
+    CHECK (status IN ('queued', 'sent', 'delivered', 'failed', 'cancelled'));
+ALTER TABLE survey_requests ADD CONSTRAINT survey_requests_cancelled_at
+    CHECK ((status = 'cancelled') = (cancelled_at IS NOT NULL));
 GRANT UPDATE (cancelled_at) ON survey_requests TO survey_app;
 
 -- The list's `referenceId` filter: a CRM looks up its own interaction.
@@ -53,6 +57,9 @@ ALTER TABLE sms_jobs ALTER COLUMN due_at SET DEFAULT now(), ALTER COLUMN due_at 
 DROP INDEX sms_jobs_ready;
 CREATE INDEX sms_jobs_ready ON sms_jobs (run_at) WHERE leased_until IS NULL AND NOT needs_admission;
 CREATE INDEX sms_jobs_waiting ON sms_jobs (run_at) WHERE needs_admission;
+-- A request's job, found without a scan: cancelling one, erasing by reference, a reply's
+-- lookup, and the cascade when a survey's requests are deleted.
+CREATE INDEX sms_jobs_by_request ON sms_jobs (company_id, request_id);
 
 -- The scheduler (the worker's role): the companies' rules and hours, the requests' history
 -- for the resurvey rule, the open-survey slot it claims, and the cancellation it records.
@@ -94,3 +101,23 @@ BEGIN
     END IF;
 END
 $$;
+
+-- ---------------------------------------------------------------------------------------
+-- A company's own suppression list: numbers it must never survey (its customer asked it,
+-- not us), as the keyed hash only, like STOP. Unlike STOP, it binds this company alone.
+CREATE TABLE company_opt_outs (
+    company_id       bigint      NOT NULL REFERENCES companies (company_id) ON DELETE CASCADE,
+    destination_hash bytea       NOT NULL CHECK (octet_length(destination_hash) = 32),
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (company_id, destination_hash)
+);
+SELECT enable_tenant_isolation('company_opt_outs');
+GRANT SELECT, INSERT, DELETE ON company_opt_outs TO survey_app;
+-- The senders look before each window, the scheduler before admitting.
+CREATE POLICY worker_suppression ON company_opt_outs FOR SELECT TO survey_worker USING (true);
+GRANT SELECT ON company_opt_outs TO survey_worker;
+
+-- Erasure (a customer's right to be forgotten, asked of the company): the requests keep
+-- their numbers for the reports, but lose the referenceId and segments that tie them to a
+-- person; the stored replay of a send call loses the referenceId too.
+GRANT UPDATE (reference_id, segments) ON survey_requests TO survey_app;

@@ -25,7 +25,8 @@ public struct QueueRepository: Sendable {
         /// Including the one this claim starts.
         public var attempts: Int
         public var createdAt: Date
-        /// The number replied STOP since the job was queued: it must not be sent.
+        /// The number replied STOP, or its company suppressed it, since the job was queued:
+        /// it must not be sent.
         public var optedOut: Bool
         /// The claim that holds it; the worker's writes to the job require it.
         public var leaseID: String
@@ -70,7 +71,10 @@ public struct QueueRepository: Sendable {
                   FROM due
                  WHERE j.company_id = due.company_id AND j.job_id = due.job_id
                 RETURNING j.company_id, j.job_id, j.request_id, j.destination_hash, j.destination, j.body, j.attempts, j.created_at,
-                          EXISTS (SELECT 1 FROM opt_outs AS o WHERE o.destination_hash = j.destination_hash), due.position
+                          EXISTS (SELECT 1 FROM opt_outs AS o WHERE o.destination_hash = j.destination_hash)
+                          OR EXISTS (SELECT 1 FROM company_opt_outs AS c
+                                      WHERE c.company_id = j.company_id AND c.destination_hash = j.destination_hash),
+                          due.position
                 """
             ).map { row in
                 let (company, id, request, hash, destination, body, attempts, createdAt, optedOut, position) = try row.decode(
@@ -118,7 +122,9 @@ public struct QueueRepository: Sendable {
             """
             SELECT j.job_id FROM sms_jobs AS j
              WHERE j.company_id = ANY(\(jobs.map(\.company.rawValue))::bigint[]) AND j.job_id = ANY(\(jobs.map(\.id))::bigint[])
-               AND EXISTS (SELECT 1 FROM opt_outs AS o WHERE o.destination_hash = j.destination_hash)
+               AND (EXISTS (SELECT 1 FROM opt_outs AS o WHERE o.destination_hash = j.destination_hash)
+                    OR EXISTS (SELECT 1 FROM company_opt_outs AS c
+                                WHERE c.company_id = j.company_id AND c.destination_hash = j.destination_hash))
             """,
         ]
     }
@@ -294,10 +300,18 @@ public struct QueueRepository: Sendable {
         }
     }
 
-    /// How many jobs wait and how old the oldest is, for metrics.
+    /// How many jobs are due or being sent, and when the longest-waiting due one fell due,
+    /// for metrics. Jobs scheduled for later are not the queue's backlog: not counted, and
+    /// not read (both counts go through the partial indexes of admitted jobs).
     public func depth() async throws -> (jobs: Int, oldest: Date?) {
         try await database.client.withConnection { connection in
-            try await connection.query("SELECT count(*)::bigint, min(created_at) FROM sms_jobs").one().decode((Int, Date?).self)
+            try await connection.query(
+                """
+                SELECT (SELECT count(*) FROM sms_jobs WHERE leased_until IS NULL AND NOT needs_admission AND run_at <= now())
+                     + (SELECT count(*) FROM sms_jobs WHERE leased_until IS NOT NULL),
+                       (SELECT min(run_at) FROM sms_jobs WHERE leased_until IS NULL AND NOT needs_admission AND run_at <= now())
+                """
+            ).one().decode((Int, Date?).self)
         }
     }
 

@@ -82,7 +82,7 @@ public struct RequestRepository: Sendable {
             let hash = try job.decode(Data.self)
             try await connection.query(
                 """
-                UPDATE survey_requests SET status = 'failed', failure = NULL, failed_at = now(), cancelled_at = now()
+                UPDATE survey_requests SET status = 'cancelled', failure = NULL, cancelled_at = now()
                  WHERE company_id = \(company) AND request_id = \(id)
                 """)
             try await connection.query("SELECT release_open_surveys(\([hash])::bytea[], \([id.rawValue])::bigint[])")
@@ -98,19 +98,17 @@ public struct RequestRepository: Sendable {
     // MARK: - SQL
 
     /// What a company sees of a request, in `record(_:)`'s order. The API's status is
-    /// derived: a score means `responded` whatever came before; a cancellation is stored
-    /// as a failure with `cancelled_at`; a queued request not yet due is `scheduled`; a sent
-    /// one past its response window without a score is `expired`.
+    /// derived: a score means `responded` whatever came before; a queued request not yet
+    /// due is `scheduled`; a sent one past its response window without a score is `expired`.
     static let columns: StaticString = """
         r.request_id, r.survey_id, r.reference_id, r.channel, r.language, r.segments,
         CASE WHEN r.score IS NOT NULL THEN 'responded'
-             WHEN r.cancelled_at IS NOT NULL THEN 'cancelled'
-             WHEN r.status = 'failed' THEN 'failed'
+             WHEN r.status IN ('failed', 'cancelled') THEN r.status
              WHEN r.status = 'queued' AND r.scheduled_for > now() THEN 'scheduled'
              WHEN r.status = 'queued' THEN 'queued'
              WHEN r.respond_by <= now() THEN 'expired'
              ELSE r.status END AS status,
-        CASE WHEN r.status = 'failed' AND r.score IS NULL THEN r.failure END AS failure_reason,
+        CASE WHEN r.status IN ('failed', 'cancelled') AND r.score IS NULL THEN r.failure END AS failure_reason,
         r.score, r.bad_replies, r.created_at, r.scheduled_for, r.sent_at, r.delivered_at, r.responded_at, r.respond_by
         """
 

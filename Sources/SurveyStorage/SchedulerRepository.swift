@@ -84,7 +84,12 @@ public struct SchedulerRepository: Sendable {
             let sorted = ready.sorted { $0.hash.lexicographicallyPrecedes($1.hash) }
             let (optedOut, recent) = try await connection.query(
                 """
-                SELECT ARRAY(SELECT destination_hash FROM opt_outs WHERE destination_hash = ANY(\(sorted.map(\.hash))::bytea[])),
+                SELECT ARRAY(SELECT t.request_id
+                               FROM unnest(\(sorted.map(\.company))::bigint[], \(sorted.map(\.request))::bigint[],
+                                           \(sorted.map(\.hash))::bytea[]) AS t(company_id, request_id, hash)
+                              WHERE EXISTS (SELECT 1 FROM opt_outs AS o WHERE o.destination_hash = t.hash)
+                                 OR EXISTS (SELECT 1 FROM company_opt_outs AS c
+                                             WHERE c.company_id = t.company_id AND c.destination_hash = t.hash)),
                        ARRAY(SELECT t.request_id
                                FROM unnest(\(sorted.map(\.company))::bigint[], \(sorted.map(\.request))::bigint[],
                                            \(sorted.map(\.hash))::bytea[]) AS t(company_id, request_id, hash)
@@ -94,15 +99,15 @@ public struct SchedulerRepository: Sendable {
                                      WHERE r.company_id = t.company_id AND r.destination_hash = t.hash
                                        AND r.request_id <> t.request_id
                                        AND r.created_at > now() - make_interval(days => c.resurvey_days)
-                                       AND (r.status <> 'failed' OR r.failure = 'uncertain')))
+                                       AND (r.status NOT IN ('failed', 'cancelled') OR r.failure = 'uncertain')))
                 """
-            ).one().decode(([Data], [Int64]).self)
+            ).one().decode(([Int64], [Int64]).self)
             let optedOutSet = Set(optedOut)
             let recentSet = Set(recent)
             var reasons: [Int64: SkipReason] = [:]
             var candidates: [DueJob] = []
             for job in sorted {
-                if optedOutSet.contains(job.hash) {
+                if optedOutSet.contains(job.request) {
                     reasons[job.request] = .optedOut
                 } else if recentSet.contains(job.request) {
                     reasons[job.request] = .recentlySurveyed
@@ -163,7 +168,7 @@ public struct SchedulerRepository: Sendable {
                 DELETE FROM sms_jobs AS j USING t WHERE j.company_id = t.company_id AND j.job_id = t.job_id
             ), requests AS (
                 UPDATE survey_requests AS r
-                   SET status = 'failed', failure = t.reason, failed_at = now(), cancelled_at = now()
+                   SET status = 'cancelled', failure = t.reason, cancelled_at = now()
                   FROM t
                  WHERE r.company_id = t.company_id AND r.request_id = t.request_id AND r.status = 'queued'
                 RETURNING r.company_id, (r.created_at AT TIME ZONE 'UTC')::date AS day

@@ -60,17 +60,21 @@ public struct SendRepository: Sendable {
                 .survey(surveyID, company: company, on: connection)
             else { throw StorageError.notFound }
 
-            // The rules' facts in one round trip: which numbers opted out, which this
+            // The rules' facts in one round trip: which numbers opted out (STOP, or this
+            // company's own suppression list), which this
             // company surveyed within its resurvey period (a survey that surely never
             // reached the phone does not count), and when the company's surveys may go out.
             let hashes = items.map(\.destinationHash)
             let (optedOutList, recentList, quietStart, quietEnd, timeZone) = try await connection.query(
                 """
-                SELECT ARRAY(SELECT destination_hash FROM opt_outs WHERE destination_hash = ANY(\(hashes)::bytea[])),
+                SELECT ARRAY(SELECT destination_hash FROM opt_outs WHERE destination_hash = ANY(\(hashes)::bytea[])
+                             UNION
+                             SELECT destination_hash FROM company_opt_outs
+                              WHERE company_id = c.company_id AND destination_hash = ANY(\(hashes)::bytea[])),
                        ARRAY(SELECT DISTINCT r.destination_hash FROM survey_requests AS r
                               WHERE r.company_id = c.company_id AND r.destination_hash = ANY(\(hashes)::bytea[])
                                 AND r.created_at > now() - make_interval(days => c.resurvey_days)
-                                AND (r.status <> 'failed' OR r.failure = 'uncertain')),
+                                AND (r.status NOT IN ('failed', 'cancelled') OR r.failure = 'uncertain')),
                        to_char(c.quiet_hours_start, 'HH24:MI'), to_char(c.quiet_hours_end, 'HH24:MI'), c.time_zone
                   FROM companies AS c WHERE c.company_id = \(company)
                 """

@@ -174,6 +174,9 @@ import Testing
             let body = String(buffer: response.body)
             for index in 0..<4 { #expect(body.contains("requests[\(index)].sendAt"), "\(body)") }
             #expect(try await pipeline.jobsLeft() == 0, "nothing queued")
+            // Well formed but too far ahead: a broken rule, 422.
+            let (_, far) = try await sendItems([item(phone(), sendAt: tooFar)], headers: tenant.headers, client: client)
+            #expect(far.status == .unprocessableContent, "\(String(buffer: far.body))")
             // In the past means now.
             let (_, past) = try await sendItems([item(phone(), sendAt: Date().addingTimeInterval(-3600))], headers: tenant.headers, client: client)
             #expect(results(past).first?["status"] as? String == "queued")

@@ -189,7 +189,7 @@ import Testing
             repeated.expectProblem(.badRequest)
             #expect(repeated.errorFields == ["status"])
             let export = try await client.send(.get, "\(base)/requests?format=csv&limit=10", headers: tenant.headers)
-            export.expectProblem(.badRequest)
+            export.expectProblem(.unprocessableContent)
             #expect(export.errorFields == ["limit"])
             let reversed = try await client.send(.get, "\(base)/requests?startDate=2026-02-01&endDate=2026-01-01", headers: tenant.headers)
             reversed.expectProblem(.unprocessableContent)

@@ -154,6 +154,8 @@ public func buildRouter(
     UsageController(replies: ReplyRepository(database: database), companies: companies).addRoutes(to: tenantRoutes)
     ReportController(reports: ReportRepository(database: database)).addRoutes(to: tenantRoutes)
     RequestController(requests: RequestRepository(database: database)).addRoutes(to: tenantRoutes)
+    PrivacyController(privacy: PrivacyRepository(database: database), hasher: configuration.destinationHasher)
+        .addRoutes(to: tenantRoutes)
 
     if let webhooks = configuration.webhooks {
         let group = router.group("webhooks/twilio")

@@ -92,8 +92,10 @@ struct RequestListing: Sendable {
             }
             format = negotiated
         }
+        // Each valid alone, together a broken rule (422, unless something is malformed too).
+        var rules: [Problem.FieldError] = []
         if format != .json, value("limit") != nil {
-            errors.append(.init(field: "limit", message: "an export holds the whole period; page only the JSON list"))
+            rules.append(.init(field: "limit", message: "an export holds the whole period; page only the JSON list"))
         }
         rawQuery = request.uri.query ?? ""
 
@@ -103,16 +105,16 @@ struct RequestListing: Sendable {
             segments: parameters[values: "segments"].map(String.init), segmentMode: value("segmentMode"))
         do {
             let query = try period.query(survey: survey, now: now)
-            guard errors.isEmpty else { throw Problem.validation(errors) }
+            guard errors.isEmpty else { throw Problem.validation(errors + rules) }
+            guard rules.isEmpty else { throw Problem.ruleViolation(rules) }
             filter = RequestFilter(
                 period: query.period, survey: survey, referenceID: referenceID, status: status, channel: query.filter.channel,
                 segments: query.filter.segments, segmentMode: query.filter.segmentMode)
             zone = query.timeZone
         } catch let error as ReportParameterError {
-            guard errors.isEmpty else {
-                throw Problem.validation(errors + error.problems.map { .init(field: $0.parameter, message: $0.message) })
-            }
-            throw ReportController.problem(error)
+            let problems = error.problems.map { Problem.FieldError(field: $0.parameter, message: $0.message) }
+            guard errors.isEmpty, error.isOnlyRules else { throw Problem.validation(errors + rules + problems) }
+            throw Problem.ruleViolation(rules + problems)
         }
     }
 

@@ -202,7 +202,7 @@ extension SurveyRequestDraft {
         case .string(let text)?:
             if let instant = Timestamp.parseInstant(text) {
                 if instant.timeIntervalSince(now) > SendSchedule.maximumLead {
-                    validator.fail("\(path).sendAt", "must be at most \(Int(SendSchedule.maximumLead / 86_400)) days ahead")
+                    validator.breaks("\(path).sendAt", "must be at most \(Int(SendSchedule.maximumLead / 86_400)) days ahead")
                 } else {
                     sendAt = instant
                 }

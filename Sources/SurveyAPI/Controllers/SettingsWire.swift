@@ -7,7 +7,7 @@ enum SettingsWire {
         .object([("start", .string(hours.start.description)), ("end", .string(hours.end.description))])
     }
 
-    /// Absent: no change; `null`: off; an object: both times, `HH:MM`, different.
+    /// Absent: no change; `null` (or the same start and end): off; an object: both times, `HH:MM`.
     static func quietHoursChange(_ value: JSONValue?, _ validator: inout FieldValidator) -> CompanySettingsChange.QuietHoursChange? {
         switch value {
         case nil:
@@ -25,11 +25,8 @@ enum SettingsWire {
                 }
             }
             guard times.count == 2 else { return nil }
-            guard let hours = QuietHours(start: times[0], end: times[1]) else {
-                validator.fail("quietHours.end", "must differ from start (to turn quiet hours off, send null)")
-                return nil
-            }
-            return .set(hours)
+            // The same start and end is an empty window: no quiet hours.
+            return QuietHours(start: times[0], end: times[1]).map { .set($0) } ?? .off
         default:
             validator.fail("quietHours", "must be an object {start, end} or null")
             return nil
