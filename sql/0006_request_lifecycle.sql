@@ -121,3 +121,12 @@ GRANT SELECT ON company_opt_outs TO survey_worker;
 -- their numbers for the reports, but lose the referenceId and segments that tie them to a
 -- person; the stored replay of a send call loses the referenceId too.
 GRANT UPDATE (reference_id, segments) ON survey_requests TO survey_app;
+
+-- ---------------------------------------------------------------------------------------
+-- Company self-service: a third token scope, `admin`, for the company's own administrator
+-- (its tokens and settings). The operator issues the first; a company cannot revoke its
+-- last one.
+ALTER TABLE api_tokens DROP CONSTRAINT api_tokens_scope_check;
+ALTER TABLE api_tokens ADD CONSTRAINT api_tokens_scope_check CHECK (scope IN ('read', 'write', 'admin'));
+-- One company's active admin tokens, locked together when one is revoked.
+CREATE INDEX api_tokens_active_admins ON api_tokens (company_id) WHERE scope = 'admin' AND revoked_at IS NULL;

@@ -38,11 +38,18 @@ public struct APIToken: Sendable, Equatable, CustomStringConvertible {
     public var description: String { hint + "…" }
 }
 
-/// What a token may do. `read` tokens list and report; only `write` tokens create, delete
-/// and send, so a dashboard's token leaking cannot send a single SMS.
-public enum TokenScope: String, Sendable, CaseIterable {
+/// What a token may do, each scope including the ones before it. `read` tokens list and
+/// report; `write` tokens also create, delete and send, so a dashboard's token leaking
+/// cannot send a single SMS; `admin` tokens also manage the company's own tokens and
+/// settings (the company's administrator; the operator issues the first one).
+public enum TokenScope: String, Sendable, CaseIterable, Comparable {
     case read
     case write
+    case admin
+
+    public static func < (lhs: TokenScope, rhs: TokenScope) -> Bool {
+        allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!
+    }
 }
 
 extension Data {

@@ -156,8 +156,22 @@ public struct CompanyRepository: Sendable {
     }
 
     /// Revokes a token of a company; revoking twice is fine, an unknown token is `notFound`.
-    public func revokeToken(_ token: TokenID, company: CompanyID) async throws {
+    /// With `keepingAnAdmin` (the company acting for itself), the company's last active
+    /// `admin` token is not revoked (`lastAdminToken`): it would lock its administrator out.
+    public func revokeToken(_ token: TokenID, company: CompanyID, keepingAnAdmin: Bool = false) async throws {
         try await database.withTenant(company) { connection in
+            if keepingAnAdmin {
+                // Every active admin token locked, so two revocations of the last two wait
+                // for each other and the second sees one left.
+                let admins = try await connection.query(
+                    """
+                    SELECT token_id FROM api_tokens
+                     WHERE company_id = \(company) AND scope = 'admin' AND revoked_at IS NULL
+                       FOR UPDATE
+                    """
+                ).map { try $0.decode(TokenID.self) }
+                if admins == [token] { throw StorageError.lastAdminToken }
+            }
             let updated = try await connection.query(
                 """
                 UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now())

@@ -8,4 +8,6 @@ public enum StorageError: Error, Equatable, Sendable {
     case duplicateLanguage(String)
     /// Queuing `requested` more SMS would take the company past its daily cap; nothing was queued.
     case dailySMSCapExceeded(DailySMSAllowance, requested: Int)
+    /// Revoking this token would leave the company without an active `admin` token.
+    case lastAdminToken
 }

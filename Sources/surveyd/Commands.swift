@@ -309,11 +309,14 @@ struct TokenCommand: AsyncParsableCommand {
         @Option(help: "The company's id.")
         var company: Int64
 
+        @Option(help: "read (reports and listings), write (also create, delete, send) or admin (also the company's tokens and settings).")
+        var scope = TokenScope.write
+
         func run() async throws {
             let (tokenID, token) = try await withDatabase("surveyd.token") { database in
-                try await CompanyRepository(database: database).createToken(company: CompanyID(company))
+                try await CompanyRepository(database: database).createToken(company: CompanyID(company), scope: scope)
             }
-            print("API token \(tokenID) for company \(company), shown only now; keep it secret:")
+            print("API token \(tokenID) (\(scope.rawValue)) for company \(company), shown only now; keep it secret:")
             print(token.secret)
         }
     }
@@ -336,3 +339,5 @@ struct TokenCommand: AsyncParsableCommand {
         }
     }
 }
+
+extension TokenScope: ExpressibleByArgument {}

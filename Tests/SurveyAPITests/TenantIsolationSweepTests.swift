@@ -48,6 +48,7 @@ import Testing
     @Test func anotherCompanysIdsAre404EverywhereAndChangeNothing() async throws {
         let victim = try await harness.company()
         let intruder = try await harness.company()
+        let intruderAdmin = try await harness.token(for: intruder, scope: .admin)
         let tenantOperations = OpenAPIContract.shared.operations
             .filter { $0.path.hasPrefix("/survey/1.0.0/") && $0.path.contains("{") }
             .map { (path: $0.path, method: $0.method) }
@@ -64,13 +65,16 @@ import Testing
             for (path, method) in tenantOperations {
                 let key = "\(method) \(path)"
                 // Each `{id}` is the victim's own id of that kind.
-                let id = path.hasPrefix("/survey/1.0.0/requests/") ? request : survey
+                let id =
+                    path.hasPrefix("/survey/1.0.0/requests/") ? request
+                    : path.hasPrefix("/survey/1.0.0/tokens/") ? Int(victim.tokenID.rawValue) : survey
                 let concrete = path.replacingOccurrences(of: "{id}", with: String(id))
                 #expect(!concrete.contains("{"), "\(key): a path parameter the sweep does not know")
                 let body = Self.bodies[key]
                 if method == "POST" { #expect(body != nil, "\(key): the sweep needs a valid body for this operation") }
+                // The intruder's token may do everything (admin scope): only ownership can refuse.
                 let response = try await client.send(
-                    HTTPRequest.Method(method)!, concrete, headers: intruder.headers, body: body)
+                    HTTPRequest.Method(method)!, concrete, headers: intruderAdmin, body: body)
                 #expect(response.status == .notFound, "\(key) with another company's id: \(response.status) \(response.text)")
             }
             // The lists and reports without ids show the intruder nothing of the victim.

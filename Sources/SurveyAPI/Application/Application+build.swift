@@ -156,6 +156,7 @@ public func buildRouter(
     RequestController(requests: RequestRepository(database: database)).addRoutes(to: tenantRoutes)
     PrivacyController(privacy: PrivacyRepository(database: database), hasher: configuration.destinationHasher)
         .addRoutes(to: tenantRoutes)
+    CompanySelfServiceController(companies: companies).addRoutes(to: tenantRoutes)
 
     if let webhooks = configuration.webhooks {
         let group = router.group("webhooks/twilio")

@@ -7,6 +7,8 @@ import SurveyDomain
 public struct AppRequestContext: RequestContext, RemoteAddressRequestContext {
     public var coreContext: CoreRequestContextStorage
     public var company: CompanyID?
+    /// The verified token's scope, set with `company`.
+    public var scope: TokenScope?
     /// The connection's peer; `nil` in in-process tests.
     public let remoteAddress: SocketAddress?
 
@@ -23,11 +25,18 @@ public struct AppRequestContext: RequestContext, RemoteAddressRequestContext {
 public struct TenantRequestContext: ChildRequestContext {
     public var coreContext: CoreRequestContextStorage
     public let company: CompanyID
+    public let scope: TokenScope
 
     public init(context: AppRequestContext) throws {
-        guard let company = context.company else { throw Problem.unauthorized }
+        guard let company = context.company, let scope = context.scope else { throw Problem.unauthorized }
         self.coreContext = context.coreContext
         self.company = company
+        self.scope = scope
+    }
+
+    /// For the company administrator's routes (its tokens and settings).
+    func requireAdmin() throws {
+        guard scope == .admin else { throw Problem.adminScopeRequired }
     }
 
     public var maxUploadSize: Int { maximumBodySize }

@@ -35,11 +35,12 @@ struct TokenAuthMiddleware: RouterMiddleware {
         if case .limited(let wait) = await limiter.acquire("company:\(identity.company)", limit: companyLimit) {
             throw Problem.companyRateLimited(retryAfter: wait)
         }
-        if identity.scope != .write, !request.method.isSafe {
+        if identity.scope < .write, !request.method.isSafe {
             throw Problem.insufficientScope
         }
         var context = context
         context.company = identity.company
+        context.scope = identity.scope
         // Formatted only if a line is written.
         context.logger[metadataKey: "company_id"] = .stringConvertible(identity.company)
         context.logger[metadataKey: "token_id"] = .stringConvertible(identity.token)

@@ -40,36 +40,6 @@ struct AdminController<Context: RequestContext> {
         .object([("perSecond", .number(limit.ratePerSecond)), ("burst", .integer(Int64(limit.burst)))])
     }
 
-    struct CreatedToken: JSONResponse {
-        var id: Int64
-        var token: String
-        var scope: TokenScope
-        var json: JSONDocument {
-            .object([("id", .integer(id)), ("token", .string(token)), ("scope", .string(scope.rawValue))])
-        }
-    }
-
-    struct TokenList: JSONResponse {
-        var tokens: [TokenRecord]
-        var json: JSONDocument {
-            .object([
-                (
-                    "tokens",
-                    .array(
-                        tokens.map { token in
-                            .object([
-                                ("id", .integer(token.id.rawValue)), ("hint", .string(token.hint)),
-                                ("scope", .string(token.scope.rawValue)),
-                                ("createdAt", .string(Timestamp.format(token.createdAt))),
-                                ("lastUsedAt", token.lastUsedAt.map { .string(Timestamp.format($0)) } ?? .null),
-                                ("revokedAt", token.revokedAt.map { .string(Timestamp.format($0)) } ?? .null),
-                            ])
-                        })
-                )
-            ])
-        }
-    }
-
     @Sendable func createCompany(request: Request, context: Context) async throws -> JSONReply<CompanyBody> {
         let object = try await JSONValue.object(from: request, context: context)
         var validator = FieldValidator()
@@ -105,21 +75,21 @@ struct AdminController<Context: RequestContext> {
         }
     }
 
-    @Sendable func createToken(request: Request, context: Context) async throws -> JSONReply<CreatedToken> {
+    @Sendable func createToken(request: Request, context: Context) async throws -> JSONReply<CreatedTokenBody> {
         let company = try id(CompanyID.self, "id", context)
         let scope = try await Self.requestedScope(request, context: context)
         do {
             let (tokenID, token) = try await companies.createToken(company: company, scope: scope)
-            return JSONReply(status: .created, body: CreatedToken(id: tokenID.rawValue, token: token.secret, scope: scope))
+            return JSONReply(status: .created, body: CreatedTokenBody(id: tokenID.rawValue, token: token.secret, scope: scope))
         } catch StorageError.notFound {
             throw Problem.notFound("No company \(company).")
         }
     }
 
-    @Sendable func listTokens(request: Request, context: Context) async throws -> JSONReply<TokenList> {
+    @Sendable func listTokens(request: Request, context: Context) async throws -> JSONReply<TokenListBody> {
         let company = try id(CompanyID.self, "id", context)
         do {
-            return JSONReply(body: TokenList(tokens: try await companies.tokens(company: company)))
+            return JSONReply(body: TokenListBody(tokens: try await companies.tokens(company: company)))
         } catch StorageError.notFound {
             throw Problem.notFound("No company \(company).")
         }
@@ -171,23 +141,10 @@ struct AdminController<Context: RequestContext> {
         }
     }
 
-    /// The body is optional: none (or `{}`) asks for a `write` token.
+    /// The body is optional: none (or `{}`) asks for a `write` token. The operator may
+    /// issue any scope, `admin` included (a company's first administrator token).
     private static func requestedScope(_ request: Request, context: Context) async throws -> TokenScope {
-        let body = try await request.body.collect(upTo: context.maxUploadSize)
-        guard body.readableBytes > 0 else { return .write }
-        let object = try JSONValue.object(from: body, request: request)
-        var validator = FieldValidator()
-        validator.rejectUnknown(object, known: ["scope"])
-        var scope = TokenScope.write
-        if let value = object["scope"] {
-            if case .string(let text) = value, let parsed = TokenScope(rawValue: text) {
-                scope = parsed
-            } else {
-                validator.fail("scope", "must be \"read\" or \"write\"")
-            }
-        }
-        try validator.check()
-        return scope
+        try await TokenRequest.scope(request, context: context, allowed: TokenScope.allCases)
     }
 
     private func id<Tag>(_ type: Identifier<Tag>.Type, _ name: String, _ context: Context) throws -> Identifier<Tag> {

@@ -91,6 +91,10 @@ extension Problem {
         detail: "This token may only read; creating, deleting and sending need a token of scope write.")
 
     /// The token's request rate is over its limit.
+    public static let adminScopeRequired = Problem(
+        status: .forbidden, type: "/problems/insufficient-scope", title: "Insufficient scope",
+        detail: "Managing the company's tokens and settings needs a token of scope admin; the operator issues the first one.")
+
     public static func rateLimited(retryAfter: Duration) -> Problem {
         let seconds = retryAfterSeconds(retryAfter)
         return Problem(
