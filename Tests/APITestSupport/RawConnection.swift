@@ -27,7 +27,11 @@ public struct RawConnection: Sendable {
             try await withThrowingTaskGroup(of: (String, Bool)?.self) { group in
                 group.addTask {
                     var text = ""
-                    for try await buffer in inbound { text += String(buffer: buffer) }
+                    do {
+                        for try await buffer in inbound { text += String(buffer: buffer) }
+                    } catch let error as IOError where error.errnoCode == ECONNRESET {
+                        // Closed by a reset rather than an end of stream: closed all the same.
+                    }
                     return (text, true)
                 }
                 group.addTask {

@@ -16,17 +16,25 @@ final class RequestReceiveDeadlineHandler: ChannelDuplexHandler, RemovableChanne
     typealias OutboundIn = ByteBuffer
 
     private let timeout: TimeAmount
+    /// After a 408, how long the rest of a late request is read and dropped before the
+    /// connection closes: closing at once with its bytes unread would reset the connection,
+    /// and the client could lose the 408 it was sent (a "lingering close").
+    private let linger: TimeAmount
+    private var lingering = false
     private var deadline: Scheduled<Void>?
     /// Whether any of a response went out since the request being received began.
     private var responding = false
     /// Knows whether a response is still owed (set by the observer when it is added).
     weak var observer: RequestEndObserver?
 
-    init(timeout: TimeAmount) {
+    init(timeout: TimeAmount, linger: TimeAmount = .seconds(2)) {
         self.timeout = timeout
+        self.linger = linger
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // Past a 408 nothing more is a request: dropped, not decoded.
+        guard !lingering else { return }
         startIfIdle(context)
         context.fireChannelRead(data)
     }
@@ -84,7 +92,16 @@ final class RequestReceiveDeadlineHandler: ChannelDuplexHandler, RemovableChanne
             "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/problem+json\r\nCache-Control: no-store\r\n"
             + "Connection: close\r\nContent-Length: \(body.utf8.count)\r\n\r\n" + body
         let channel = context.channel
-        context.writeAndFlush(NIOAny(ByteBuffer(string: response))).whenComplete { _ in channel.close(promise: nil) }
+        lingering = true
+        let linger = self.linger
+        context.writeAndFlush(NIOAny(ByteBuffer(string: response))).whenComplete { _ in
+            // Our side ends (the client reads the 408, then end of stream); theirs is read
+            // and dropped until they close or the linger runs out.
+            channel.close(mode: .output).whenComplete { result in
+                if case .failure = result { channel.close(promise: nil) }
+            }
+            channel.eventLoop.scheduleTask(in: linger) { channel.close(promise: nil) }
+        }
     }
 }
 
