@@ -11,8 +11,9 @@ public struct RequestRepository: Sendable {
         self.database = database
     }
 
-    /// Rows per statement of an export: large enough that a statement's fixed cost
-    /// vanishes, small enough that memory stays flat whatever the period.
+    /// Rows per statement of an export (keyset pages of `list`): large enough that a
+    /// statement's fixed cost vanishes, small enough that memory stays flat whatever the
+    /// period.
     public static let exportChunk = 5_000
 
     public func find(_ id: RequestID, company: CompanyID) async throws -> RequestRecord? {
@@ -31,22 +32,6 @@ public struct RequestRepository: Sendable {
     ) async throws -> [RequestRecord] {
         try await database.read(company, Self.listQuery(filter, order: order, after: after, limit: limit, company: company))
             .map(Self.record)
-    }
-
-    /// Every request `filter` admits after `after`, handed to `body` a chunk at a time in
-    /// `order`. Each chunk is a statement of its own (keyset pagination), so no transaction
-    /// or connection is held while `body` writes to a slow client.
-    public func export(
-        _ filter: RequestFilter, order: RequestOrder, company: CompanyID, after: RequestID? = nil,
-        chunk: Int = RequestRepository.exportChunk, _ body: ([RequestRecord]) async throws -> Void
-    ) async throws {
-        var after = after
-        while true {
-            let records = try await list(filter, order: order, after: after, limit: chunk, company: company)
-            if !records.isEmpty { try await body(records) }
-            guard records.count == chunk, let last = records.last else { return }
-            after = last.id
-        }
     }
 
     /// Cancels a request that no worker has claimed: its job goes, its number's slot is
@@ -116,13 +101,18 @@ public struct RequestRepository: Sendable {
         _ filter: RequestFilter, order: RequestOrder, after: RequestID?, limit: Int, company: CompanyID
     ) -> PostgresQuery {
         // One text per order for every combination of filters (a NULL parameter disables
-        // its condition), so each is prepared once per connection. The inner query is
-        // flattened by the planner: the status filter reads the derived column, and the
-        // primary key serves the keyset condition and the ORDER BY in either direction.
+        // its condition). Planned on each run, never prepared: a prepared statement's
+        // generic plan cannot drop the disabled conditions, so after five runs PostgreSQL
+        // would read the whole period through the creation-time index and sort it, for
+        // each chunk of an export (0.5 s instead of 4 ms). Planned with the values, the
+        // primary key serves the keyset condition and the ORDER BY in either direction
+        // (the inner query is flattened: the status filter reads the derived column).
         let segments = filter.segments.isEmpty ? nil : filter.segments
         let all = filter.segmentMode == .all
         let newest = order == .newest
-        return """
+        // Always a bound, so the keyset condition is a plain range on the primary key.
+        let bound = after?.rawValue ?? (newest ? Int64.max : 0)
+        var query: PostgresQuery = """
             SELECT * FROM (
                 SELECT \(fragment: columns) FROM survey_requests AS r
                  WHERE r.company_id = \(company)
@@ -132,11 +122,13 @@ public struct RequestRepository: Sendable {
                    AND (\(filter.channel?.rawValue)::text IS NULL OR r.channel = \(filter.channel?.rawValue))
                    AND (\(segments)::text[] IS NULL
                         OR (CASE WHEN \(all) THEN r.segments @> \(segments) ELSE r.segments && \(segments) END))
-                   AND (\(after)::bigint IS NULL OR r.request_id \(fragment: newest ? "<" : ">") \(after))
+                   AND r.request_id \(fragment: newest ? "<" : ">") \(bound)
             ) AS x
              WHERE (\(filter.status?.rawValue)::text IS NULL OR x.status = \(filter.status?.rawValue))
              ORDER BY x.request_id \(fragment: newest ? "DESC" : "ASC") LIMIT \(limit)
             """
+        query.isPreparable = false
+        return query
     }
 
     static func record(_ row: PostgresRow) throws -> RequestRecord {

@@ -75,9 +75,11 @@ struct RequestController {
     }
 
     /// The whole period, streamed a chunk at a time: memory stays flat whatever its size.
-    /// The first chunk is read before the response starts, so a failure there is still a
-    /// problem response; a failure later can only cut the body short (the connection is
-    /// closed without the last chunk, which every HTTP client reports as an error).
+    /// The next chunk is read while the current one is encoded and written, so the
+    /// database and the encoding run side by side. The first chunk is read before the
+    /// response starts, so a failure there is still a problem response; a failure later
+    /// can only cut the body short (the connection is closed without the last chunk, which
+    /// every HTTP client reports as an error).
     private func export(_ listing: RequestListing, company: CompanyID) async throws -> Response {
         let requests = self.requests
         let chunk = RequestRepository.exportChunk
@@ -88,8 +90,6 @@ struct RequestController {
             headers[.contentDisposition] = "attachment; filename=\"requests.csv\""
         }
         let body = ResponseBody { writer in
-            var bytes: [UInt8] = []
-            bytes.reserveCapacity(1 << 20)
             var csv = CSVWriter()
             if listing.format == .csv {
                 for field in RequestWire.fields { csv.cell(field) }
@@ -108,13 +108,22 @@ struct RequestController {
                 }
                 return ByteBuffer(bytes: json.bytes)
             }
-            try await writer.write(encode(first))
-            if first.count == chunk, let last = first.last {
-                var rest = listing
-                rest.after = last.id
-                try await requests.export(rest.filter, order: rest.order, company: company, after: rest.after, chunk: chunk) {
-                    try await writer.write(encode($0))
+            var current = first
+            while true {
+                // A full chunk may have a next one: read it meanwhile.
+                let next = current.count == chunk ? current.last.map { last in
+                    Task {
+                        try await requests.list(listing.filter, order: listing.order, after: last.id, limit: chunk, company: company)
+                    }
+                } : nil
+                do {
+                    try await writer.write(encode(current))
+                } catch {
+                    next?.cancel()
+                    throw error
                 }
+                guard let next else { break }
+                current = try await next.value
             }
             try await writer.finish(nil)
         }

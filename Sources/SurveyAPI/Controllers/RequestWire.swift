@@ -44,7 +44,7 @@ struct RequestWire {
         writer.integer(Int64(record.badResponses))
         for (name, date) in dates {
             writer.key(name)
-            string(date.map { Timestamp.format($0, in: zone) }, to: &writer)
+            string(format(date), to: &writer)
         }
         writer.endObject()
     }
@@ -63,9 +63,17 @@ struct RequestWire {
         writer.cell(record.score.map(Int64.init))
         writer.cell(record.category?.rawValue)
         writer.cell(Int64(record.badResponses))
-        for (_, date) in dates { writer.cell(date.map { Timestamp.format($0, in: zone) }) }
+        for (_, date) in dates { writer.cell(format(date)) }
         writer.endRow()
     }
+
+    private func format(_ date: Date?) -> String? {
+        guard let date else { return nil }
+        // UTC, the default, needs no look-up of the zone's offset at each date.
+        return zone == Self.utc ? Timestamp.format(date) : Timestamp.format(date, in: zone)
+    }
+
+    private static let utc = TimeZone(identifier: "UTC")!
 
     private var dates: KeyValuePairs<String, Date?> {
         [
