@@ -86,9 +86,8 @@ struct RequestListing: Sendable {
             }
         } else if let accept = request.headers[.accept] {
             guard let negotiated = Self.negotiate(accept) else {
-                throw Problem(
-                    status: .notAcceptable, type: "/problems/not-acceptable", title: "Not Acceptable",
-                    detail: "This list comes as application/json, text/csv or application/x-ndjson (or choose with format=json|csv|ndjson).")
+                throw Problem.notAcceptable(
+                    "This list comes as application/json, text/csv or application/x-ndjson (or choose with format=json|csv|ndjson).")
             }
             format = negotiated
         }

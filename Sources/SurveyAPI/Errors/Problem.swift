@@ -91,6 +91,11 @@ extension Problem {
         detail: "This token may only read; creating, deleting and sending need a token of scope write.")
 
     /// The token's request rate is over its limit.
+    /// `Accept` names no format the resource comes in.
+    public static func notAcceptable(_ detail: String) -> Problem {
+        Problem(status: .notAcceptable, type: "/problems/not-acceptable", title: "Not Acceptable", detail: detail)
+    }
+
     public static let adminScopeRequired = Problem(
         status: .forbidden, type: "/problems/insufficient-scope", title: "Insufficient scope",
         detail: "Managing the company's tokens and settings needs a token of scope admin; the operator issues the first one.")
