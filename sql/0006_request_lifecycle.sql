@@ -40,12 +40,15 @@ GRANT DELETE ON sms_jobs TO survey_app;
 -- index of admitted jobs only, the scheduler an index of waiting ones, both by due time.
 
 -- The company's quiet hours (both NULL: none) and its time zone, in which they are read.
+-- Companies that exist already keep sending as they did (no quiet hours, so their send
+-- calls answer as before); new ones get the default window.
 ALTER TABLE companies
-    ADD COLUMN quiet_hours_start time(0) DEFAULT '21:00',
-    ADD COLUMN quiet_hours_end time(0) DEFAULT '09:00',
+    ADD COLUMN quiet_hours_start time(0),
+    ADD COLUMN quiet_hours_end time(0),
     ADD COLUMN time_zone text NOT NULL DEFAULT 'Europe/Brussels' CHECK (char_length(time_zone) BETWEEN 1 AND 64),
     ADD CONSTRAINT companies_quiet_hours
         CHECK ((quiet_hours_start IS NULL) = (quiet_hours_end IS NULL) AND quiet_hours_start <> quiet_hours_end);
+ALTER TABLE companies ALTER COLUMN quiet_hours_start SET DEFAULT '21:00', ALTER COLUMN quiet_hours_end SET DEFAULT '09:00';
 GRANT UPDATE (quiet_hours_start, quiet_hours_end, time_zone) ON companies TO survey_app;
 
 -- `due_at`: when the job fell (or falls) due; its maximum age counts from then, not from

@@ -96,6 +96,24 @@ public struct Database: Sendable {
 }
 
 extension Database {
+    /// Runs `body`, a whole transaction, again (at most `attempts` times in all) when
+    /// PostgreSQL ends it as a deadlock victim or a serialization failure: locks are taken
+    /// in one order where the code can (numbers by hash), but a request, its job and its
+    /// number are reached from different ends by a reply, a cancel and the scheduler.
+    public static func retryingConflicts<Result>(attempts: Int = 3, _ body: () async throws -> Result) async throws -> Result {
+        var attempt = 1
+        while true {
+            do {
+                return try await body()
+            } catch let error as PostgresError
+                where attempt < attempts
+                && (error.sqlState == PostgresError.SQLState.deadlockDetected || error.sqlState == PostgresError.SQLState.serializationFailure)
+            {
+                attempt += 1
+            }
+        }
+    }
+
     /// The tenant, and the time left to the request's deadline if it has one. Both are
     /// integers the program formats; a setting takes no parameters.
     static func tenantSettings(_ company: CompanyID) -> [PostgresQuery] {

@@ -38,6 +38,14 @@ public struct PrivacyRepository: Sendable {
     /// Returns how many requests were unlinked. Reports keep their numbers: aggregates are
     /// not personal data (the erased requests count under no segment from now on).
     public func erase(referenceID: String, replayedMember: String, company: CompanyID) async throws -> Int {
+        // Requests, then jobs, then numbers: a reply or the scheduler may come the other
+        // way, so a deadlock is possible; the transaction runs again.
+        try await Database.retryingConflicts {
+            try await eraseOnce(referenceID: referenceID, replayedMember: replayedMember, company: company)
+        }
+    }
+
+    private func eraseOnce(referenceID: String, replayedMember: String, company: CompanyID) async throws -> Int {
         try await database.withTenant(company) { connection in
             let requests = try await connection.query(
                 """
@@ -47,6 +55,13 @@ public struct PrivacyRepository: Sendable {
                    FOR UPDATE
                 """
             ).map { try $0.decode(Int64.self) }
+            // The stored answers of send calls may hold it even if no request does (every
+            // item with it was skipped).
+            try await connection.query(
+                """
+                UPDATE idempotency_keys SET body = replace(body, \(replayedMember), '"referenceId":null')
+                 WHERE company_id = \(company) AND strpos(body, \(replayedMember)) > 0
+                """)
             guard !requests.isEmpty else { return 0 }
             // Jobs no worker holds: withdrawn, as a cancel would.
             let withdrawn = try await connection.query(
@@ -76,11 +91,6 @@ public struct PrivacyRepository: Sendable {
                 """
                 UPDATE survey_requests SET reference_id = NULL, segments = '{}'
                  WHERE company_id = \(company) AND request_id = ANY(\(requests)::bigint[])
-                """)
-            try await connection.query(
-                """
-                UPDATE idempotency_keys SET body = replace(body, \(replayedMember), '"referenceId":null')
-                 WHERE company_id = \(company) AND strpos(body, \(replayedMember)) > 0
                 """)
             return requests.count
         }

@@ -24,7 +24,8 @@ public struct QueueRepository: Sendable {
         public var body: String
         /// Including the one this claim starts.
         public var attempts: Int
-        public var createdAt: Date
+        /// When it fell due (its maximum age, and its retries', count from here).
+        public var dueAt: Date
         /// The number replied STOP, or its company suppressed it, since the job was queued:
         /// it must not be sent.
         public var optedOut: Bool
@@ -70,18 +71,18 @@ public struct QueueRepository: Sendable {
                        lease_id = \(leaseID), claim_position = due.position
                   FROM due
                  WHERE j.company_id = due.company_id AND j.job_id = due.job_id
-                RETURNING j.company_id, j.job_id, j.request_id, j.destination_hash, j.destination, j.body, j.attempts, j.created_at,
+                RETURNING j.company_id, j.job_id, j.request_id, j.destination_hash, j.destination, j.body, j.attempts, j.due_at,
                           EXISTS (SELECT 1 FROM opt_outs AS o WHERE o.destination_hash = j.destination_hash)
                           OR EXISTS (SELECT 1 FROM company_opt_outs AS c
                                       WHERE c.company_id = j.company_id AND c.destination_hash = j.destination_hash),
                           due.position
                 """
             ).map { row in
-                let (company, id, request, hash, destination, body, attempts, createdAt, optedOut, position) = try row.decode(
+                let (company, id, request, hash, destination, body, attempts, dueAt, optedOut, position) = try row.decode(
                     (CompanyID, Int64, RequestID, Data, String, String, Int, Date, Bool, Int).self)
                 return Job(
                     company: company, id: id, request: request, destinationHash: hash, destination: destination, body: body,
-                    attempts: attempts, createdAt: createdAt, optedOut: optedOut, leaseID: leaseID, position: position)
+                    attempts: attempts, dueAt: dueAt, optedOut: optedOut, leaseID: leaseID, position: position)
             }.sorted { $0.position < $1.position }
         }
     }

@@ -38,6 +38,12 @@ public struct RequestRepository: Sendable {
     /// freed and its message no longer counts against the day's cap, in one transaction.
     /// Throws `StorageError.notFound`, or `RequestNotCancellable` with where it stands.
     public func cancel(_ id: RequestID, company: CompanyID) async throws {
+        // The request row first, then its job, then its number: a reply and the scheduler
+        // come from the other ends, so a deadlock is possible; the transaction runs again.
+        try await Database.retryingConflicts { try await cancelOnce(id, company: company) }
+    }
+
+    private func cancelOnce(_ id: RequestID, company: CompanyID) async throws {
         try await database.withTenant(company) { connection in
             // The request's row first, locked: a concurrent cancel or a worker's record of
             // this request waits for this transaction, then sees the outcome.

@@ -98,8 +98,16 @@ public struct SchedulerRepository: Sendable {
                                     SELECT 1 FROM survey_requests AS r
                                      WHERE r.company_id = t.company_id AND r.destination_hash = t.hash
                                        AND r.request_id <> t.request_id
-                                       AND r.created_at > now() - make_interval(days => c.resurvey_days)
-                                       AND (r.status NOT IN ('failed', 'cancelled') OR r.failure = 'uncertain')))
+                                       AND coalesce(r.sent_at, r.scheduled_for, r.created_at)
+                                           > now() - make_interval(days => c.resurvey_days)
+                                       AND (r.status NOT IN ('failed', 'cancelled') OR r.failure = 'uncertain')
+                                       -- Another request still waiting to be admitted does
+                                       -- not count: both would cancel each other. The
+                                       -- first admitted holds the number; the other finds
+                                       -- it busy.
+                                       AND NOT EXISTS (
+                                           SELECT 1 FROM sms_jobs AS w
+                                            WHERE w.company_id = r.company_id AND w.request_id = r.request_id AND w.needs_admission)))
                 """
             ).one().decode(([Int64], [Int64]).self)
             let optedOutSet = Set(optedOut)
@@ -111,6 +119,10 @@ public struct SchedulerRepository: Sendable {
                     reasons[job.request] = .optedOut
                 } else if recentSet.contains(job.request) {
                     reasons[job.request] = .recentlySurveyed
+                } else if candidates.last?.hash == job.hash {
+                    // Two due for one number (two companies, or two calls racing): one
+                    // statement cannot claim a slot twice, and only one may have it.
+                    reasons[job.request] = .destinationBusy
                 } else {
                     candidates.append(job)
                 }

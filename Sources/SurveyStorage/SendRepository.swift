@@ -35,19 +35,13 @@ public struct SendRepository: Sendable {
     ) async throws -> [SendResult] {
         // Lock order is by hash everywhere, but a deadlock with some other writer stays
         // possible in principle; the transaction is safe to run again from the start.
-        var attempt = 1
-        while true {
-            do {
-                return try await enqueueOnce(items, survey: surveyID, company: company, record: record)
-            } catch let error as PostgresError
-                where attempt < 3
-                && (error.sqlState == PostgresError.SQLState.deadlockDetected || error.sqlState == PostgresError.SQLState.serializationFailure)
-            {
-                attempt += 1
-            } catch let error as PostgresError where error.sqlState == PostgresError.SQLState.foreignKeyViolation {
-                // The survey was deleted while this call ran.
-                throw StorageError.notFound
+        do {
+            return try await Database.retryingConflicts {
+                try await enqueueOnce(items, survey: surveyID, company: company, record: record)
             }
+        } catch let error as PostgresError where error.sqlState == PostgresError.SQLState.foreignKeyViolation {
+            // The survey was deleted while this call ran.
+            throw StorageError.notFound
         }
     }
 
@@ -73,7 +67,7 @@ public struct SendRepository: Sendable {
                               WHERE company_id = c.company_id AND destination_hash = ANY(\(hashes)::bytea[])),
                        ARRAY(SELECT DISTINCT r.destination_hash FROM survey_requests AS r
                               WHERE r.company_id = c.company_id AND r.destination_hash = ANY(\(hashes)::bytea[])
-                                AND r.created_at > now() - make_interval(days => c.resurvey_days)
+                                AND coalesce(r.sent_at, r.scheduled_for, r.created_at) > now() - make_interval(days => c.resurvey_days)
                                 AND (r.status NOT IN ('failed', 'cancelled') OR r.failure = 'uncertain')),
                        to_char(c.quiet_hours_start, 'HH24:MI'), to_char(c.quiet_hours_end, 'HH24:MI'), c.time_zone
                   FROM companies AS c WHERE c.company_id = \(company)

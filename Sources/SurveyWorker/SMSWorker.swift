@@ -202,7 +202,7 @@ public struct SMSWorker: Service {
             logger.warning("SMS outcome unknown; not retried", metadata: ["request_id": "\(job.request)", "reason": "\(reason)"])
             return .failed(reason: "uncertain")
         case .retryable(let reason, let retryAfter):
-            let age = Duration.seconds(Date().timeIntervalSince(job.createdAt))
+            let age = Duration.seconds(Date().timeIntervalSince(job.dueAt))
             switch configuration.retry.decide(attempts: job.attempts, age: age, retryAfter: retryAfter) {
             case .retry(let delay):
                 logger.info("SMS will be retried", metadata: ["request_id": "\(job.request)", "reason": "\(reason)", "attempt": "\(job.attempts)"])

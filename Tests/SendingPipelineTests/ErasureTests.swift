@@ -114,6 +114,39 @@ import Testing
         }
     }
 
+    /// Every item with the reference was skipped: no request holds it, but the stored
+    /// answer of the send call did (the first design returned before scrubbing it).
+    @Test func aReferenceOnlyInAStoredAnswerIsErasedToo() async throws {
+        try await Pipeline.with("erasereplay") { pipeline in
+            let tenant = try await pipeline.company()
+            let number = phone()
+            try await pipeline.api { client in
+                let optOut = try await client.execute(
+                    uri: "/survey/1.0.0/opt-outs", method: .post, headers: tenant.headers,
+                    body: ByteBuffer(string: #"{"destination":"\#(number)"}"#))
+                #expect(optOut.status == .noContent)
+                _ = try await pipeline.send(to: [phone()], headers: tenant.headers, client: client)
+                let survey = try await pipeline.superuser.withConnection { connection in
+                    try await connection.query("SELECT min(survey_id) FROM surveys").one().decode(Int.self)
+                }
+                var headers = tenant.headers
+                headers[HTTPField.Name("Idempotency-Key")!] = "skipped-call"
+                let body = #"{"requests":[{"channel":"SMS","destination":"\#(number)","referenceId":"ghost-ref-42"}]}"#
+                let sent = try await client.execute(
+                    uri: "/survey/1.0.0/surveys/\(survey)/send", method: .post, headers: headers, body: ByteBuffer(string: body))
+                #expect(String(buffer: sent.body).contains(#""status":"skipped""#))
+                let erased = try await client.execute(
+                    uri: "/survey/1.0.0/erasures", method: .post, headers: tenant.headers,
+                    body: ByteBuffer(string: #"{"referenceId":"ghost-ref-42"}"#))
+                #expect(String(buffer: erased.body) == #"{"requests":0}"#)
+                #expect(!(try dump(pipeline.url)).contains("ghost-ref-42"))
+                let replay = try await client.execute(
+                    uri: "/survey/1.0.0/surveys/\(survey)/send", method: .post, headers: headers, body: ByteBuffer(string: body))
+                #expect(String(buffer: replay.body).contains(#""referenceId":null"#), "\(String(buffer: replay.body))")
+            }
+        }
+    }
+
     /// A number the company suppresses after queueing is not sent: the worker looks at the
     /// company's list as it looks at STOP.
     @Test func aNumberSuppressedAfterQueueingIsNotSent() async throws {

@@ -212,3 +212,87 @@ import Testing
         return (try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any])?["smsQueuedToday"] as? Int ?? -1
     }
 }
+
+/// What a review found in the first design.
+@Suite struct ScheduledSendReviewTests {
+    func sendAt(_ client: any TestClientProtocol, headers: HTTPFields, number: String, at date: Date) async throws -> Int {
+        let created = try await client.execute(
+            uri: "/survey/1.0.0/surveys", method: .post, headers: headers,
+            body: ByteBuffer(string: #"{"name":"n","interactionType":"t","questions":[{"body":"0-10?","language":"en"}]}"#))
+        let survey = try #require((try JSONSerialization.jsonObject(with: Data(created.body.readableBytesView)) as? [String: Any])?["id"] as? Int)
+        let response = try await client.execute(
+            uri: "/survey/1.0.0/surveys/\(survey)/send", method: .post, headers: headers,
+            body: ByteBuffer(string: #"{"requests":[{"channel":"SMS","destination":"\#(number)","sendAt":"\#(Timestamp.format(date))"}]}"#))
+        let results = (try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any])?["results"] as? [[String: Any]]
+        return try #require(results?.first?["requestId"] as? Int, "\(String(buffer: response.body))")
+    }
+
+    /// Two companies scheduled the same number for the same time (the default quiet hours
+    /// end at 09:00 for everyone): one statement claimed the slot twice and failed, every
+    /// second, and no scheduled job was ever admitted again.
+    @Test func twoDueForOneNumberAreDecidedNotStuck() async throws {
+        try await Pipeline.with("samenumber") { pipeline in
+            let first = try await pipeline.company()
+            let second = try await pipeline.company()
+            let number = phone()
+            let later = Date().addingTimeInterval(3600)
+            try await pipeline.api { client in
+                let a = try await sendAt(client, headers: first.headers, number: number, at: later)
+                let b = try await sendAt(client, headers: second.headers, number: number, at: later)
+                try await pipeline.superuser.withConnection { connection in
+                    try await connection.query("UPDATE sms_jobs SET run_at = now() - interval '1 second', due_at = now()")
+                    try await connection.query("UPDATE survey_requests SET scheduled_for = now() - interval '1 second'")
+                }
+                let pass = try await SchedulerRepository(database: Database(client: pipeline.workerPool), policy: SendingPolicy()).admitDue()
+                #expect(pass.admitted == 1 && pass.cancelled == ["destination-busy": 1], "\(pass)")
+                let statuses = [try await pipeline.request(a).status, try await pipeline.request(b).status].sorted()
+                #expect(statuses == ["cancelled", "queued"])
+            }
+        }
+    }
+
+    /// A message scheduled at night fell due 11 hours after its call: its first transient
+    /// error counted that as its age and failed it as `retries-exhausted`.
+    @Test func aScheduledJobRetriesFromItsDueTime() async throws {
+        try await Pipeline.with("dueretry") { pipeline in
+            let tenant = try await pipeline.company()
+            let number = phone()
+            pipeline.gateway.script(number, [.status(503, code: nil), .accept])
+            try await pipeline.api { client in
+                let id = try await sendAt(client, headers: tenant.headers, number: number, at: Date().addingTimeInterval(3600))
+                try await pipeline.superuser.withConnection { connection in
+                    try await connection.query(
+                        "UPDATE sms_jobs SET created_at = now() - interval '11 hours', run_at = now() - interval '1 second' WHERE request_id = \(id)")
+                }
+                _ = try await SchedulerRepository(database: Database(client: pipeline.workerPool), policy: SendingPolicy()).admitDue()
+                try await pipeline.run([pipeline.worker()]) { try await pipeline.jobsLeft() == 0 }
+                let request = try await pipeline.request(id)
+                #expect(request.status == "sent", "\(request)")
+                #expect(pipeline.gateway.received.filter { $0.to == number }.count == 2)
+            }
+        }
+    }
+
+    /// "Recently surveyed" counts from when a message went out: a request made 40 days ago
+    /// and sent yesterday still keeps the number from this company.
+    @Test func recentlySurveyedCountsFromTheSend() async throws {
+        try await Pipeline.with("recentsend") { pipeline in
+            let tenant = try await pipeline.company()
+            let number = phone()
+            try await pipeline.api { client in
+                let ids = try await pipeline.send(to: [number], headers: tenant.headers, client: client)
+                try await pipeline.superuser.withConnection { connection in
+                    try await connection.query("DELETE FROM sms_jobs")
+                    try await connection.query("DELETE FROM open_surveys")
+                    try await connection.query(
+                        """
+                        UPDATE survey_requests SET status = 'sent', created_at = now() - interval '40 days', sent_at = now() - interval '1 day',
+                               respond_by = now() - interval '1 hour' WHERE request_id = \(ids[0])
+                        """)
+                }
+                let again = try await pipeline.send(to: [number], headers: tenant.headers, client: client)
+                #expect(again.isEmpty, "skipped as recently surveyed")
+            }
+        }
+    }
+}

@@ -124,10 +124,13 @@ struct RequestListing: Sendable {
     }
 
     /// The first type of `Accept` this list can be, in the client's order (quality values
-    /// are not weighed: a client asking for several formats gets its first).
+    /// other than 0 are not weighed: a client asking for several formats gets its first).
     static func negotiate(_ accept: String) -> Format? {
         for range in accept.split(separator: ",") {
-            let type = range.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
+            let parts = range.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+            // `q=0` means "not this one".
+            if parts.dropFirst().contains(where: { $0.hasPrefix("q=") && Double($0.dropFirst(2)) == 0 }) { continue }
+            let type = parts.first ?? ""
             switch type {
             case "application/json", "application/*", "*/*", "": return .json
             case "text/csv", "text/*": return .csv

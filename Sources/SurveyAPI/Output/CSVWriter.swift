@@ -1,7 +1,7 @@
 /// RFC 4180 CSV written straight into bytes (UTF-8, CRLF line ends), with OWASP's
 /// CSV-injection defence: a cell a spreadsheet would read as a formula (starting with `=`,
 /// `+`, `-`, `@`, a tab or a carriage return) gets a leading `'` and is quoted, so it shows
-/// as the text it is and is never executed.
+/// as the text it is and is never executed; a cell holding a `;` is quoted too.
 struct CSVWriter {
     private(set) var bytes: [UInt8] = []
     private var rowIsEmpty = true
@@ -56,7 +56,10 @@ struct CSVWriter {
             || byte == 0x09 || byte == 0x0D
     }
 
+    /// RFC 4180's, and `;`: spreadsheets in locales whose list separator it is (Belgium,
+    /// France, the Netherlands) split unquoted cells on it, and a formula could start
+    /// after one.
     private static func needsQuotes(_ byte: UInt8) -> Bool {
-        byte == UInt8(ascii: ",") || byte == UInt8(ascii: "\"") || byte == 0x0A || byte == 0x0D
+        byte == UInt8(ascii: ",") || byte == UInt8(ascii: ";") || byte == UInt8(ascii: "\"") || byte == 0x0A || byte == 0x0D
     }
 }
