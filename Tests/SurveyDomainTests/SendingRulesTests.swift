@@ -43,6 +43,7 @@ import Testing
         "STOP", "stop", " Stop ", "STOP.", "Stop please", "stop all", "STOP ALL!", "STOPALL", "UNSUBSCRIBE", "CANCEL",
         "END", "QUIT", "OPTOUT", "opt-out", "Opt out", "REVOKE", "please stop", "Unsubscribe me, thanks",
         "ARRET", "ARRÊT", "arrêt", "Arrêt s'il vous plaît", "STOPPEN", "Afmelden a.u.b.", "Uitschrijven", "désabonner",
+        "J'arrête", "j’arrête merci", "Arrêtez", "Stop ermee", "Ik stop",
     ])
     func optOut(_ body: String) {
         #expect(ReplyParser.parse(body) == .optOut)

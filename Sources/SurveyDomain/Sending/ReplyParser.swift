@@ -20,9 +20,9 @@ public enum ReplyParser {
     static let optOutWords: Set<String> = [
         "stop", "stopall", "unsubscribe", "cancel", "end", "quit", "revoke", "optout",
         // French
-        "arret", "arreter", "desabonner", "desinscrire", "desinscription", "annuler", "fin",
+        "arret", "arreter", "arretez", "jarrete", "desabonner", "desinscrire", "desinscription", "annuler", "fin",
         // Dutch
-        "stoppen", "afmelden", "uitschrijven", "opzeggen", "einde",
+        "stoppen", "afmelden", "uitschrijven", "opzeggen", "einde", "stopermee", "ikstop",
     ]
     static let optInWords: Set<String> = [
         "start", "yes", "unstop",
