@@ -58,3 +58,66 @@ import Testing
         #expect(!WebhookDestinationPolicy.isPublic([1, 2, 3]), "neither family")
     }
 }
+
+@Suite struct WebhookRetryScheduleTests {
+    @Test func backsOffForMoreThanThreeDaysWithJitter() {
+        let schedule = WebhookRetrySchedule()
+        #expect(WebhookRetrySchedule.shortestSpan > .seconds(3 * 86_400), "\(WebhookRetrySchedule.shortestSpan)")
+        #expect(schedule.delay(afterAttempt: 1, unit: 0.5) == .seconds(5))
+        #expect(schedule.delay(afterAttempt: 1, unit: 0) == .seconds(4))
+        #expect(schedule.delay(afterAttempt: 1, unit: 1) == .seconds(6))
+        let delays = (1...WebhookRetrySchedule.steps.count).compactMap { schedule.delay(afterAttempt: $0, unit: 0.5) }
+        #expect(delays == WebhookRetrySchedule.steps)
+        #expect(zip(delays, delays.dropFirst()).allSatisfy { $0 <= $1 }, "never shorter than the step before")
+        #expect(schedule.delay(afterAttempt: WebhookRetrySchedule.steps.count + 1, unit: 0.5) == nil, "then it is given up")
+        #expect(schedule.delay(afterAttempt: 0, unit: 0.5) == nil)
+    }
+
+    @Test func retryAfterIsHonouredWhenLongerUpToADay() {
+        let schedule = WebhookRetrySchedule()
+        #expect(schedule.delay(afterAttempt: 1, retryAfter: .seconds(120), unit: 0.5) == .seconds(120))
+        #expect(schedule.delay(afterAttempt: 3, retryAfter: .seconds(1), unit: 0.5) == .seconds(1800), "a shorter one is not")
+        #expect(schedule.delay(afterAttempt: 1, retryAfter: .seconds(10 * 86_400), unit: 0.5) == .seconds(86_400))
+    }
+}
+
+@Suite struct WebhookURLTests {
+    func refusal(_ text: String, allowPrivate: Bool = false) -> WebhookURLError? {
+        if case .failure(let error) = WebhookURL.parse(text, allowPrivate: allowPrivate) { return error }
+        return nil
+    }
+
+    @Test func publicHTTPSURLsAreAccepted() throws {
+        let url = try WebhookURL.parse("https://hooks.example.com:8443/nps?src=x", allowPrivate: false).get()
+        #expect(url.host == .name("hooks.example.com") && url.port == 8443 && url.isHTTPS)
+        #expect(try WebhookURL.parse("https://8.8.8.8/h", allowPrivate: false).get().host == .address([8, 8, 8, 8]))
+        #expect(try WebhookURL.parse("https://[2606:4700:4700::1111]/h", allowPrivate: false).get().port == 443)
+        #expect(try WebhookURL.parse("https://Example.COM./x", allowPrivate: false).get().host == .name("example.com"))
+    }
+
+    @Test func everyKnownBypassIsRefused() {
+        #expect(refusal("http://hooks.example.com/x") == .notHTTPS)
+        #expect(refusal("ftp://hooks.example.com/x") == .notHTTPS)
+        #expect(refusal("https://user:pass@hooks.example.com/x") == .credentials)
+        #expect(refusal("https://hooks.example.com/x#frag") == .fragment)
+        #expect(refusal("https://hooks.example.com/" + String(repeating: "a", count: 2100)) == .tooLong)
+        for text in [
+            "https://127.0.0.1/x", "https://10.0.0.5/x", "https://169.254.169.254/latest/meta-data", "https://[::1]/x",
+            "https://[::ffff:127.0.0.1]/x", "https://[fe80::1]/x", "https://[fd00::1]/x", "https://0.0.0.0/x",
+            "https://localhost/x", "https://api.localhost/x", "https://printer.local/x", "https://metadata.google.internal/x",
+            "https://intranet/x", "https://100.64.1.1/x",
+        ] {
+            #expect(refusal(text) == .privateAddress, "\(text)")
+        }
+        // Addresses in disguise are not names either.
+        for text in ["https://127.1/x", "https://2130706433/x", "https://0x7f.0.0.1/x", "https://017700000001/x", "https:///x", "nonsense"] {
+            #expect(refusal(text) == .malformed, "\(text)")
+        }
+    }
+
+    @Test func theOperatorMayAllowPrivateURLsForDevelopment() throws {
+        #expect(try WebhookURL.parse("http://127.0.0.1:9000/h", allowPrivate: true).get().port == 9000)
+        #expect(try WebhookURL.parse("http://localhost/h", allowPrivate: true).get().host == .name("localhost"))
+        #expect(refusal("ftp://127.0.0.1/h", allowPrivate: true) == .notHTTPS)
+    }
+}
