@@ -4,9 +4,50 @@ import http.client
 import json
 import os
 import subprocess
+import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# The destination hash key of every bench database (its hashes are never compared across).
+HASH_KEY = "ab" * 32
+
+
+def release_binaries(*products):
+    """Builds `products` (surveyd first) in release mode; returns the bin folder."""
+    print("building (release)...", file=sys.stderr)
+    for product in products:
+        subprocess.run(["swift", "build", "-c", "release", "--product", product], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    return subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def service_environment(url, port, **extra):
+    """What `surveyd` is run with in a bench: this database and port, quiet logs, and the
+    limits a shared service puts on one company out of the way (a bench measures the
+    pipeline, not the rate limits)."""
+    return dict(
+        os.environ, DATABASE_URL=url, DESTINATION_HASH_KEY=HASH_KEY, PORT=str(port), HOST="127.0.0.1",
+        LOG_LEVEL="error", SURVEYD_SQL_DIR=os.path.join(ROOT, "sql"), SURVEYD_OPENAPI=os.path.join(ROOT, "openapi.yaml"),
+        DATABASE_MAX_CONNECTIONS="16",
+        RATE_LIMIT_PER_SECOND="1000000", RATE_LIMIT_BURST="2000000",
+        COMPANY_RATE_LIMIT_PER_SECOND="1000000", COMPANY_RATE_LIMIT_BURST="2000000",
+        **extra)
+
+
+def migrate_and_create_company(surveyd, env, name="bench"):
+    """Migrates, creates a company with no SMS cap to speak of and without quiet hours
+    (inside them every send would be scheduled for the morning; builds older than quiet
+    hours do not know the option); returns its API token and id."""
+    subprocess.run([surveyd, "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+    quiet = ["--quiet-hours", "off"] if "--quiet-hours" in subprocess.run(
+        [surveyd, "company", "create", "--help"], capture_output=True, text=True).stdout else []
+    output = subprocess.run([surveyd, "company", "create", "--name", name, *quiet], env=env, check=True,
+                            capture_output=True, text=True).stdout
+    url = env["DATABASE_URL"]
+    psql(url, f"UPDATE companies SET daily_sms_cap = 10000000 WHERE name = '{name}'")
+    return output.split()[-1], int(psql(url, f"SELECT max(company_id) FROM companies WHERE name = '{name}'"))
 
 
 def bash(script, env=None):

@@ -51,7 +51,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sending  # noqa: E402  (its helpers: Client, psql, wait_for, bash, ROOT, HASH_KEY, …)
-from benchlib import percentile, private_database_url  # noqa: E402
+from benchlib import migrate_and_create_company, percentile, private_database_url, release_binaries, service_environment  # noqa: E402
 
 API_PORT = 18083
 DATABASE = "surveyd_bench_requests"
@@ -144,27 +144,12 @@ class Bench:
         self.postmaster = None
 
     def build(self):
-        print("building (release)...", file=sys.stderr)
-        subprocess.run(["swift", "build", "-c", "release", "--product", "surveyd"], cwd=sending.ROOT, check=True,
-                       stdout=subprocess.DEVNULL)
-        bin_dir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=sending.ROOT, check=True,
-                                 capture_output=True, text=True).stdout.strip()
-        self.surveyd = os.path.join(bin_dir, "surveyd")
+        self.surveyd = os.path.join(release_binaries("surveyd"), "surveyd")
 
     def set_up(self):
         self.url = private_database_url(DATABASE)
-        self.env = dict(
-            os.environ, DATABASE_URL=self.url, DESTINATION_HASH_KEY=sending.HASH_KEY, PORT=str(API_PORT), HOST="127.0.0.1",
-            LOG_LEVEL="error", SURVEYD_SQL_DIR=os.path.join(sending.ROOT, "sql"),
-            SURVEYD_OPENAPI=os.path.join(sending.ROOT, "openapi.yaml"), DATABASE_MAX_CONNECTIONS="16",
-            # As in sending.py: the per-company limits are out of the way.
-            RATE_LIMIT_PER_SECOND="1000000", RATE_LIMIT_BURST="2000000",
-            COMPANY_RATE_LIMIT_PER_SECOND="1000000", COMPANY_RATE_LIMIT_BURST="2000000",
-        )
-        subprocess.run([self.surveyd, "migrate"], env=self.env, check=True, stdout=subprocess.DEVNULL)
-        self.token = subprocess.run([self.surveyd, "company", "create", "--name", "bench", "--quiet-hours", "off"],
-                                    env=self.env, check=True, capture_output=True, text=True).stdout.split()[-1]
-        self.company = int(sending.psql(self.url, "SELECT company_id FROM companies WHERE name = 'bench'"))
+        self.env = service_environment(self.url, API_PORT)
+        self.token, self.company = migrate_and_create_company(self.surveyd, self.env)
         self.server_version = sending.psql(self.url, "SHOW server_version").split()[0]
         try:
             data = sending.psql(self.url, "SHOW data_directory")

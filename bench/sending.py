@@ -28,10 +28,11 @@ import sys
 import threading
 import time
 
-from benchlib import ROOT, Client, Session, bash, percentile, private_database_url, psql, wait_for
+from benchlib import (
+    HASH_KEY, ROOT, Client, Session, bash, migrate_and_create_company, percentile, private_database_url, psql,
+    release_binaries, service_environment, wait_for)
 API_PORT = 18080
 GATEWAY_PORT = 19099
-HASH_KEY = "ab" * 32
 AUTH_TOKEN = "bench-auth-token"
 ACCOUNT = "AC" + "be" * 16
 
@@ -53,28 +54,12 @@ def main():
     parser.add_argument("--latency-samples", type=int, default=200)
     args = parser.parse_args()
 
-    print("building (release)...", file=sys.stderr)
-    subprocess.run(["swift", "build", "-c", "release", "--product", "surveyd"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    subprocess.run(["swift", "build", "-c", "release", "--product", "fake-twilio"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    bin_dir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
+    bin_dir = release_binaries("surveyd", "fake-twilio")
     surveyd = os.path.join(bin_dir, "surveyd")
 
     url = database_url()
-    env = dict(
-        os.environ, DATABASE_URL=url, DESTINATION_HASH_KEY=HASH_KEY, PORT=str(API_PORT), HOST="127.0.0.1",
-        LOG_LEVEL="error", SURVEYD_SQL_DIR=os.path.join(ROOT, "sql"), SURVEYD_OPENAPI=os.path.join(ROOT, "openapi.yaml"),
-        TWILIO_AUTH_TOKEN=AUTH_TOKEN, TWILIO_ACCOUNT_SID=ACCOUNT, DATABASE_MAX_CONNECTIONS="16",
-        # The limits a shared service puts on one company are out of the way: this measures
-        # the pipeline, not the rate limit (50 requests/s) or the daily SMS cap (10,000).
-        RATE_LIMIT_PER_SECOND="1000000", RATE_LIMIT_BURST="2000000",
-        COMPANY_RATE_LIMIT_PER_SECOND="1000000", COMPANY_RATE_LIMIT_BURST="2000000",
-    )
-    subprocess.run([surveyd, "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
-    # Without quiet hours (older builds, which have none, do not know the option).
-    quiet = ["--quiet-hours", "off"] if "--quiet-hours" in subprocess.run(
-        [surveyd, "company", "create", "--help"], capture_output=True, text=True).stdout else []
-    token = subprocess.run([surveyd, "company", "create", "--name", "bench", *quiet], env=env, check=True, capture_output=True, text=True).stdout.split()[-1]
-    psql(url, "UPDATE companies SET daily_sms_cap = 10000000 WHERE name = 'bench'")
+    env = service_environment(url, API_PORT, TWILIO_AUTH_TOKEN=AUTH_TOKEN, TWILIO_ACCOUNT_SID=ACCOUNT)
+    token, _ = migrate_and_create_company(surveyd, env)
     # Every number is new to this company; the rule that skips recently surveyed numbers still runs.
     processes = []
     try:
