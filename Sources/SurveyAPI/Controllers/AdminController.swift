@@ -27,17 +27,13 @@ struct AdminController<Context: RequestContext> {
                 ("createdAt", .string(Timestamp.format(company.createdAt))),
                 ("resurveyDays", .integer(Int64(company.settings.resurveyDays))),
                 ("dailySmsCap", .integer(Int64(company.settings.dailySMSCap))),
-                ("requestRateLimit", company.settings.requestRateLimit.map(AdminController.rateLimit) ?? .null),
+                ("requestRateLimit", company.settings.requestRateLimit.map(SettingsWire.rateLimit) ?? .null),
                 ("quietHours", company.settings.quietHours.map(SettingsWire.quietHours) ?? .null),
                 ("timezone", .string(company.settings.timeZone)),
             ]
             if let token { members.append(("token", .string(token))) }
             return .object(members)
         }
-    }
-
-    static func rateLimit(_ limit: RateLimit) -> JSONDocument {
-        .object([("perSecond", .number(limit.ratePerSecond)), ("burst", .integer(Int64(limit.burst)))])
     }
 
     @Sendable func createCompany(request: Request, context: Context) async throws -> JSONReply<CompanyBody> {

@@ -53,7 +53,7 @@ struct CompanySelfServiceController {
                 ("quietHours", settings.quietHours.map(SettingsWire.quietHours) ?? .null),
                 ("timezone", .string(settings.timeZone)),
                 ("dailySmsCap", .integer(Int64(settings.dailySMSCap))),
-                ("requestRateLimit", settings.requestRateLimit.map(AdminController<TenantRequestContext>.rateLimit) ?? .null),
+                ("requestRateLimit", settings.requestRateLimit.map(SettingsWire.rateLimit) ?? .null),
             ])
         }
     }

@@ -1,8 +1,13 @@
 import SurveyDomain
 
 /// The company settings the operator's admin API and the company's own `/settings` share:
-/// `quietHours` as `{"start": "21:00", "end": "09:00"}` (or `null`: none) and `timezone`.
+/// `requestRateLimit` as `{"perSecond", "burst"}`, `quietHours` as `{"start": "21:00",
+/// "end": "09:00"}` (or `null`: none) and `timezone`.
 enum SettingsWire {
+    static func rateLimit(_ limit: RateLimit) -> JSONDocument {
+        .object([("perSecond", .number(limit.ratePerSecond)), ("burst", .integer(Int64(limit.burst)))])
+    }
+
     static func quietHours(_ hours: QuietHours) -> JSONDocument {
         .object([("start", .string(hours.start.description)), ("end", .string(hours.end.description))])
     }
