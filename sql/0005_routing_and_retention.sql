@@ -19,6 +19,36 @@ END
 $$;
 GRANT USAGE ON SCHEMA public TO survey_routing;
 
+-- Hands SECURITY DEFINER functions to the role they run as, and closes them to PUBLIC
+-- (grant what callers need before: grants carry over to the new owner).
+-- A migrator that is not a superuser must be a member of the new owner, and the owner
+-- needs CREATE on the schema, for `ALTER FUNCTION … OWNER TO`: both are given for this
+-- call only. One function, so every migration that adds such a function does it the same
+-- way. It runs as the migrator (SECURITY INVOKER); nobody else may call it.
+CREATE FUNCTION hand_functions_to(owner regrole, functions regprocedure[]) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, public
+AS $$
+DECLARE
+    superuser constant boolean := (SELECT rolsuper FROM pg_roles WHERE rolname = current_user);
+    fn regprocedure;
+BEGIN
+    IF NOT superuser THEN
+        EXECUTE format('GRANT %s TO CURRENT_USER', owner);
+    END IF;
+    EXECUTE format('GRANT CREATE ON SCHEMA public TO %s', owner);
+    FOREACH fn IN ARRAY functions LOOP
+        EXECUTE format('ALTER FUNCTION %s OWNER TO %s', fn, owner);
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', fn);
+    END LOOP;
+    EXECUTE format('REVOKE CREATE ON SCHEMA public FROM %s', owner);
+    IF NOT superuser THEN
+        EXECUTE format('REVOKE %s FROM CURRENT_USER', owner);
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION hand_functions_to(regrole, regprocedure[]) FROM PUBLIC;
+
 -- Every role saw every row; now each role sees what it needs.
 DROP POLICY cross_tenant_routing ON open_surveys;
 DROP POLICY cross_tenant_routing ON provider_messages;
@@ -152,38 +182,16 @@ BEGIN
 END
 $$;
 
--- Ownership: survey_routing owns the functions (as survey_auth owns token lookup), while
--- the migrator is briefly a member.
-DO $$
-BEGIN
-    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
-        EXECUTE 'GRANT survey_routing TO CURRENT_USER';
-    END IF;
-END
-$$;
-GRANT CREATE ON SCHEMA public TO survey_routing;
-ALTER FUNCTION routing_tenant() OWNER TO survey_routing;
-ALTER FUNCTION claim_open_surveys(bytea[], integer) OWNER TO survey_routing;
-ALTER FUNCTION release_open_surveys(bytea[], bigint[]) OWNER TO survey_routing;
-ALTER FUNCTION release_survey_routes(bigint) OWNER TO survey_routing;
-ALTER FUNCTION route_reply(bytea) OWNER TO survey_routing;
-ALTER FUNCTION release_destination(bytea) OWNER TO survey_routing;
-ALTER FUNCTION route_delivery_status(text, text) OWNER TO survey_routing;
-REVOKE CREATE ON SCHEMA public FROM survey_routing;
-REVOKE ALL ON FUNCTION routing_tenant(), claim_open_surveys(bytea[], integer), release_open_surveys(bytea[], bigint[]),
-    release_survey_routes(bigint), route_reply(bytea), release_destination(bytea), route_delivery_status(text, text)
-    FROM PUBLIC;
+-- Ownership: survey_routing owns the functions (as survey_auth owns token lookup). Grants
+-- first, while the migrator owns them (they carry over to the new owner).
 GRANT EXECUTE ON FUNCTION routing_tenant() TO survey_routing;
 GRANT EXECUTE ON FUNCTION claim_open_surveys(bytea[], integer), release_open_surveys(bytea[], bigint[]),
     release_survey_routes(bigint), route_reply(bytea), release_destination(bytea), route_delivery_status(text, text)
     TO survey_app;
-DO $$
-BEGIN
-    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
-        EXECUTE 'REVOKE survey_routing FROM CURRENT_USER';
-    END IF;
-END
-$$;
+SELECT hand_functions_to('survey_routing', ARRAY[
+    'routing_tenant()', 'claim_open_surveys(bytea[], integer)', 'release_open_surveys(bytea[], bigint[])',
+    'release_survey_routes(bigint)', 'route_reply(bytea)', 'release_destination(bytea)', 'route_delivery_status(text, text)'
+]::regprocedure[]);
 
 -- Replies that arrive while their request is still `queued` (the send is under way but
 -- not recorded): only the parsed meaning, as for every reply; applied by the worker once
@@ -244,25 +252,8 @@ AS $$
      WHERE t.token_hash = presented_hash
        AND t.revoked_at IS NULL;
 $$;
-DO $$
-BEGIN
-    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
-        EXECUTE 'GRANT survey_auth TO CURRENT_USER';
-    END IF;
-END
-$$;
-GRANT CREATE ON SCHEMA public TO survey_auth;
-ALTER FUNCTION authenticate_api_token_limited(bytea) OWNER TO survey_auth;
-REVOKE CREATE ON SCHEMA public FROM survey_auth;
-REVOKE ALL ON FUNCTION authenticate_api_token_limited(bytea) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION authenticate_api_token_limited(bytea) TO survey_app;
-DO $$
-BEGIN
-    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
-        EXECUTE 'REVOKE survey_auth FROM CURRENT_USER';
-    END IF;
-END
-$$;
+SELECT hand_functions_to('survey_auth', ARRAY['authenticate_api_token_limited(bytea)']::regprocedure[]);
 
 -- Replicas cache a token's identity, now with its company's limit: a change of the limit
 -- is announced for each of the company's tokens, as a revocation is.

@@ -85,25 +85,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT destination_hash FROM public.open_surveys WHERE destination_hash = ANY(hashes) AND expires_at > now();
 $$;
-DO $$
-BEGIN
-    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
-        EXECUTE 'GRANT survey_routing TO CURRENT_USER';
-    END IF;
-END
-$$;
-GRANT CREATE ON SCHEMA public TO survey_routing;
-ALTER FUNCTION busy_destinations(bytea[]) OWNER TO survey_routing;
-REVOKE CREATE ON SCHEMA public FROM survey_routing;
-REVOKE ALL ON FUNCTION busy_destinations(bytea[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION busy_destinations(bytea[]) TO survey_app;
-DO $$
-BEGIN
-    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
-        EXECUTE 'REVOKE survey_routing FROM CURRENT_USER';
-    END IF;
-END
-$$;
+SELECT hand_functions_to('survey_routing', ARRAY['busy_destinations(bytea[])']::regprocedure[]);
 
 -- ---------------------------------------------------------------------------------------
 -- A company's own suppression list: numbers it must never survey (its customer asked it,
