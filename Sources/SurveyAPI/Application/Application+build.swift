@@ -26,11 +26,17 @@ public struct APIConfiguration: Sendable {
         public var metrics: (@Sendable () -> [UInt8])?
         /// Enables `/openapi.yaml` and `/openapi.json`.
         public var openAPI: OpenAPIDocument?
+        /// A readiness check that takes longer has failed (a probe must not hang).
+        public var readinessTimeout: Duration
 
-        public init(migrator: Migrator? = nil, metrics: (@Sendable () -> [UInt8])? = nil, openAPI: OpenAPIDocument? = nil) {
+        public init(
+            migrator: Migrator? = nil, metrics: (@Sendable () -> [UInt8])? = nil, openAPI: OpenAPIDocument? = nil,
+            readinessTimeout: Duration = .seconds(2)
+        ) {
             self.migrator = migrator
             self.metrics = metrics
             self.openAPI = openAPI
+            self.readinessTimeout = readinessTimeout
         }
     }
 

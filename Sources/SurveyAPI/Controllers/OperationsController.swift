@@ -27,7 +27,7 @@ struct OperationsController<Context: RequestContext> {
 
     /// Whether to send this replica traffic: the database answers and is migrated.
     @Sendable func ready(request: Request, context: Context) async throws -> Response {
-        let readiness = await database.readiness(migrator: operations.migrator!)
+        let readiness = await database.readiness(migrator: operations.migrator!, timeout: operations.readinessTimeout)
         guard readiness.isReady else {
             let reason =
                 readiness.databaseReachable
