@@ -1,0 +1,249 @@
+import CLibPQ
+import Foundation
+import Synchronization
+
+/// Running statements on the non-blocking socket: sending them in pipeline mode, waiting
+/// for the socket through `SocketReactor`, reading and checking each result, and copying
+/// its rows out of libpq's memory.
+extension PostgresConnection {
+    func execute(_ query: PostgresQuery) async throws(PostgresError) -> PostgresRows {
+        let outsideTransaction = PQtransactionStatus(handle) == PQTRANS_IDLE
+        do {
+            return try await executePipeline([query])[0]
+        } catch let error where error.isStalePreparedStatement && outsideTransaction {
+            // The statement ran in a transaction of its own, which the error rolled back:
+            // running it again, prepared afresh, is what the caller asked for.
+            return try await executePipeline([query])[0]
+        }
+    }
+
+    /// What was sent, in order, so the results can be read back against it.
+    private enum Step {
+        case prepare(sql: String, name: String)
+        case run(PostgresQuery)
+    }
+
+    /// Sends `queries` and a single sync, then reads every result. A statement seen before
+    /// on this connection runs as the statement prepared then; a new one is prepared in the
+    /// same round trip (`PreparedStatements`).
+    ///
+    /// The socket is non-blocking: every libpq call here returns at once, and waiting for
+    /// the server is a suspension on `SocketReactor`, which holds no thread.
+    func executePipeline(_ queries: [PostgresQuery]) async throws(PostgresError) -> [PostgresRows] {
+        guard !queries.isEmpty else { return [] }
+        use.enter("a statement")
+        defer { use.leave() }
+        guard !poisoned.load(ordering: .acquiring) else {
+            throw PostgresError(code: .connectionClosed, message: "the connection was left unusable by an earlier failure")
+        }
+        // Refused here, before anything is sent: were libpq to refuse one statement, the
+        // ones queued before it would still be synced, and commit, as an implicit transaction.
+        for query in queries {
+            if query.bindings.count > Self.maximumParameters {
+                throw PostgresError(
+                    code: .encoding, message: "\(query.bindings.count) parameters; the protocol allows \(Self.maximumParameters)",
+                    query: query.sql)
+            }
+            if query.sql.utf8.contains(0) || query.bindings.contains(where: { $0?.utf8.contains(0) == true }) {
+                throw PostgresError(code: .encoding, message: "a query or parameter contains a NUL character", query: query.sql)
+            }
+        }
+        guard PQenterPipelineMode(handle) == 1 else { throw failure(nil) }
+        let (steps, allSent) = send(queries)
+        let synced = PQpipelineSync(handle) == 1
+        var reading = synced
+        var firstError: PostgresError?
+        if reading {
+            do throws(PostgresError) { try await flush() } catch {
+                firstError = error
+                reading = false
+            }
+        }
+        // Read everything that was sent, even after an error, so the connection leaves
+        // pipeline mode clean.
+        var rows: [PostgresRows] = []
+        rows.reserveCapacity(queries.count)
+        for step in steps {
+            var result: OpaquePointer?
+            if reading {
+                do throws(PostgresError) { result = try await nextResult() } catch {
+                    firstError = firstError ?? error
+                    reading = false
+                }
+            }
+            switch step {
+            case .prepare(let sql, let name):
+                statements.prepared(sql, as: name, succeeded: result.map { PQresultStatus($0) == PGRES_COMMAND_OK } ?? false)
+                if let result, PQresultStatus(result) != PGRES_PIPELINE_ABORTED, PQresultStatus(result) != PGRES_COMMAND_OK {
+                    do { _ = try check(result, sql: sql) } catch { firstError = firstError ?? error }
+                }
+            case .run(let query):
+                if let result, PQresultStatus(result) != PGRES_PIPELINE_ABORTED {
+                    do {
+                        rows.append(copyRows(try check(result, sql: query.sql)))
+                    } catch {
+                        if error.isStalePreparedStatement { statements.forget(query.sql) }
+                        firstError = firstError ?? error
+                    }
+                }
+            }
+            guard let result else {
+                if reading { firstError = firstError ?? failure(nil) }
+                reading = false
+                continue
+            }
+            PQclear(result)
+            // Each statement's results end with a NULL.
+            do throws(PostgresError) {
+                while let extra = try await nextResult() { PQclear(extra) }
+            } catch {
+                firstError = firstError ?? error
+                reading = false
+            }
+        }
+        // The sync's own result.
+        if reading, PQstatus(handle) == CONNECTION_OK {
+            do throws(PostgresError) {
+                if let sync = try await nextResult() { PQclear(sync) }
+            } catch {
+                firstError = firstError ?? error
+            }
+        }
+        if firstError == nil, !(allSent && synced) {
+            firstError = failure(queries[min(rows.count, queries.count - 1)].sql)
+        }
+        // A connection that cannot leave pipeline mode is of no further use: `PQexec`
+        // refuses to run in it, and a new pipeline would read this one's leftovers.
+        if PQexitPipelineMode(handle) != 1 {
+            poisoned.store(true, ordering: .releasing)
+            firstError = firstError ?? failure(nil)
+        }
+        if let firstError { throw firstError }
+        return rows
+    }
+
+    /// Queues `queries` in libpq's output buffer (no waiting: the socket is non-blocking),
+    /// preparing the ones this connection has not seen.
+    private func send(_ queries: [PostgresQuery]) -> (steps: [Step], allSent: Bool) {
+        var steps: [Step] = []
+        steps.reserveCapacity(queries.count * 2)
+        for query in queries {
+            let count = Int32(query.bindings.count)
+            var name: String?
+            switch query.isPreparable ? statements.plan(for: query.sql) : .unnamed {
+            case .execute(let existing):
+                name = existing
+            case .prepare(let new):
+                guard PQsendPrepare(handle, new, query.sql, count, nil) == 1 else {
+                    statements.prepared(query.sql, as: new, succeeded: false)
+                    return (steps, false)
+                }
+                steps.append(.prepare(sql: query.sql, name: new))
+                name = new
+            case .unnamed:
+                name = nil
+            }
+            let accepted = withCStringArray(query.bindings) { values in
+                if let name {
+                    PQsendQueryPrepared(handle, name, count, values, nil, nil, 0)
+                } else {
+                    PQsendQueryParams(handle, query.sql, count, nil, values, nil, nil, 0)
+                }
+            }
+            guard accepted == 1 else { return (steps, false) }
+            steps.append(.run(query))
+        }
+        return (steps, true)
+    }
+
+    /// Sends what libpq still holds, waiting for the socket when its buffer is full.
+    private func flush() async throws(PostgresError) {
+        while true {
+            switch PQflush(handle) {
+            case 0: return
+            case 1:
+                // Take in what the server sent meanwhile, so it never waits on us to read.
+                guard PQconsumeInput(handle) == 1 else { throw failure(nil) }
+                await SocketReactor.shared.wait(for: PQsocket(handle), .readableOrWritable)
+            default: throw failure(nil)
+            }
+        }
+    }
+
+    /// The next result, waiting for the server until libpq has a whole one.
+    private func nextResult() async throws(PostgresError) -> OpaquePointer? {
+        while PQisBusy(handle) == 1 {
+            if clibpq_tls_read_pending(handle) == 0 {
+                await SocketReactor.shared.wait(for: PQsocket(handle), .readable)
+            }
+            guard PQconsumeInput(handle) == 1 else { throw failure(nil) }
+        }
+        guard let result = PQgetResult(handle) else { return nil }
+        switch PQresultStatus(result) {
+        case PGRES_COPY_IN, PGRES_COPY_OUT, PGRES_COPY_BOTH:
+            // libpq would hand out this result forever; nothing here speaks COPY.
+            PQclear(result)
+            poisoned.store(true, ordering: .releasing)
+            throw PostgresError(code: .protocolViolation, message: "COPY is not supported on this path")
+        default:
+            return result
+        }
+    }
+
+    /// The protocol counts a statement's parameters in 16 bits.
+    static let maximumParameters = Int(UInt16.max)
+
+    private func failure(_ sql: String?) -> PostgresError {
+        PostgresError(
+            code: PQstatus(handle) == CONNECTION_OK ? .protocolViolation : .connectionClosed,
+            message: String(cString: PQerrorMessage(handle)), query: sql)
+    }
+
+    /// Turns a libpq result into rows or a `PostgresError`.
+    func check(_ result: OpaquePointer?, sql: String) throws(PostgresError) -> OpaquePointer {
+        guard let result else { throw failure(sql) }
+        switch PQresultStatus(result) {
+        case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
+            return result
+        case PGRES_FATAL_ERROR, PGRES_NONFATAL_ERROR, PGRES_BAD_RESPONSE:
+            func field(_ code: Character) -> String? {
+                PQresultErrorField(result, Int32(code.asciiValue!)).map { String(cString: $0) }
+            }
+            let broken = PQstatus(handle) != CONNECTION_OK
+            var error = PostgresError(
+                code: broken ? .connectionClosed : .server,
+                sqlState: field("C"),
+                message: field("M") ?? String(cString: PQerrorMessage(handle)),
+                detail: field("D"), hint: field("H"), constraint: field("n"), query: sql)
+            error.routine = field("R")
+            throw error
+        default:
+            throw PostgresError(
+                code: .protocolViolation, message: "unexpected result status \(PQresultStatus(result))", query: sql)
+        }
+    }
+
+    private func copyRows(_ result: OpaquePointer) -> PostgresRows {
+        let columnCount = PQnfields(result)
+        let rowCount = PQntuples(result)
+        let columns = (0..<columnCount).map { String(cString: PQfname(result, $0)) }
+        var rows: [[String?]] = []
+        rows.reserveCapacity(Int(rowCount))
+        for row in 0..<rowCount {
+            var values: [String?] = []
+            values.reserveCapacity(Int(columnCount))
+            for column in 0..<columnCount {
+                if PQgetisnull(result, row, column) == 1 {
+                    values.append(nil)
+                } else {
+                    // The length libpq knows, instead of `strlen` over the value again.
+                    let bytes = UnsafeRawPointer(PQgetvalue(result, row, column)!).assumingMemoryBound(to: UInt8.self)
+                    values.append(String(decoding: UnsafeBufferPointer(start: bytes, count: Int(PQgetlength(result, row, column))), as: UTF8.self))
+                }
+            }
+            rows.append(values)
+        }
+        let affected = Int(String(cString: PQcmdTuples(result))) ?? 0
+        return PostgresRows(columns: columns, values: rows, affectedRows: affected)
+    }
+}
