@@ -142,57 +142,18 @@ public struct SendRepository: Sendable {
                 "SELECT destination_hash, request_id FROM claim_open_surveys(\(sorted)::bytea[], \(slotSeconds)::int)"
             ).map { try $0.decode((Data, Int64).self) })
 
-        var requestIDs: [Int64] = []
-        var questionIDs: [Int64] = []
-        var hashes: [Data] = []
-        var references: [String?] = []
-        var languages: [String?] = []
-        var segments: [String] = []
-        var destinations: [String] = []
-        var bodies: [String] = []
+        var rows: [NewRequest] = []
         for (offset, item) in items.enumerated() {
             guard let requestID = claimed[item.destinationHash] else {
                 results[indices[offset]] = .skipped(.destinationBusy)
                 continue
             }
             guard let question = survey.question(for: item.draft.language) else { throw StorageError.notFound }
-            requestIDs.append(requestID)
-            questionIDs.append(question.id.rawValue)
-            hashes.append(item.destinationHash)
-            references.append(item.draft.referenceID)
-            languages.append(item.draft.language?.value)
-            // Segments cannot contain commas, so a comma-joined string carries a ragged list
-            // through unnest.
-            segments.append(item.draft.segments.joined(separator: ","))
-            destinations.append(item.draft.destination.e164)
-            bodies.append(question.body)
+            rows.append(NewRequest(id: requestID, item: item, question: question, due: nil))
             results[indices[offset]] = .queued(RequestID(requestID))
         }
-        guard !requestIDs.isEmpty else { return 0 }
-
-        try await connection.query(
-            """
-            INSERT INTO survey_requests
-                   (company_id, request_id, survey_id, question_id, channel, destination_hash, reference_id, language, segments)
-            SELECT \(company), request_id, \(survey.id), question_id, 'SMS', hash, reference_id, language,
-                   CASE WHEN segments = '' THEN '{}'::text[] ELSE string_to_array(segments, ',') END
-              FROM unnest(\(requestIDs)::bigint[], \(questionIDs)::bigint[], \(hashes)::bytea[],
-                          \(references)::text[], \(languages)::text[], \(segments)::text[])
-                   AS t(request_id, question_id, hash, reference_id, language, segments)
-            """)
-        // The notification is delivered at commit, so a worker never wakes before the
-        // jobs are visible.
-        try await connection.query(
-            """
-            WITH jobs AS (
-                INSERT INTO sms_jobs (company_id, request_id, destination_hash, destination, body)
-                SELECT \(company), request_id, hash, destination, body
-                  FROM unnest(\(requestIDs)::bigint[], \(hashes)::bytea[], \(destinations)::text[], \(bodies)::text[])
-                       AS t(request_id, hash, destination, body)
-            )
-            SELECT pg_notify(\(Self.notificationChannel), '')
-            """)
-        return requestIDs.count
+        try await insert(rows, survey: survey, company: company, on: connection)
+        return rows.count
     }
 
     /// Schedules items due later: a number busy now is skipped as it would be at once, but
@@ -206,32 +167,53 @@ public struct SendRepository: Sendable {
         let busy: Set<Data> = Set(
             try await connection.query("SELECT busy_destinations(\(items.map(\.0.destinationHash))::bytea[])")
                 .map { try $0.decode(Data.self) })
-        var accepted: [(offset: Int, item: Item, due: Date, question: QuestionID)] = []
+        var accepted: [(offset: Int, item: Item, due: Date, question: Question)] = []
         for (offset, (item, due)) in items.enumerated() {
             if busy.contains(item.destinationHash) {
                 results[indices[offset]] = .skipped(.destinationBusy)
                 continue
             }
             guard let question = survey.question(for: item.draft.language) else { throw StorageError.notFound }
-            accepted.append((offset, item, due, question.id))
+            accepted.append((offset, item, due, question))
         }
         guard !accepted.isEmpty else { return 0 }
         let ids = try await connection.query(
             "SELECT nextval('survey_requests_request_id_seq') FROM generate_series(1, \(accepted.count))"
         ).map { try $0.decode(Int64.self) }
+        var rows: [NewRequest] = []
         for (entry, id) in zip(accepted, ids) {
             results[indices[entry.offset]] = .scheduled(RequestID(id), for: entry.due)
+            rows.append(NewRequest(id: id, item: entry.item, question: entry.question, due: entry.due))
         }
-        let bodies = accepted.map { entry in survey.question(for: entry.item.draft.language)!.body }
+        try await insert(rows, survey: survey, company: company, on: connection)
+        return accepted.count
+    }
+
+    /// A request about to be written, with its job.
+    private struct NewRequest {
+        var id: Int64
+        var item: Item
+        var question: Question
+        /// When it falls due if later than now: the job waits for the scheduler.
+        var due: Date?
+    }
+
+    /// The requests and their jobs in one statement. A job due later waits for admission
+    /// (`needs_admission`) at its due time; the others are due now, and the workers are
+    /// told at commit (so a worker never wakes before the jobs are visible).
+    private func insert(_ rows: [NewRequest], survey: Survey, company: CompanyID, on connection: PostgresConnection) async throws {
+        guard !rows.isEmpty else { return }
         try await connection.query(
             """
             WITH t AS (
-                SELECT * FROM unnest(\(ids)::bigint[], \(accepted.map(\.question.rawValue))::bigint[],
-                                     \(accepted.map(\.item.destinationHash))::bytea[], \(accepted.map(\.item.draft.referenceID))::text[],
-                                     \(accepted.map(\.item.draft.language?.value))::text[],
-                                     \(accepted.map { $0.item.draft.segments.joined(separator: ",") })::text[],
-                                     \(accepted.map(\.due))::timestamptz[], \(accepted.map(\.item.draft.destination.e164))::text[],
-                                     \(bodies)::text[])
+                SELECT * FROM unnest(\(rows.map(\.id))::bigint[], \(rows.map(\.question.id.rawValue))::bigint[],
+                                     \(rows.map(\.item.destinationHash))::bytea[], \(rows.map(\.item.draft.referenceID))::text[],
+                                     \(rows.map(\.item.draft.language?.value))::text[],
+                                     -- Segments cannot contain commas, so a comma-joined string
+                                     -- carries a ragged list through unnest.
+                                     \(rows.map { $0.item.draft.segments.joined(separator: ",") })::text[],
+                                     \(rows.map(\.due))::timestamptz[], \(rows.map(\.item.draft.destination.e164))::text[],
+                                     \(rows.map(\.question.body))::text[])
                        AS t(request_id, question_id, hash, reference_id, language, segments, due, destination, body)
             ), requests AS (
                 INSERT INTO survey_requests
@@ -240,14 +222,15 @@ public struct SendRepository: Sendable {
                 SELECT \(company), request_id, \(survey.id), question_id, 'SMS', hash, reference_id, language,
                        CASE WHEN segments = '' THEN '{}'::text[] ELSE string_to_array(segments, ',') END, due
                   FROM t
-                RETURNING company_id, request_id
+            ), jobs AS (
+                -- The job refers to its request: both are written before the statement's
+                -- constraints are checked.
+                INSERT INTO sms_jobs (company_id, request_id, destination_hash, destination, body, run_at, due_at, needs_admission)
+                SELECT \(company), request_id, hash, destination, body, coalesce(due, now()), coalesce(due, now()), due IS NOT NULL
+                  FROM t
             )
-            -- The job refers to its request: inserted once the request is (the CTE's rows
-            -- are all written before the statement's constraints are checked).
-            INSERT INTO sms_jobs (company_id, request_id, destination_hash, destination, body, run_at, due_at, needs_admission)
-            SELECT \(company), t.request_id, t.hash, t.destination, t.body, t.due, t.due, true FROM t
+            SELECT pg_notify(\(Self.notificationChannel), '') WHERE \(rows.contains { $0.due == nil })
             """)
-        return accepted.count
     }
 
     /// Adds `count` to today's usage unless that passes the company's cap, in which case
