@@ -3,7 +3,8 @@ import PackageDescription
 
 // Layers, each a target; dependencies point one way:
 // CLibPQ → Postgres → SurveyStorage → SurveyAPI / SurveyWorker → surveyd,
-// with SurveyDomain (pure, no I/O) beside them.
+// with SurveyDomain (pure, no I/O) beside them, and the outbound edges (SMSGateway,
+// WebhookSender) used by the API and the worker.
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("MemberImportVisibility"),
@@ -76,6 +77,7 @@ let package = Package(
             name: "SurveyAPI",
             dependencies: [
                 "SMSGateway",
+                "WebhookSender",
                 "SurveyDomain",
                 "SurveyStorage",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -102,12 +104,29 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // The SMS worker: claims jobs from the queue, sends them, records the outcome.
+        // Company webhooks on the wire: signed posts (Standard Webhooks) to checked public
+        // addresses, no redirects, bounded in time and in what is read back. Knows nothing
+        // of the database.
+        .target(
+            name: "WebhookSender",
+            dependencies: [
+                "SurveyDomain",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The worker: the SMS queue (claims, sends, records) and company webhook deliveries.
         .target(
             name: "SurveyWorker",
             dependencies: [
                 "Postgres",
                 "SMSGateway",
+                "WebhookSender",
                 "SurveyDomain",
                 "SurveyStorage",
                 .product(name: "Logging", package: "swift-log"),
@@ -136,6 +155,7 @@ let package = Package(
                 "SurveyAPI",
                 "SurveyWorker",
                 "SMSGateway",
+                "WebhookSender",
                 "Telemetry",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -233,6 +253,7 @@ let package = Package(
                 "SurveyDomain",
                 "SurveyStorage",
                 "SurveyWorker",
+                "WebhookSender",
                 "Telemetry",
                 "TestSupport",
                 "APITestSupport",

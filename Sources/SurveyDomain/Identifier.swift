@@ -35,3 +35,9 @@ public typealias CompanyID = Identifier<CompanyTag>
 public typealias SurveyID = Identifier<SurveyTag>
 public typealias QuestionID = Identifier<QuestionTag>
 public typealias TokenID = Identifier<TokenTag>
+
+public enum WebhookEndpointTag {}
+public enum WebhookDeliveryTag {}
+
+public typealias WebhookEndpointID = Identifier<WebhookEndpointTag>
+public typealias WebhookDeliveryID = Identifier<WebhookDeliveryTag>

@@ -92,6 +92,10 @@ public struct PrivacyRepository: Sendable {
                 UPDATE survey_requests SET reference_id = NULL, segments = '{}'
                  WHERE company_id = \(company) AND request_id = ANY(\(requests)::bigint[])
                 """)
+            // Webhook events carry the reference and segments too: those not yet delivered
+            // are not sent, and the log of those that were forgets them.
+            try await connection.query(
+                "DELETE FROM webhook_events WHERE company_id = \(company) AND request_id = ANY(\(requests)::bigint[])")
             return requests.count
         }
     }

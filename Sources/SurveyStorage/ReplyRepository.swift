@@ -39,8 +39,9 @@ public struct ReplyRepository: Sendable {
             switch reply {
             case .optOut:
                 try await connection.query("INSERT INTO opt_outs (destination_hash) VALUES (\(hash)) ON CONFLICT DO NOTHING")
-                // No survey stays open to a number that asked us to stop.
-                try await connection.query("SELECT release_destination(\(hash))")
+                // No survey stays open to a number that asked us to stop; the company whose
+                // survey it closes is told (webhook `destination.opted_out`).
+                try await connection.query("SELECT release_destination_announcing(\(hash))")
                 return .optedOut
             case .optIn:
                 try await connection.query("DELETE FROM opt_outs WHERE destination_hash = \(hash)")

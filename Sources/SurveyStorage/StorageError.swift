@@ -10,4 +10,8 @@ public enum StorageError: Error, Equatable, Sendable {
     case dailySMSCapExceeded(DailySMSAllowance, requested: Int)
     /// Revoking this token would leave the company without an active `admin` token.
     case lastAdminToken
+    /// The company has as many webhook endpoints as it may (`limit`).
+    case tooManyWebhookEndpoints(limit: Int)
+    /// Someone else (a worker, another call) is making an attempt of this delivery now.
+    case deliveryInProgress
 }

@@ -60,7 +60,10 @@ public struct SMSWorker: Service {
         logger.info("worker started", metadata: ["rate_per_second": "\(configuration.ratePerSecond)", "batch": "\(configuration.batchSize)"])
         await withGracefulShutdownHandler {
             await withTaskGroup(of: Void.self) { group in
-                group.addTask { await listen(wakeup: wakeup) }
+                group.addTask {
+                    await NotificationListener.listen(
+                        client: client, channel: SendRepository.notificationChannel, wakeup: wakeup, logger: logger)
+                }
                 await withTaskGroup(of: Void.self) { lanes in
                     for lane in 0..<max(1, configuration.lanes) {
                         lanes.addTask { await process(lane: lane, wakeup: wakeup, stopping: stopping) }
@@ -235,24 +238,6 @@ public struct SMSWorker: Service {
             }
         }
         preconditionFailure("the fifth attempt returns or throws")
-    }
-
-    /// Rings `wakeup` on every NOTIFY of the enqueueing transactions; reconnects after errors.
-    func listen(wakeup: Wakeup) async {
-        while !Task.isCancelled {
-            do {
-                let connection = try await client.makeDedicatedConnection()
-                defer { Task { await connection.close() } }
-                try await connection.listen(SendRepository.notificationChannel)
-                while !Task.isCancelled {
-                    if try await !connection.notifications(timeout: .milliseconds(500)).isEmpty { wakeup.ring() }
-                }
-            } catch {
-                if Task.isCancelled { return }
-                logger.warning("LISTEN connection lost; polling until it is back", metadata: ["error": "\(error)"])
-                try? await Task.sleep(for: .seconds(1))
-            }
-        }
     }
 }
 

@@ -12,6 +12,7 @@ import SurveyAPI
 import SurveyDomain
 import SurveyStorage
 import SurveyWorker
+import WebhookSender
 import Telemetry
 import UnixSignals
 
@@ -60,6 +61,9 @@ struct Serve: AsyncParsableCommand {
                 migrator: try Migrator(directory: Environment.sqlDirectory()), metrics: metrics.exposition,
                 openAPI: try OpenAPIDocument(contentsOf: Environment.openAPIPath())))
         if configuration.adminToken == nil { logger.notice("ADMIN_TOKEN is not set: the admin API is disabled") }
+        let allowPrivate = try Environment.allowPrivateWebhookURLs()
+        if allowPrivate { logger.warning("WEBHOOK_ALLOW_PRIVATE_URLS=1: company webhooks may reach http and private addresses (development only)") }
+        configuration.companyWebhooks = .init(allowPrivateAddresses: allowPrivate, logger: logger)
         // Connections past the descriptors the process may open would fail at accept, for
         // everyone: keep room for the database pool, files and the listener.
         if let descriptors = Environment.fileDescriptorLimit(), configuration.limits.maximumConnections > descriptors - 128 {
@@ -116,6 +120,17 @@ struct WorkerCommand: AsyncParsableCommand {
             throw Environment.Invalid(name: "SMS_PROVIDER", hint: "must be twilio, console or accept-all, got \(providerName)")
         }
         let twilio = providerName == "twilio" ? try Environment.twilio() : nil
+        var senderConfiguration = WebhookSender.Configuration()
+        senderConfiguration.allowPrivateAddresses = try Environment.allowPrivateWebhookURLs()
+        var dispatcherConfiguration = WebhookDispatcher.Configuration()
+        dispatcherConfiguration.maximumInFlight = try Environment.integer("WEBHOOK_CONCURRENCY", default: 256, range: 1...10_000)
+        dispatcherConfiguration.perEndpoint = try Environment.integer("WEBHOOK_ENDPOINT_CONCURRENCY", default: 16, range: 1...256)
+        dispatcherConfiguration.lease = .seconds(try Environment.double("WEBHOOK_LEASE_SECONDS", default: 60, range: 1...3600))
+        dispatcherConfiguration.responseWindow = policy.responseWindow
+        senderConfiguration.connectionsPerHost = dispatcherConfiguration.perEndpoint
+        // An attempt ends well within its lease, or another worker would make it again meanwhile.
+        senderConfiguration.timeout = min(senderConfiguration.timeout, dispatcherConfiguration.lease / 2)
+        let webhookConnections = try Environment.integer("WEBHOOK_DATABASE_CONNECTIONS", default: 2, range: 1...64)
         let metricsPort = try Environment.optionalPort("METRICS_PORT")
         let migrator = try Migrator(directory: Environment.sqlDirectory())
         // Last: from here on, leaving must shut the client down.
@@ -134,8 +149,16 @@ struct WorkerCommand: AsyncParsableCommand {
         let worker = SMSWorker(
             queue: QueueRepository(database: database, policy: policy), client: pool, provider: provider,
             configuration: workerConfiguration, logger: logger)
+        // Webhook deliveries have a pool of their own: a burst of them never waits on, nor
+        // delays, the SMS queue's connections.
+        let webhookPool = Database.applicationPool(
+            url: try Environment.databaseURL(), applicationName: "surveyd-webhooks", role: .worker,
+            maximumConnections: webhookConnections, logger: logger)
+        let webhookSender = WebhookSender(configuration: senderConfiguration, logger: logger)
+        let dispatcher = WebhookDispatcher(
+            database: Database(client: webhookPool), sender: webhookSender, configuration: dispatcherConfiguration, logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: pool), .init(service: worker),
+            .init(service: pool), .init(service: worker), .init(service: webhookPool), .init(service: dispatcher),
             .init(service: ReportCompactor(reports: ReportRepository(database: database), logger: logger)),
             .init(service: QueueMonitor(queue: QueueRepository(database: database, policy: policy), logger: logger)),
             .init(service: RoutingJanitor(database: database, logger: logger)),

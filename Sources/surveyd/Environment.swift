@@ -89,6 +89,15 @@ enum Environment {
         return number
     }
 
+    /// `WEBHOOK_ALLOW_PRIVATE_URLS`: 1 (or true) allows, 0 or unset does not; anything else is refused.
+    static func allowPrivateWebhookURLs() throws -> Bool {
+        switch value("WEBHOOK_ALLOW_PRIVATE_URLS")?.lowercased() {
+        case nil, "0", "false": return false
+        case "1", "true": return true
+        case let other?: throw Invalid(name: "WEBHOOK_ALLOW_PRIVATE_URLS", hint: "must be 0 or 1, got \(other)")
+        }
+    }
+
     static func sendingPolicy() throws -> SendingPolicy {
         let hours = try double("RESPONSE_WINDOW_HOURS", default: 72, range: 1...720)
         return SendingPolicy(responseWindow: .seconds(Int(hours * 3600)))

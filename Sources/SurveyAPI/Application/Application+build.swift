@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import SurveyDomain
 import SurveyStorage
+import WebhookSender
 
 /// What `serve` needs besides the database, read from the environment by `surveyd`.
 public struct APIConfiguration: Sendable {
@@ -15,6 +16,8 @@ public struct APIConfiguration: Sendable {
     public var sendingPolicy: SendingPolicy
     /// Enables `/webhooks/twilio/...`; `nil` leaves them unrouted.
     public var webhooks: Webhooks?
+    /// Company webhooks: how `/webhooks` checks URLs and makes `/test` and `/retry` attempts.
+    public var companyWebhooks: CompanyWebhooks
     public var limits: Limits
     public var operations: Operations
 
@@ -95,11 +98,37 @@ public struct APIConfiguration: Sendable {
         }
     }
 
+    public struct CompanyWebhooks: Sendable {
+        /// Makes `/test` and `/retry` attempts; a service of the API's process.
+        public var sender: WebhookSender
+        /// Resolves a URL's host at registration, whose every address must be public.
+        public var resolver: any HostResolver
+        /// The operator's `WEBHOOK_ALLOW_PRIVATE_URLS`: `http` and any address.
+        public var allowPrivateAddresses: Bool
+
+        public init(sender: WebhookSender, resolver: any HostResolver, allowPrivateAddresses: Bool) {
+            self.sender = sender
+            self.resolver = resolver
+            self.allowPrivateAddresses = allowPrivateAddresses
+        }
+
+        /// The system resolver, and a sender with the same rule on private addresses.
+        public init(allowPrivateAddresses: Bool = false, logger: Logger = Logger(label: "surveyd.webhooks")) {
+            var configuration = WebhookSender.Configuration()
+            configuration.allowPrivateAddresses = allowPrivateAddresses
+            self.init(
+                sender: WebhookSender(configuration: configuration, logger: logger), resolver: SystemHostResolver(),
+                allowPrivateAddresses: allowPrivateAddresses)
+        }
+    }
+
     public init(
         host: String = "0.0.0.0", port: Int = 8080, adminToken: String? = nil, destinationHasher: DestinationHasher,
-        sendingPolicy: SendingPolicy = SendingPolicy(), webhooks: Webhooks? = nil, limits: Limits = Limits(),
+        sendingPolicy: SendingPolicy = SendingPolicy(), webhooks: Webhooks? = nil,
+        companyWebhooks: CompanyWebhooks = CompanyWebhooks(), limits: Limits = Limits(),
         operations: Operations = Operations()
     ) {
+        self.companyWebhooks = companyWebhooks
         self.operations = operations
         self.webhooks = webhooks
         self.limits = limits
@@ -163,6 +192,10 @@ public func buildRouter(
     PrivacyController(privacy: PrivacyRepository(database: database), hasher: configuration.destinationHasher)
         .addRoutes(to: tenantRoutes)
     CompanySelfServiceController(companies: companies).addRoutes(to: tenantRoutes)
+    WebhookEndpointController(
+        endpoints: WebhookEndpointRepository(database: database), deliveries: WebhookDeliveryRepository(database: database),
+        settings: configuration.companyWebhooks
+    ).addRoutes(to: tenantRoutes)
 
     if let webhooks = configuration.webhooks {
         let group = router.group("webhooks/twilio")
@@ -200,6 +233,7 @@ public func buildApplication(
         logger: logger)
     application.addServices(
         database,
+        configuration.companyWebhooks.sender,
         TokenChangeListener(authenticator: components.authenticator, database: database, logger: logger),
         RateLimitJanitor(
             limiter: components.rateLimiter, repository: RateLimitRepository(database: database), logger: logger))

@@ -30,3 +30,24 @@ public struct WebhookRetrySchedule: Sendable {
         steps.reduce(.zero) { $0 + $1 * (1 - jitter) }
     }
 }
+
+/// What follows an attempt.
+public enum WebhookNextStep: Sendable, Equatable {
+    case succeeded
+    case retry(after: Duration)
+    case giveUp
+}
+
+extension WebhookRetrySchedule {
+    /// After attempt number `attempt` (from 1): done on a 2xx; given up on 410 Gone (the
+    /// endpoint is disabled too), when the schedule has run out, or when `retrying` is
+    /// false (a `/test` ping, a manual replay of a delivery that had ended); else the next
+    /// step of the schedule.
+    public func next(
+        afterAttempt attempt: Int, succeeded: Bool, gone: Bool, retryAfter: Duration?, retrying: Bool = true, unit: Double
+    ) -> WebhookNextStep {
+        if succeeded { return .succeeded }
+        guard !gone, retrying, let delay = delay(afterAttempt: attempt, retryAfter: retryAfter, unit: unit) else { return .giveUp }
+        return .retry(after: delay)
+    }
+}

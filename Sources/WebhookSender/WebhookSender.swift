@@ -1,0 +1,311 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import ServiceLifecycle
+import SurveyDomain
+import Synchronization
+
+/// One attempt to be made: the signed headers are computed from these at send time.
+public struct WebhookMessage: Sendable {
+    /// `webhook-id`: the same in every attempt of the event.
+    public var id: String
+    public var body: [UInt8]
+    public var url: String
+    /// The current secret first; a rotated-out one too while it is still honoured.
+    public var secrets: [WebhookSecret]
+
+    public init(id: String, body: [UInt8], url: String, secrets: [WebhookSecret]) {
+        self.id = id
+        self.body = body
+        self.url = url
+        self.secrets = secrets
+    }
+}
+
+/// Posts webhook messages, signed as the Standard Webhooks specification says, to public
+/// addresses only (OWASP API7:2023):
+///
+/// * the URL is checked again (`WebhookURL`), and a host name is resolved here and each of
+///   its addresses checked; the HTTP client then connects to the checked address (its DNS
+///   override), with the name kept for TLS (SNI and certificate), so a second DNS answer
+///   (rebinding) is never used;
+/// * redirects are not followed (a 3xx is a failed attempt);
+/// * each attempt has `timeout` in all (connect, answer, and the excerpt of the body read);
+///   at most `excerptLimit` bytes of the answer are read.
+///
+/// Each host gets a client (and so a connection pool) of its own, kept while in use and
+/// for `idleClientLifetime` after: an endpoint that hangs holds its own connections, never
+/// another's.
+public final class WebhookSender: Sendable {
+    public struct Configuration: Sendable {
+        /// The operator's `WEBHOOK_ALLOW_PRIVATE_URLS`: `http` and any address, for local
+        /// development and the tests.
+        public var allowPrivateAddresses = false
+        public var timeout: Duration = .seconds(10)
+        /// Connections to one host at once (the worker also caps attempts per endpoint).
+        public var connectionsPerHost = 16
+        /// Bytes of an answer read, and kept (as text) in the delivery log.
+        public var excerptLimit = 256
+        /// A host's checked addresses are used this long before it is resolved again.
+        public var resolutionLifetime: Duration = .seconds(60)
+        public var idleClientLifetime: Duration = .seconds(300)
+        public var userAgent = "surveyd-webhooks/1"
+
+        public init() {}
+    }
+
+    let configuration: Configuration
+    let resolver: any HostResolver
+    let eventLoopGroup: any EventLoopGroup
+    let logger: Logger
+    let clock = ContinuousClock()
+    private let state = Mutex(State())
+
+    private struct State {
+        var clients: [String: Entry] = [:]
+        var resolutions: [String: (addresses: [[UInt8]], until: ContinuousClock.Instant)] = [:]
+        var lastSweep: ContinuousClock.Instant?
+        var closed = false
+    }
+
+    private struct Entry {
+        var client: HTTPClient
+        var inUse = 0
+        var lastUsed: ContinuousClock.Instant
+    }
+
+    public init(configuration: Configuration, resolver: any HostResolver, eventLoopGroup: any EventLoopGroup, logger: Logger) {
+        self.configuration = configuration
+        self.resolver = resolver
+        self.eventLoopGroup = eventLoopGroup
+        self.logger = logger
+    }
+
+    /// Makes one attempt; never throws: every failure is an outcome, recorded and retried.
+    public func send(_ message: WebhookMessage) async -> WebhookAttemptResult {
+        let startedAt = Date()
+        let start = clock.now
+        func failed(_ error: String) -> WebhookAttemptResult {
+            WebhookAttemptResult(startedAt: startedAt, duration: clock.now - start, error: error)
+        }
+        let url: WebhookURL
+        switch WebhookURL.parse(message.url, allowPrivate: configuration.allowPrivateAddresses) {
+        case .success(let parsed): url = parsed
+        case .failure(let error): return failed("url refused: \(error.message)")
+        }
+        let target: Target
+        do {
+            target = try await self.target(for: url)
+        } catch let error as DestinationRefused {
+            return failed(error.description)
+        } catch {
+            return failed("\(error)")
+        }
+        guard let client = checkOut(target) else { return failed("the sender is shutting down") }
+        defer { checkIn(target) }
+
+        let request = signedRequest(message)
+        let limit = configuration.excerptLimit
+        let timeout = configuration.timeout
+        do {
+            let (status, headers, excerpt) = try await withThrowingTaskGroup(of: (UInt, HTTPHeaders, [UInt8])?.self) { group in
+                group.addTask {
+                    let response = try await client.execute(request, timeout: .init(timeout))
+                    var excerpt: [UInt8] = []
+                    for try await chunk in response.body {
+                        excerpt += chunk.readableBytesView.prefix(limit - excerpt.count)
+                        if excerpt.count >= limit { break }
+                    }
+                    return (response.status.code, response.headers, excerpt)
+                }
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    return nil
+                }
+                defer { group.cancelAll() }
+                guard let first = try await group.next(), let answered = first else { throw AttemptTimedOut() }
+                return answered
+            }
+            var result = WebhookAttemptResult(
+                startedAt: startedAt, duration: clock.now - start, statusCode: Int(status),
+                responseExcerpt: WebhookAttemptResult.excerpt(excerpt, limit: limit))
+            if status == 429 || status == 503 { result.retryAfter = RetryAfter.parse(headers.first(name: "Retry-After"), now: Date()) }
+            if (300..<400).contains(status) { result.error = "redirects are not followed" }
+            return result
+        } catch is AttemptTimedOut {
+            return failed("no answer within \(timeout.components.seconds) s")
+        } catch {
+            return failed(Self.describe(error))
+        }
+    }
+
+    /// The POST, with the Standard Webhooks headers. The timestamp is the attempt's (a
+    /// receiver refuses old ones), the id the event's.
+    func signedRequest(_ message: WebhookMessage) -> HTTPClientRequest {
+        var request = HTTPClientRequest(url: message.url)
+        request.method = .POST
+        let timestamp = Int64(Date().timeIntervalSince1970)
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "User-Agent", value: configuration.userAgent)
+        request.headers.add(name: "webhook-id", value: message.id)
+        request.headers.add(name: "webhook-timestamp", value: String(timestamp))
+        request.headers.add(
+            name: "webhook-signature",
+            value: WebhookSignature.header(id: message.id, timestamp: timestamp, body: message.body, secrets: message.secrets))
+        request.body = .bytes(ByteBuffer(bytes: message.body))
+        return request
+    }
+
+    /// Closes every client; attempts after this fail. (Clients are made on first use, so a
+    /// sender that never sent holds nothing to close.)
+    public func shutdown() async {
+        let clients = state.withLock { state in
+            state.closed = true
+            defer { state.clients = [:] }
+            return state.clients.values.map(\.client)
+        }
+        for client in clients { try? await client.shutdown() }
+    }
+
+    // MARK: Where to connect
+
+    struct Target: Hashable {
+        /// The URL's host name, or nil when the URL names an address.
+        var name: String?
+        var address: String
+        var key: String { "\(name ?? "")|\(address)" }
+    }
+
+    struct DestinationRefused: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    struct AttemptTimedOut: Error {}
+
+    func target(for url: WebhookURL) async throws -> Target {
+        switch url.host {
+        case .address(let address):
+            // Checked by `WebhookURL.parse` (unless private addresses are allowed).
+            return Target(name: nil, address: AddressText.format(address))
+        case .name(let name):
+            let addresses = try await resolve(name)
+            guard let first = addresses.first else { throw DestinationRefused(description: "\(name) has no address") }
+            if !configuration.allowPrivateAddresses, let refused = addresses.first(where: { !WebhookDestinationPolicy.isPublic($0) }) {
+                throw DestinationRefused(
+                    description: "\(name) resolved to a non-public address (\(AddressText.format(refused))); not connected")
+            }
+            return Target(name: name, address: AddressText.format(first))
+        }
+    }
+
+    func resolve(_ name: String) async throws -> [[UInt8]] {
+        let now = clock.now
+        if let cached = state.withLock({ $0.resolutions[name] }), cached.until > now { return cached.addresses }
+        let addresses: [[UInt8]]
+        do {
+            addresses = try await resolver.addresses(of: name)
+        } catch {
+            throw DestinationRefused(description: "\(name) did not resolve")
+        }
+        state.withLock { $0.resolutions[name] = (addresses, now + configuration.resolutionLifetime) }
+        return addresses
+    }
+
+    private func checkOut(_ target: Target) -> HTTPClient? {
+        let now = clock.now
+        let (client, idle): (HTTPClient?, [HTTPClient]) = state.withLock { state in
+            guard !state.closed else { return (nil, []) }
+            var idle: [HTTPClient] = []
+            if state.lastSweep.map({ now - $0 > .seconds(30) }) ?? true {
+                state.lastSweep = now
+                for (key, entry) in state.clients where entry.inUse == 0 && now - entry.lastUsed > configuration.idleClientLifetime {
+                    idle.append(entry.client)
+                    state.clients[key] = nil
+                }
+            }
+            if state.clients[target.key] == nil {
+                state.clients[target.key] = Entry(client: makeClient(for: target), lastUsed: now)
+            }
+            state.clients[target.key]!.inUse += 1
+            state.clients[target.key]!.lastUsed = now
+            return (state.clients[target.key]!.client, idle)
+        }
+        if !idle.isEmpty {
+            Task { for client in idle { try? await client.shutdown() } }
+        }
+        return client
+    }
+
+    private func checkIn(_ target: Target) {
+        let now = clock.now
+        state.withLock { state in
+            state.clients[target.key]?.inUse -= 1
+            state.clients[target.key]?.lastUsed = now
+        }
+    }
+
+    private func makeClient(for target: Target) -> HTTPClient {
+        var configuration = HTTPClient.Configuration(
+            redirectConfiguration: .disallow,
+            connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: self.configuration.connectionsPerHost),
+            decompression: .disabled)
+        if let name = target.name { configuration.dnsOverride = [name: target.address] }
+        return HTTPClient(eventLoopGroupProvider: .shared(eventLoopGroup), configuration: configuration, backgroundActivityLogger: logger)
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? HTTPClientError {
+            switch error {
+            case .connectTimeout: return "could not connect (timed out)"
+            case .remoteConnectionClosed: return "the connection was closed before an answer"
+            case .deadlineExceeded, .readTimeout, .writeTimeout: return "no answer in time"
+            case .cancelled: return "cancelled"
+            default: break
+            }
+        }
+        if let error = error as? IOError {
+            switch error.errnoCode {
+            case ECONNREFUSED: return "connection refused"
+            case ECONNRESET: return "connection reset by the endpoint"
+            default: return "network error: \(error.description)"
+            }
+        }
+        let text = String(describing: error)
+        if text.contains("connectionRefused") || text.contains("Connection refused") { return "connection refused" }
+        return String(text.prefix(200))
+    }
+}
+
+/// `Retry-After`: seconds, or an HTTP date.
+enum RetryAfter {
+    static func parse(_ value: String?, now: Date) -> Duration? {
+        guard let value = value?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
+        if let seconds = Int64(value), seconds >= 0 { return .seconds(seconds) }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        guard let date = formatter.date(from: value) else { return nil }
+        return .seconds(max(0, Int64(date.timeIntervalSince(now).rounded(.up))))
+    }
+}
+
+/// As a service of its process: closes its clients at graceful shutdown.
+extension WebhookSender: Service {
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await shutdown()
+    }
+}
+
+extension WebhookSender {
+    /// The API's and the worker's default: the system resolver, NIO's shared event loops.
+    public convenience init(configuration: Configuration, logger: Logger) {
+        self.init(
+            configuration: configuration, resolver: SystemHostResolver(), eventLoopGroup: MultiThreadedEventLoopGroup.singleton,
+            logger: logger)
+    }
+}
