@@ -157,7 +157,8 @@ public struct WebhookDeliveryRepository: Sendable {
         }
     }
 
-    /// A `ping` event for one endpoint (`/test`), its delivery already held for the attempt.
+    /// A `ping` event for one endpoint (`/test`), its delivery already held for the attempt
+    /// (claimed as not pending: a ping is not retried).
     public func ping(_ endpoint: WebhookEndpointID, lease: Duration, company: CompanyID) async throws -> Claimed {
         let leaseID = Int64.random(in: 1...Int64.max)
         return try await database.withTenant(company) { connection in
@@ -181,7 +182,7 @@ public struct WebhookDeliveryRepository: Sendable {
                     RETURNING company_id, delivery_id, endpoint_id, event_id, lease_id, attempts, state
                 )
                 SELECT d.company_id, d.delivery_id, d.endpoint_id, d.event_id, d.lease_id, d.attempts, e.url, e.secret,
-                       e.previous_secret, v.body, true
+                       e.previous_secret, v.body, false
                   FROM delivery AS d, endpoint AS e, event AS v
                 """
             ).single

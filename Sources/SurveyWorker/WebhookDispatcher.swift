@@ -35,6 +35,8 @@ public struct WebhookDispatcher: Service {
         public var responseWindow: Duration = .seconds(72 * 3600)
         /// An endpoint whose every attempt failed this long is disabled.
         public var failureLimit: Duration = .seconds(5 * 86_400)
+        /// When failed attempts are made again.
+        public var retrySchedule = WebhookRetrySchedule()
 
         public init() {}
     }
@@ -44,7 +46,7 @@ public struct WebhookDispatcher: Service {
     let sender: WebhookSender
     let configuration: Configuration
     let logger: Logger
-    let schedule = WebhookRetrySchedule()
+    var schedule: WebhookRetrySchedule { configuration.retrySchedule }
 
     public init(database: Database, sender: WebhookSender, configuration: Configuration, logger: Logger) {
         self.deliveries = WebhookDeliveryRepository(database: database)

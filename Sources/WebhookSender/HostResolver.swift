@@ -50,6 +50,12 @@ public struct SystemHostResolver: HostResolver {
 public struct HostResolutionError: Error, CustomStringConvertible {
     public var host: String
     public var code: Int32
+
+    public init(host: String, code: Int32) {
+        self.host = host
+        self.code = code
+    }
+
     public var description: String { "\(host) did not resolve (getaddrinfo \(code))" }
 }
 

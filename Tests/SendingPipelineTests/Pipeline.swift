@@ -12,6 +12,7 @@ import SurveyAPI
 import SurveyDomain
 import SurveyStorage
 import SurveyWorker
+import WebhookSender
 import ServiceLifecycle
 import TestSupport
 import Testing
@@ -30,6 +31,9 @@ struct Pipeline {
     let superuser: PostgresClient
     let gateway: FakeTwilio
     let httpClient: HTTPClient
+    /// The API's webhook sender (`/test`, `/retry`); private addresses allowed, as the
+    /// tests' receiver is local.
+    let webhookSender: WebhookSender
     /// Every component's logger: tests can capture what the whole installation logs.
     let logger: Logger
 
@@ -46,6 +50,7 @@ struct Pipeline {
             superuser: PostgresClient(configuration: superuserConfiguration, logger: TestDatabase.logger),
             gateway: try await FakeTwilio.start(),
             httpClient: HTTPClient(eventLoopGroupProvider: .singleton),
+            webhookSender: WebhookSender(configuration: Self.webhookSenderConfiguration, logger: logger),
             logger: logger)
     }
 
@@ -66,6 +71,7 @@ struct Pipeline {
     func close() async {
         gateway.stop()
         try? await httpClient.shutdown()
+        await webhookSender.shutdown()
         await database.client.shutDown()
         await workerPool.shutDown()
         await superuser.shutDown()
@@ -75,6 +81,7 @@ struct Pipeline {
         APIConfiguration(
             adminToken: nil, destinationHasher: Self.hasher,
             webhooks: .init(authToken: FakeTwilio.authToken, accountSID: FakeTwilio.accountSID, publicBaseURL: Self.publicBaseURL),
+            companyWebhooks: .init(sender: webhookSender, resolver: SystemHostResolver(), allowPrivateAddresses: true),
             limits: .init(
                 perToken: RateLimit(ratePerSecond: 1_000_000, burst: 1_000_000),
                 perCompany: RateLimit(ratePerSecond: 1_000_000, burst: 1_000_000),
@@ -159,6 +166,30 @@ struct Pipeline {
         }
         await group.triggerGracefulShutdown()
         try await running.value
+    }
+
+    static var webhookSenderConfiguration: WebhookSender.Configuration {
+        var configuration = WebhookSender.Configuration()
+        configuration.allowPrivateAddresses = true
+        configuration.timeout = .seconds(2)
+        return configuration
+    }
+
+    /// A webhook dispatcher as the worker runs one, with a schedule of milliseconds.
+    func dispatcher(
+        _ configure: (inout WebhookDispatcher.Configuration) -> Void = { _ in },
+        sender: WebhookSender? = nil
+    ) -> WebhookDispatcher {
+        var configuration = WebhookDispatcher.Configuration()
+        configuration.pollInterval = .milliseconds(100)
+        configuration.expirySweepInterval = .milliseconds(200)
+        configuration.lease = .seconds(10)
+        configuration.retrySchedule = WebhookRetrySchedule(steps: [.milliseconds(200), .milliseconds(300), .milliseconds(400)])
+        configure(&configuration)
+        return WebhookDispatcher(
+            database: Database(client: workerPool),
+            sender: sender ?? WebhookSender(configuration: Self.webhookSenderConfiguration, logger: logger),
+            configuration: configuration, logger: logger)
     }
 
     func jobsLeft() async throws -> Int {

@@ -66,10 +66,10 @@ import Testing
         #expect(schedule.delay(afterAttempt: 1, unit: 0.5) == .seconds(5))
         #expect(schedule.delay(afterAttempt: 1, unit: 0) == .seconds(4))
         #expect(schedule.delay(afterAttempt: 1, unit: 1) == .seconds(6))
-        let delays = (1...WebhookRetrySchedule.steps.count).compactMap { schedule.delay(afterAttempt: $0, unit: 0.5) }
-        #expect(delays == WebhookRetrySchedule.steps)
+        let delays = (1...WebhookRetrySchedule.standard.count).compactMap { schedule.delay(afterAttempt: $0, unit: 0.5) }
+        #expect(delays == WebhookRetrySchedule.standard)
         #expect(zip(delays, delays.dropFirst()).allSatisfy { $0 <= $1 }, "never shorter than the step before")
-        #expect(schedule.delay(afterAttempt: WebhookRetrySchedule.steps.count + 1, unit: 0.5) == nil, "then it is given up")
+        #expect(schedule.delay(afterAttempt: WebhookRetrySchedule.standard.count + 1, unit: 0.5) == nil, "then it is given up")
         #expect(schedule.delay(afterAttempt: 0, unit: 0.5) == nil)
     }
 
