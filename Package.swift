@@ -269,6 +269,7 @@ let package = Package(
         .testTarget(
             name: "SurveyAPITests",
             dependencies: [
+                "WebhookSender",
                 "Postgres",
                 "Telemetry",
                 .product(name: "Metrics", package: "swift-metrics"),

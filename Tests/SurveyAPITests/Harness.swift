@@ -56,6 +56,15 @@ struct Harness {
         }
     }
 
+    /// Runs `body` with a test client of the application built from `configuration`.
+    func test<Value: Sendable>(
+        configuration: APIConfiguration, _ body: @Sendable (any TestClientProtocol) async throws -> Value
+    ) async throws -> Value {
+        try await Application(router: buildRouter(configuration: configuration, database: database)).test(.router) { client in
+            try await body(ContractCheckedClient(client))
+        }
+    }
+
     /// A new company and its token, created the way the CLI does.
     func company(_ name: String = "Company \(UInt32.random(in: 0...UInt32.max))") async throws -> Tenant {
         let (company, tokenID, token) = try await CompanyRepository(database: database).create(name: name, settings: .alwaysOpen)

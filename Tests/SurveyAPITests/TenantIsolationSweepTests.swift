@@ -3,10 +3,12 @@ import Foundation
 import HTTPTypes
 import HummingbirdTesting
 import Postgres
+import SurveyAPI
 import SurveyDomain
 import SurveyStorage
 import TestSupport
 import Testing
+import WebhookSender
 
 /// Every operation of the tenant API, taken from openapi.yaml (so a new one cannot be
 /// forgotten), called by one company with another's ids: 404, and nothing of the other
@@ -21,6 +23,10 @@ import Testing
     static let bodies: [String: String] = [
         "POST /survey/1.0.0/surveys/{id}/question": #"{"body":"Wie wahrscheinlich …?","language":"de"}"#,
         "POST /survey/1.0.0/surveys/{id}/send": #"{"requests":[{"channel":"SMS","destination":"+32470999111"}]}"#,
+        "PATCH /survey/1.0.0/webhooks/{id}": #"{"enabled":false}"#,
+        "POST /survey/1.0.0/webhooks/{id}/rotate-secret": "{}",
+        "POST /survey/1.0.0/webhooks/{id}/test": "{}",
+        "POST /survey/1.0.0/webhooks/{id}/deliveries/{deliveryId}/retry": "{}",
     ]
 
     /// Everything of a company the database holds, as text, to compare before and after.
@@ -53,13 +59,26 @@ import Testing
             .filter { $0.path.hasPrefix("/survey/1.0.0/") && $0.path.contains("{") }
             .map { (path: $0.path, method: $0.method) }
         #expect(tenantOperations.count >= 6, "the contract lost its tenant operations?")
-        try await harness.test { client in
+        // Webhook URLs on loopback (a port nothing listens on): the victim's ping fails,
+        // leaving a delivery in its log.
+        var configuration = Harness.configuration()
+        let sender = WebhookSender(configuration: { var c = WebhookSender.Configuration(); c.allowPrivateAddresses = true; return c }(), logger: TestDatabase.logger)
+        configuration.companyWebhooks = .init(sender: sender, resolver: SystemHostResolver(), allowPrivateAddresses: true)
+        defer { Task { await sender.shutdown() } }
+        let victimAdmin = try await harness.token(for: victim, scope: .admin)
+        try await harness.test(configuration: configuration) { client in
             let survey = try await client.createSurvey(for: victim)
             let sent = try await client.send(
                 .post, "\(base)/surveys/\(survey)/send", headers: victim.headers,
                 body: #"{"requests":[{"channel":"SMS","destination":"+32470999222"}]}"#)
             #expect(sent.status == .accepted)
             let request = try #require((sent.object["results"] as? [[String: Any]])?.first?["requestId"] as? Int)
+            let endpoint = try #require(
+                try await client.send(
+                    .post, "\(base)/webhooks", headers: victimAdmin, body: #"{"url":"http://127.0.0.1:9/hook","events":["request.failed"]}"#
+                ).object["id"] as? Int)
+            let delivery = try #require(
+                try await client.send(.post, "\(base)/webhooks/\(endpoint)/test", headers: victimAdmin).object["deliveryId"] as? Int)
             let before = try await snapshot(victim.id)
 
             for (path, method) in tenantOperations {
@@ -67,8 +86,10 @@ import Testing
                 // Each `{id}` is the victim's own id of that kind.
                 let id =
                     path.hasPrefix("/survey/1.0.0/requests/") ? request
-                    : path.hasPrefix("/survey/1.0.0/tokens/") ? Int(victim.tokenID.rawValue) : survey
+                    : path.hasPrefix("/survey/1.0.0/tokens/") ? Int(victim.tokenID.rawValue)
+                    : path.hasPrefix("/survey/1.0.0/webhooks/") ? endpoint : survey
                 let concrete = path.replacingOccurrences(of: "{id}", with: String(id))
+                    .replacingOccurrences(of: "{deliveryId}", with: String(delivery))
                 #expect(!concrete.contains("{"), "\(key): a path parameter the sweep does not know")
                 let body = Self.bodies[key]
                 if method == "POST" { #expect(body != nil, "\(key): the sweep needs a valid body for this operation") }
