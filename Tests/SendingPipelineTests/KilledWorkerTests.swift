@@ -1,4 +1,7 @@
 import Foundation
+import SurveyDomain
+import SurveyStorage
+import NIOCore
 import HTTPTypes
 import HummingbirdTesting
 import Postgres
@@ -16,7 +19,7 @@ import Testing
 
     static let concurrency = 64
 
-    func startWorker(_ pipeline: Pipeline) throws -> Process {
+    func startWorker(_ pipeline: Pipeline, extra: [String: String] = [:]) throws -> Process {
         let process = Process()
         process.executableURL = Self.executable
         process.arguments = ["worker"]
@@ -28,7 +31,7 @@ import Testing
                 "TWILIO_AUTH_TOKEN": FakeTwilio.authToken, "SMS_SENDER": Pipeline.sender, "SMS_RATE_LIMIT": "2000",
                 "SMS_BATCH_SIZE": "500", "SMS_CONCURRENCY": String(Self.concurrency), "SMS_LEASE_SECONDS": "2",
                 "LOG_LEVEL": "critical",
-            ], uniquingKeysWith: { _, new in new })
+            ].merging(extra, uniquingKeysWith: { _, new in new }), uniquingKeysWith: { _, new in new })
         process.environment = environment
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
@@ -117,5 +120,48 @@ import Testing
         #expect(sent >= received.count - uncertain)
         #expect(sent > 0)
         await pipeline.close()
+    }
+
+    /// A worker killed while an attempt is under way: the delivery is made again by another
+    /// worker once the lease runs out, with the same `webhook-id`, and recorded once.
+    @Test func aWebhookAttemptCutShortBySIGKILLIsMadeAgainWithTheSameID() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.executable.path), "build surveyd first")
+        try await Pipeline.with("webhook_sigkill") { pipeline in
+            let receiver = try await WebhookReceiver.start(client: pipeline.httpClient)
+            defer { receiver.stop() }
+            let tenant = try await pipeline.company()
+            let number = phone()
+            let (_, adminToken) = try await CompanyRepository(database: pipeline.database).createToken(company: tenant.id, scope: .admin)
+            let admin: HTTPFields = [.authorization: "Bearer \(adminToken.secret)", .contentType: "application/json"]
+            try await pipeline.api { client in
+                let created = try await client.execute(
+                    uri: "/survey/1.0.0/webhooks", method: .post, headers: admin,
+                    body: ByteBuffer(string: #"{"url":"\#(receiver.url("crm"))","events":["response.received"]}"#))
+                let secret = try #require(try JSONSerialization.jsonObject(with: Data(created.body.readableBytesView)) as? [String: Any])["secret"] as! String
+                // The first attempt hangs; later ones are answered.
+                try await receiver.configure("crm", secrets: [secret], behaviour: "ok", then: ["hang"])
+                _ = try await pipeline.send(to: [number], headers: tenant.headers, client: client)
+                try await pipeline.run([pipeline.worker()]) { try await pipeline.jobsLeft() == 0 }
+                _ = try await pipeline.reply(from: number, "9", client: client)
+            }
+            let environment = [
+                "WEBHOOK_ALLOW_PRIVATE_URLS": "1", "WEBHOOK_LEASE_SECONDS": "4", "SMS_PROVIDER": "accept-all",
+            ]
+            let first = try startWorker(pipeline, extra: environment)
+            try await receiver.wait(for: "crm", count: 1)
+            kill(first.processIdentifier, SIGKILL)
+            await waitForExit(first)
+            let second = try startWorker(pipeline, extra: environment)
+            let log = try await receiver.wait(for: "crm", count: 2, timeout: .seconds(30))
+            kill(second.processIdentifier, SIGTERM)
+            await waitForExit(second)
+            #expect(log.count == 2)
+            #expect(log.count == 2 && log[0].id == log[1].id, "the same webhook-id")
+            #expect(log.allSatisfy { $0.verified == [true] })
+            let (state, attempts) = try await pipeline.superuser.withConnection { connection in
+                try await connection.query("SELECT state, attempts FROM webhook_deliveries").one().decode((String, Int).self)
+            }
+            #expect(state == "succeeded" && attempts == 1, "the cut attempt left no record; the second succeeded")
+        }
     }
 }
