@@ -127,7 +127,9 @@ GRANT SELECT (company_id, endpoint_id, url, enabled, disabled_reason, disabled_a
         previous_secret_until, failing_since),
     UPDATE (enabled, disabled_reason, disabled_at, failing_since) ON webhook_endpoints TO survey_worker;
 CREATE POLICY worker_delivery ON webhook_events FOR SELECT TO survey_worker USING (true);
-GRANT SELECT ON webhook_events TO survey_worker;
+-- Retention: events (and, by cascade, their deliveries and attempts) go after 30 days.
+CREATE POLICY worker_retention ON webhook_events FOR DELETE TO survey_worker USING (true);
+GRANT SELECT, DELETE ON webhook_events TO survey_worker;
 CREATE POLICY worker_delivery ON webhook_deliveries TO survey_worker USING (true) WITH CHECK (true);
 GRANT SELECT, UPDATE (state, attempts, next_attempt_at, last_attempt_at, lease_id, leased_until) ON webhook_deliveries TO survey_worker;
 CREATE POLICY worker_delivery ON webhook_attempts FOR INSERT TO survey_worker WITH CHECK (true);

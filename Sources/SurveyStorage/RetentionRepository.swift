@@ -22,6 +22,9 @@ public struct RetentionRepository: Sendable {
         public var expiredOpenSurveys: Duration = .seconds(86_400)
         /// Callbacks kept early whose send was never recorded.
         public var earlyCallbacks: Duration = .seconds(86_400)
+        /// Company webhook events, with their deliveries and attempt log: far past the
+        /// retry schedule's four days, long enough to look into last month's deliveries.
+        public var webhookEvents: Duration = .seconds(30 * 86_400)
 
         public init() {}
     }
@@ -34,6 +37,8 @@ public struct RetentionRepository: Sendable {
         case earlyReplies = "early_replies"
         /// Progress rows of claims whose worker died after its last record.
         case claims = "sms_claims"
+        /// Company webhook events (their deliveries and attempts go with them).
+        case webhookEvents = "webhook_events"
     }
 
     /// The column that dates each table's rows, and how long they are kept past it.
@@ -44,6 +49,7 @@ public struct RetentionRepository: Sendable {
         case .openSurveys: ("expires_at", periods.expiredOpenSurveys)
         case .earlyDeliveryStatuses, .earlyReplies: ("received_at", periods.earlyCallbacks)
         case .claims: ("claimed_at", periods.earlyCallbacks)
+        case .webhookEvents: ("created_at", periods.webhookEvents)
         }
     }
 

@@ -9,6 +9,28 @@ import Testing
 @Suite struct RetentionTests {
     @Test func rowsPastTheirPeriodArePurgedAndTheRestKept() async throws {
         let pipeline = try await Pipeline.make("retention")
+        let tenant = try await pipeline.company()
+        try await pipeline.superuser.withConnection { connection in
+            // Webhook events of 31 and 29 days, the old one with a delivery and its attempt.
+            try await connection.query(
+                """
+                WITH endpoint AS (
+                    INSERT INTO webhook_endpoints (company_id, url, events, secret)
+                    VALUES (\(tenant.id), 'https://example.com/h', '{request.failed}', sha256('k'::bytea))
+                    RETURNING company_id, endpoint_id
+                ), old AS (
+                    INSERT INTO webhook_events (company_id, type, body, created_at)
+                    VALUES (\(tenant.id), 'ping', '{}', now() - interval '31 days'), (\(tenant.id), 'ping', '{}', now() - interval '29 days')
+                    RETURNING company_id, event_id, created_at
+                ), delivery AS (
+                    INSERT INTO webhook_deliveries (company_id, endpoint_id, event_id, state)
+                    SELECT o.company_id, e.endpoint_id, o.event_id, 'failed' FROM old AS o, endpoint AS e
+                    RETURNING company_id, delivery_id
+                )
+                INSERT INTO webhook_attempts (company_id, delivery_id, attempt, started_at, duration_ms)
+                SELECT company_id, delivery_id, 1, now(), 5 FROM delivery
+                """)
+        }
         try await pipeline.superuser.withConnection { connection in
             try await connection.simpleQuery(
                 """
@@ -37,6 +59,16 @@ import Testing
         #expect(purged[.providerMessages] == 5)
         #expect(purged[.openSurveys] == 5)
         #expect(purged[.earlyDeliveryStatuses] == 1)
+        #expect(purged[.webhookEvents] == 1)
+        let webhookRows = try await pipeline.superuser.withConnection { connection in
+            try await connection.query(
+                """
+                SELECT (SELECT count(*) FROM webhook_events)::int, (SELECT count(*) FROM webhook_deliveries)::int,
+                       (SELECT count(*) FROM webhook_attempts)::int
+                """
+            ).one().decode((Int, Int, Int).self)
+        }
+        #expect(webhookRows == (1, 1, 1), "the old event's delivery and attempt went with it")
         let left = try await pipeline.superuser.withConnection { connection in
             try await connection.query(
                 """
