@@ -1,6 +1,6 @@
 """schemathesis hooks for surveyd (loaded by scripts/contract-test).
 
-Webhook calls are signed the way Twilio signs them, so the fuzzer reaches the webhook
+Twilio's webhook calls are signed the way Twilio signs them, so the fuzzer reaches the webhook
 handlers instead of stopping at 403: a case that carries an X-Twilio-Signature header
 gets the right signature for its URL and form. A case without the header (the
 fuzzer's missing-header test) stays unsigned and must be refused.
@@ -32,8 +32,28 @@ def twilio_signature(url, form):
     return base64.b64encode(mac.digest()).decode()
 
 
+# What the schema cannot say of a company webhook's URL: its host must resolve, to public
+# addresses only. A schema-valid URL (a string of 1 to 2048 characters) is made one this
+# server accepts: the contract's server allows private addresses
+# (WEBHOOK_ALLOW_PRIVATE_URLS=1), and nothing listens on port 9, so /test fails fast.
+# The URL rules themselves are tested in WebhookEndpointAPITests.
+WEBHOOK_URL = "http://127.0.0.1:9/contract"
+WEBHOOK_PATH = re.compile(r"^/survey/1\.0\.0/webhooks(/[^/]+)?$")
+
+
+def accepted_webhook_url(case, kwargs):
+    if case.method.upper() not in ("POST", "PATCH") or not WEBHOOK_PATH.match(case.path):
+        return
+    body = case.body
+    if isinstance(body, dict) and isinstance(body.get("url"), str) and 1 <= len(body["url"]) <= 2048:
+        body["url"] = WEBHOOK_URL
+        if isinstance(kwargs.get("json"), dict):
+            kwargs["json"]["url"] = WEBHOOK_URL
+
+
 @schemathesis.hook
 def before_call(context, case, kwargs):
+    accepted_webhook_url(case, kwargs)
     if not case.path.startswith("/webhooks/twilio/") or not case.headers:
         return
     name = next((key for key in case.headers if key.lower() == "x-twilio-signature"), None)

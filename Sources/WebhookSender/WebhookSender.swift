@@ -248,9 +248,16 @@ public final class WebhookSender: Sendable {
     }
 
     private func makeClient(for target: Target) -> HTTPClient {
+        var pool = HTTPClient.Configuration.ConnectionPool(
+            idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: self.configuration.connectionsPerHost)
+        // A refused or failed connection is a failed attempt, at once: the retry schedule
+        // decides when to try again, rather than the client retrying until the deadline
+        // while the endpoint's slot is held.
+        pool.retryConnectionEstablishment = false
         var configuration = HTTPClient.Configuration(
             redirectConfiguration: .disallow,
-            connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: self.configuration.connectionsPerHost),
+            timeout: .init(connect: TimeAmount(self.configuration.timeout)),
+            connectionPool: pool,
             decompression: .disabled)
         if let name = target.name { configuration.dnsOverride = [name: target.address] }
         return HTTPClient(eventLoopGroupProvider: .shared(eventLoopGroup), configuration: configuration, backgroundActivityLogger: logger)

@@ -450,6 +450,19 @@ import WebhookSender
         }
     }
 
+    /// A refused connection is a failed attempt at once (the HTTP client's own retries
+    /// until its deadline held the endpoint's slot for the whole timeout).
+    @Test func aRefusedConnectionFailsAtOnce() async throws {
+        var configuration = Pipeline.webhookSenderConfiguration
+        configuration.timeout = .seconds(5)
+        let sender = WebhookSender(configuration: configuration, logger: TestDatabase.logger)
+        let result = await sender.send(
+            WebhookMessage(id: "evt_1", body: Array("{}".utf8), url: "http://127.0.0.1:9/nobody", secrets: [WebhookSecret.generate()]))
+        await sender.shutdown()
+        #expect(result.error == "connection refused", "\(result.error ?? "")")
+        #expect(result.duration < .seconds(1), "\(result.duration)")
+    }
+
     static func withReceiverAlone(_ body: (WebhookReceiver, HTTPClient) async throws -> Void) async throws {
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         do {
