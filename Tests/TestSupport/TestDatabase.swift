@@ -98,7 +98,10 @@ private actor Shared {
     func superuser() throws -> PostgresClient {
         if let superuserClient { return superuserClient }
         var configuration = PostgresClient.Configuration(connection: .init(url: try TestDatabase.url(), applicationName: "surveyd-tests-superuser"))
-        configuration.maximumConnections = 4
+        configuration.maximumConnections = 6
+        // Shared by every test running at once, some creating scratch databases (seconds
+        // each on a loaded machine): waiting for a connection is not what any test tests.
+        configuration.waitTimeout = .seconds(120)
         let client = PostgresClient(configuration: configuration, logger: TestDatabase.logger)
         superuserClient = client
         return client
@@ -112,7 +115,8 @@ private actor Shared {
             try await Migrator(directory: TestDatabase.sqlDirectory).migrate(on: connection, logger: TestDatabase.logger)
             await connection.close()
             return Database(client: Database.applicationPool(
-                url: url, applicationName: "surveyd-serve", maximumConnections: 8, logger: TestDatabase.logger))
+                url: url, applicationName: "surveyd-serve", maximumConnections: 8, waitTimeout: .seconds(120),
+                logger: TestDatabase.logger))
         }
         applicationDatabase = task
         return try await task.value
