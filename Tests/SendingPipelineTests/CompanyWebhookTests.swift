@@ -6,6 +6,7 @@ import NIOCore
 import NIOPosix
 import Postgres
 import ServiceLifecycle
+import Synchronization
 import SurveyDomain
 import SurveyStorage
 import SurveyWorker
@@ -376,14 +377,24 @@ import WebhookSender
                     // The hanging company's events first, so they are claimed first.
                     for number in slowNumbers { _ = try await pipeline.reply(from: number, "5", client: client) }
                     for number in fastNumbers { _ = try await pipeline.reply(from: number, "10", client: client) }
+                    // And SMS to send meanwhile, by the same worker process's SMS side.
+                    let moreNumbers = (0..<40).map { _ in phone() }
+                    _ = try await pipeline.send(to: moreNumbers, headers: fast.headers, client: client)
                     let started = Date()
+                    let smsDone = Mutex<Date?>(nil)
                     let dispatcher = pipeline.dispatcher { $0.perEndpoint = 4 }
-                    try await Self.running(pipeline, [dispatcher]) { try await receiver.log("quick").count >= 40 }
+                    try await Self.running(pipeline, [dispatcher, pipeline.worker()]) {
+                        if try await pipeline.jobsLeft() == 0 { smsDone.withLock { $0 = $0 ?? Date() } }
+                        return try await receiver.log("quick").count >= 40 && smsDone.withLock { $0 != nil }
+                    }
                     let quick = try await receiver.log("quick")
                     #expect(quick.count == 40)
                     // All well within one attempt's timeout (2 s here), which the hanging ones wait out.
                     let elapsed = (quick.map(\.receivedAt).max() ?? .distantFuture).timeIntervalSince(started)
                     #expect(elapsed < 1.5, "\(elapsed)")
+                    let smsElapsed = try #require(smsDone.withLock { $0 }).timeIntervalSince(started)
+                    #expect(smsElapsed < 1.5, "\(smsElapsed)")
+                    #expect(pipeline.gateway.accepted.filter { moreNumbers.contains($0.to) }.count == 40)
                     // The hanging endpoint never had more than its cap under way.
                     #expect(try await receiver.log("hangs").count <= 4)
                 }
