@@ -115,7 +115,7 @@ SELECT enable_tenant_isolation(t) FROM unnest(ARRAY[
 -- The API (its own tenant only): endpoints, the delivery log, /test and /retry.
 GRANT SELECT, INSERT, UPDATE, DELETE ON webhook_endpoints TO survey_app;
 GRANT SELECT, INSERT, DELETE ON webhook_events TO survey_app;
-GRANT SELECT, INSERT, UPDATE ON webhook_deliveries TO survey_app;
+GRANT SELECT, INSERT, UPDATE (state, attempts, next_attempt_at, last_attempt_at, lease_id, leased_until) ON webhook_deliveries TO survey_app;
 GRANT SELECT, INSERT ON webhook_attempts TO survey_app;
 GRANT SELECT, INSERT ON webhook_expiry_cursors TO survey_app;
 GRANT USAGE ON SEQUENCE webhook_endpoints_endpoint_id_seq, webhook_events_event_id_seq,
@@ -137,7 +137,10 @@ GRANT INSERT ON webhook_attempts TO survey_worker;
 
 -- The outbox's writer (the functions below run as it): reads subscriptions, writes events.
 CREATE POLICY outbox ON webhook_endpoints FOR SELECT TO survey_outbox USING (true);
-GRANT SELECT (company_id, endpoint_id, events, enabled) ON webhook_endpoints TO survey_outbox;
+-- Row locks need an UPDATE right and policy; the writer updates nothing (it only takes
+-- KEY SHARE locks, see emit_webhook_event), so its policy lets no row be written.
+CREATE POLICY outbox_lock ON webhook_endpoints FOR UPDATE TO survey_outbox USING (true) WITH CHECK (false);
+GRANT SELECT (company_id, endpoint_id, events, enabled), UPDATE (enabled) ON webhook_endpoints TO survey_outbox;
 CREATE POLICY outbox ON webhook_events TO survey_outbox USING (true) WITH CHECK (true);
 GRANT SELECT, INSERT ON webhook_events TO survey_outbox;
 CREATE POLICY outbox ON webhook_deliveries TO survey_outbox USING (true) WITH CHECK (true);
@@ -209,10 +212,13 @@ BEGIN
     VALUES (company, kind, request,
             json_build_object('type', kind, 'timestamp', public.webhook_time(now()), 'data', data)::text)
     RETURNING event_id INTO event;
+    -- KEY SHARE, SKIP LOCKED: an endpoint being deleted (its row locked for the cascade)
+    -- is left out, rather than making the reply or callback wait and then fail.
     INSERT INTO public.webhook_deliveries (company_id, endpoint_id, event_id, next_attempt_at)
     SELECT company, e.endpoint_id, event, now()
-      FROM public.webhook_endpoints AS e
-     WHERE e.company_id = company AND e.enabled AND kind = ANY (e.events);
+      FROM (SELECT e.endpoint_id FROM public.webhook_endpoints AS e
+             WHERE e.company_id = company AND e.enabled AND kind = ANY (e.events)
+               FOR KEY SHARE SKIP LOCKED) AS e;
     -- Workers LISTEN; identical notifications of one transaction are sent once.
     PERFORM pg_notify('webhook_deliveries', '');
 END
@@ -314,6 +320,69 @@ BEGIN
     RETURN emitted;
 END
 $$;
+
+-- ---------------------------------------------------------------------------------------
+-- The worker's claim: due deliveries, at most `per_endpoint` attempts under way at any
+-- endpoint and about `per_company` at any company (across workers). Endpoints are taken in
+-- random order and locked one at a time (SKIP LOCKED: workers share them out); an
+-- endpoint's leases are counted after its lock is held, by a statement of their own, so
+-- they include those another worker committed just before (one statement would count with
+-- a snapshot taken before the lock).
+CREATE FUNCTION claim_webhook_deliveries(wanted integer, per_endpoint integer, per_company integer,
+                                         lease bigint, lease_seconds integer)
+RETURNS TABLE (company_id bigint, delivery_id bigint, endpoint_id bigint, event_id bigint, lease_id bigint,
+               attempts integer, url text, secret bytea, previous_secret bytea, body text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ready record;
+    room integer;
+    claimed integer;
+    remaining integer := wanted;
+BEGIN
+    FOR ready IN
+        SELECT e.company_id, e.endpoint_id, e.url, e.secret,
+               CASE WHEN e.previous_secret_until > now() THEN e.previous_secret END AS previous_secret
+          FROM public.webhook_endpoints AS e
+         WHERE e.enabled
+           AND EXISTS (SELECT 1 FROM public.webhook_deliveries AS d
+                        WHERE d.company_id = e.company_id AND d.endpoint_id = e.endpoint_id
+                          AND d.state = 'pending' AND d.next_attempt_at <= now()
+                          AND (d.leased_until IS NULL OR d.leased_until <= now()))
+         ORDER BY random()
+           FOR NO KEY UPDATE OF e SKIP LOCKED
+    LOOP
+        EXIT WHEN remaining <= 0;
+        SELECT least(per_endpoint - count(*) FILTER (WHERE l.endpoint_id = ready.endpoint_id), per_company - count(*))
+          INTO room
+          FROM public.webhook_deliveries AS l
+         WHERE l.company_id = ready.company_id AND l.lease_id IS NOT NULL AND l.leased_until > now();
+        CONTINUE WHEN room <= 0;
+        RETURN QUERY
+        WITH picked AS (
+            SELECT d.company_id, d.delivery_id FROM public.webhook_deliveries AS d
+             WHERE d.company_id = ready.company_id AND d.endpoint_id = ready.endpoint_id
+               AND d.state = 'pending' AND d.next_attempt_at <= now()
+               AND (d.leased_until IS NULL OR d.leased_until <= now())
+             ORDER BY d.next_attempt_at
+             LIMIT least(room, remaining)
+               FOR UPDATE SKIP LOCKED
+        )
+        UPDATE public.webhook_deliveries AS d
+           SET lease_id = lease, leased_until = now() + make_interval(secs => lease_seconds)
+          FROM picked AS p, public.webhook_events AS v
+         WHERE d.company_id = p.company_id AND d.delivery_id = p.delivery_id
+           AND v.company_id = d.company_id AND v.event_id = d.event_id
+        RETURNING d.company_id, d.delivery_id, d.endpoint_id, d.event_id, d.lease_id, d.attempts, ready.url, ready.secret,
+                  ready.previous_secret, v.body;
+        GET DIAGNOSTICS claimed = ROW_COUNT;
+        remaining := remaining - claimed;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION claim_webhook_deliveries(integer, integer, integer, bigint, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION claim_webhook_deliveries(integer, integer, integer, bigint, integer) TO survey_worker;
 
 GRANT EXECUTE ON FUNCTION emit_opt_out_webhook_event(bigint, bigint) TO survey_routing;
 GRANT EXECUTE ON FUNCTION emit_expired_webhook_events(interval) TO survey_worker;

@@ -25,8 +25,10 @@ public struct WebhookDeliveryRepository: Sendable {
         /// The current secret first, then the rotated-out one while it still signs.
         public var secrets: [WebhookSecret]
         public var body: String
-        /// Whether it was pending (a manual replay of an ended delivery is not retried).
-        public var wasPending: Bool
+        /// Where it stood when claimed: a manual replay of an ended delivery is not retried,
+        /// and one that had succeeded stays succeeded whatever the replay gets.
+        public var state: WebhookDeliveryState
+        public var wasPending: Bool { state == .pending }
 
         public var messageID: String { WebhookMessageID.text(event: event) }
     }
@@ -78,49 +80,18 @@ public struct WebhookDeliveryRepository: Sendable {
 
     // MARK: Claims
 
-    /// Up to `limit` due deliveries, at most `perEndpoint` under way at once for any
-    /// endpoint (counting other workers' leases), leased for `lease`. Endpoints are taken
-    /// in random order and locked while claimed (`SKIP LOCKED`: workers share them out), so
-    /// a backlog at one endpoint neither blocks nor starves another's.
-    public func claim(limit: Int, perEndpoint: Int, lease: Duration) async throws -> [Claimed] {
+    /// Up to `limit` due deliveries, leased for `lease`: at most `perEndpoint` attempts
+    /// under way at once at any endpoint, and about `perCompany` at any company, counting
+    /// every worker's (`claim_webhook_deliveries` in sql/0007). Endpoints are taken in
+    /// random order and skipped while another worker claims theirs, so a backlog at one
+    /// neither blocks nor starves another's.
+    public func claim(limit: Int, perEndpoint: Int, perCompany: Int, lease: Duration) async throws -> [Claimed] {
         let leaseID = Int64.random(in: 1...Int64.max)
         return try await database.client.withConnection { connection in
             try await connection.query(
                 """
-                WITH ready AS (
-                    SELECT e.company_id, e.endpoint_id, e.url, e.secret,
-                           CASE WHEN e.previous_secret_until > now() THEN e.previous_secret END AS previous_secret,
-                           \(perEndpoint) - (SELECT count(*) FROM webhook_deliveries AS l
-                                              WHERE l.company_id = e.company_id AND l.endpoint_id = e.endpoint_id
-                                                AND l.lease_id IS NOT NULL AND l.leased_until > now()) AS room
-                      FROM webhook_endpoints AS e
-                     WHERE e.enabled
-                       AND EXISTS (SELECT 1 FROM webhook_deliveries AS d
-                                    WHERE d.company_id = e.company_id AND d.endpoint_id = e.endpoint_id
-                                      AND d.state = 'pending' AND d.next_attempt_at <= now()
-                                      AND (d.leased_until IS NULL OR d.leased_until <= now()))
-                     ORDER BY random()
-                       FOR NO KEY UPDATE OF e SKIP LOCKED
-                ), picked AS (
-                    SELECT p.company_id, p.delivery_id, r.url, r.secret, r.previous_secret
-                      FROM ready AS r
-                     CROSS JOIN LATERAL (
-                        SELECT d.company_id, d.delivery_id FROM webhook_deliveries AS d
-                         WHERE d.company_id = r.company_id AND d.endpoint_id = r.endpoint_id
-                           AND d.state = 'pending' AND d.next_attempt_at <= now()
-                           AND (d.leased_until IS NULL OR d.leased_until <= now())
-                         ORDER BY d.next_attempt_at
-                         LIMIT greatest(r.room, 0)
-                           FOR UPDATE SKIP LOCKED
-                     ) AS p
-                     LIMIT \(limit)
-                )
-                UPDATE webhook_deliveries AS d
-                   SET lease_id = \(leaseID), leased_until = now() + make_interval(secs => \(lease.seconds))
-                  FROM picked AS p, webhook_events AS v
-                 WHERE d.company_id = p.company_id AND d.delivery_id = p.delivery_id
-                   AND v.company_id = d.company_id AND v.event_id = d.event_id
-                RETURNING \(fragment: Self.claimedColumns)
+                SELECT company_id, delivery_id, endpoint_id, event_id, lease_id, attempts, url, secret, previous_secret, body, 'pending'
+                  FROM claim_webhook_deliveries(\(limit), \(perEndpoint), \(perCompany), \(leaseID), \(Int(lease.seconds)))
                 """
             ).map(Self.claimed)
         }
@@ -157,8 +128,9 @@ public struct WebhookDeliveryRepository: Sendable {
         }
     }
 
-    /// A `ping` event for one endpoint (`/test`), its delivery already held for the attempt
-    /// (claimed as not pending: a ping is not retried).
+    /// A `ping` event for one endpoint (`/test`), its delivery already held for the attempt.
+    /// It is written as `failed` until its attempt is recorded: no worker ever claims it (a
+    /// ping is not retried), and one whose attempt never ended was not delivered.
     public func ping(_ endpoint: WebhookEndpointID, lease: Duration, company: CompanyID) async throws -> Claimed {
         let leaseID = Int64.random(in: 1...Int64.max)
         return try await database.withTenant(company) { connection in
@@ -176,13 +148,13 @@ public struct WebhookDeliveryRepository: Sendable {
                       FROM endpoint
                     RETURNING company_id, event_id, body
                 ), delivery AS (
-                    INSERT INTO webhook_deliveries (company_id, endpoint_id, event_id, next_attempt_at, lease_id, leased_until)
-                    SELECT v.company_id, \(endpoint), v.event_id, now(), \(leaseID), now() + make_interval(secs => \(lease.seconds))
+                    INSERT INTO webhook_deliveries (company_id, endpoint_id, event_id, state, lease_id, leased_until)
+                    SELECT v.company_id, \(endpoint), v.event_id, 'failed', \(leaseID), now() + make_interval(secs => \(lease.seconds))
                       FROM event AS v
                     RETURNING company_id, delivery_id, endpoint_id, event_id, lease_id, attempts, state
                 )
                 SELECT d.company_id, d.delivery_id, d.endpoint_id, d.event_id, d.lease_id, d.attempts, e.url, e.secret,
-                       e.previous_secret, v.body, false
+                       e.previous_secret, v.body, 'failed'
                   FROM delivery AS d, endpoint AS e, event AS v
                 """
             ).single
@@ -193,16 +165,16 @@ public struct WebhookDeliveryRepository: Sendable {
 
     static let claimedColumns: StaticString = """
         d.company_id, d.delivery_id, d.endpoint_id, d.event_id, d.lease_id, d.attempts, p.url, p.secret, p.previous_secret,
-        v.body, d.state = 'pending'
+        v.body, d.state
         """
 
     static func claimed(_ row: PostgresRow) throws -> Claimed {
-        let (company, id, endpoint, event, lease, attempts, url, secret, previous, body, pending) = try row.decode(
-            (CompanyID, WebhookDeliveryID, WebhookEndpointID, Int64, Int64, Int, String, Data, Data?, String, Bool).self)
+        let (company, id, endpoint, event, lease, attempts, url, secret, previous, body, state) = try row.decode(
+            (CompanyID, WebhookDeliveryID, WebhookEndpointID, Int64, Int64, Int, String, Data, Data?, String, String).self)
         return Claimed(
             company: company, id: id, endpoint: endpoint, event: event, leaseID: lease, attempts: attempts, url: url,
             secrets: [WebhookSecret(key: secret)] + (previous.map { [WebhookSecret(key: $0)] } ?? []), body: body,
-            wasPending: pending)
+            state: WebhookDeliveryState(rawValue: state) ?? .failed)
     }
 
     // MARK: Outcomes
@@ -238,7 +210,9 @@ public struct WebhookDeliveryRepository: Sendable {
                     http_status integer, error text, excerpt text, state text, delay_ms bigint, gone boolean, succeeded boolean)
             ), recorded AS (
                 UPDATE webhook_deliveries AS d
-                   SET attempts = d.attempts + 1, state = o.state,
+                   SET attempts = d.attempts + 1,
+                       -- A replay (/retry) of a delivery that had succeeded does not undo it.
+                       state = CASE WHEN o.state = 'failed' AND d.state = 'succeeded' THEN 'succeeded' ELSE o.state END,
                        next_attempt_at = CASE WHEN o.state = 'pending' THEN now() + o.delay_ms * interval '1 millisecond' END,
                        last_attempt_at = o.started_at, lease_id = NULL, leased_until = NULL
                   FROM outcome AS o
@@ -254,29 +228,42 @@ public struct WebhookDeliveryRepository: Sendable {
                        min(started_at) AS first_attempt
                   FROM recorded GROUP BY company_id, endpoint_id
             ), judged AS (
-                SELECT e.company_id, e.endpoint_id, h.succeeded,
-                       CASE WHEN h.succeeded THEN NULL ELSE coalesce(e.failing_since, h.first_attempt) END AS failing_since,
-                       CASE WHEN NOT e.enabled THEN NULL
-                            WHEN h.gone THEN 'the endpoint answered 410 Gone'
-                            WHEN NOT h.succeeded
-                                 AND coalesce(e.failing_since, h.first_attempt) <= now() - make_interval(secs => \(failureLimit.seconds))
-                                 THEN \("every delivery failed for \(failureLimit.components.seconds / 86_400) days")
-                       END AS disable
-                  FROM webhook_endpoints AS e JOIN health AS h USING (company_id, endpoint_id)
+                -- A failure streak that began before `streak_limit` (or a 410) disables it.
+                SELECT h.*, now() - make_interval(secs => \(failureLimit.seconds)) AS streak_limit FROM health AS h
             )
+            -- Judged from the endpoint's row as it is when updated (the SET and WHERE read the
+            -- latest committed version, not the statement's snapshot), so a success or a
+            -- PATCH committed meanwhile is not overwritten; rows whose health does not change
+            -- are not written.
             UPDATE webhook_endpoints AS e
-               SET failing_since = j.failing_since,
-                   enabled = e.enabled AND j.disable IS NULL,
-                   disabled_reason = coalesce(j.disable, e.disabled_reason),
-                   disabled_at = CASE WHEN j.disable IS NOT NULL THEN now() ELSE e.disabled_at END
+               SET failing_since = CASE WHEN j.succeeded THEN NULL ELSE coalesce(e.failing_since, j.first_attempt) END,
+                   enabled = e.enabled
+                             AND NOT (j.gone OR (NOT j.succeeded AND coalesce(e.failing_since, j.first_attempt) <= j.streak_limit)),
+                   disabled_reason = CASE WHEN NOT e.enabled THEN e.disabled_reason
+                                          WHEN j.gone THEN 'the endpoint answered 410 Gone'
+                                          WHEN NOT j.succeeded AND coalesce(e.failing_since, j.first_attempt) <= j.streak_limit
+                                               THEN \(Self.failingReason(failureLimit))
+                                     END,
+                   disabled_at = CASE WHEN NOT e.enabled THEN e.disabled_at
+                                      WHEN j.gone OR (NOT j.succeeded AND coalesce(e.failing_since, j.first_attempt) <= j.streak_limit)
+                                           THEN now()
+                                 END
               FROM judged AS j
              WHERE e.company_id = j.company_id AND e.endpoint_id = j.endpoint_id
-            RETURNING e.company_id, e.endpoint_id, j.disable
+               AND ((j.gone AND e.enabled)
+                    OR (j.succeeded AND e.failing_since IS NOT NULL)
+                    OR (NOT j.succeeded AND (e.failing_since IS NULL OR (e.enabled AND e.failing_since <= j.streak_limit))))
+            RETURNING e.company_id, e.endpoint_id, CASE WHEN NOT e.enabled AND e.disabled_at = now() THEN e.disabled_reason END
             """
         ).compactMap { row in
             let (company, endpoint, reason) = try row.decode((CompanyID, WebhookEndpointID, String?).self)
             return reason.map { Disabled(company: company, endpoint: endpoint, reason: $0) }
         }
+    }
+
+    /// Why an endpoint whose attempts all failed for `limit` is disabled.
+    public static func failingReason(_ limit: Duration) -> String {
+        "every delivery failed for \(limit.components.seconds / 86_400) days"
     }
 
     struct OutcomeRow: Encodable {
@@ -368,6 +355,26 @@ public struct WebhookDeliveryRepository: Sendable {
                 var record = record
                 record.attempts = attempts[record.id] ?? []
                 return record
+            }
+        }
+    }
+
+    /// Disables the endpoints whose failure streak has lasted `failureLimit` even though no
+    /// attempt has failed since (the last retries of a quiet endpoint's events end after
+    /// about four days).
+    @discardableResult
+    public func disableFailingEndpoints(failureLimit: Duration = .seconds(5 * 86_400)) async throws -> [Disabled] {
+        try await database.client.withConnection { connection in
+            try await connection.query(
+                """
+                UPDATE webhook_endpoints
+                   SET enabled = false, disabled_reason = \(Self.failingReason(failureLimit)), disabled_at = now()
+                 WHERE enabled AND failing_since <= now() - make_interval(secs => \(failureLimit.seconds))
+                RETURNING company_id, endpoint_id, disabled_reason
+                """
+            ).map { row in
+                let (company, endpoint, reason) = try row.decode((CompanyID, WebhookEndpointID, String).self)
+                return Disabled(company: company, endpoint: endpoint, reason: reason)
             }
         }
     }

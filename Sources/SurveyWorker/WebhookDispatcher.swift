@@ -19,10 +19,14 @@ import WebhookSender
 /// is claimed again and sent with the same `webhook-id` (at least once).
 public struct WebhookDispatcher: Service {
     public struct Configuration: Sendable {
-        /// Attempts under way at once in this worker.
-        public var maximumInFlight = 256
+        /// Attempts under way at once in this worker. Far more than one company may hold
+        /// (`perCompany`), so hanging endpoints of a few companies leave the rest room.
+        public var maximumInFlight = 512
         /// Attempts under way at once to one endpoint, across workers.
         public var perEndpoint = 16
+        /// Attempts under way at once for one company's endpoints together, across workers
+        /// (about: workers claiming for two of its endpoints at once may each count the other short).
+        public var perCompany = 64
         /// Deliveries claimed per statement.
         public var claimBatch = 100
         /// Far longer than an attempt (the sender's timeout), so a live worker always records first.
@@ -70,7 +74,8 @@ public struct WebhookDispatcher: Service {
                 group.addTask { await recordOutcomes(outcomes, work: work, stopping: stopping) }
                 await claimAndSend(into: &group, outcomes: outcomes, work: work, stopping: stopping)
                 // Stopping: the attempts under way finish and are recorded, then the rest ends.
-                while outcomes.inFlight > 0 { await outcomes.drained.wait(timeout: .milliseconds(100)) }
+                // (Cancelled instead, the group's tasks are too: their leases run out.)
+                while outcomes.inFlight > 0, !Task.isCancelled { await outcomes.drained.wait(timeout: .milliseconds(100)) }
                 group.cancelAll()
             }
         } onGracefulShutdown: {
@@ -84,7 +89,7 @@ public struct WebhookDispatcher: Service {
     func claimAndSend(
         into group: inout DiscardingTaskGroup, outcomes: Outcomes, work: Wakeup, stopping: StopFlag
     ) async {
-        while !stopping.isSet {
+        while !stopping.isSet, !Task.isCancelled {
             let free = configuration.maximumInFlight - outcomes.inFlight
             guard free > 0 else {
                 await work.wait(timeout: configuration.pollInterval)
@@ -93,7 +98,8 @@ public struct WebhookDispatcher: Service {
             let limit = min(free, configuration.claimBatch)
             let claimed: [WebhookDeliveryRepository.Claimed]
             do {
-                claimed = try await deliveries.claim(limit: limit, perEndpoint: configuration.perEndpoint, lease: configuration.lease)
+                claimed = try await deliveries.claim(
+                    limit: limit, perEndpoint: configuration.perEndpoint, perCompany: configuration.perCompany, lease: configuration.lease)
             } catch {
                 logger.error("claiming webhook deliveries failed", metadata: ["error": "\(String(reflecting: error))"])
                 await work.wait(timeout: configuration.pollInterval)
@@ -120,34 +126,52 @@ public struct WebhookDispatcher: Service {
             await outcomes.ready.wait(timeout: .milliseconds(200))
             let batch = outcomes.take()
             guard !batch.isEmpty else { continue }
-            var delay = Duration.milliseconds(100)
-            for attempt in 1...5 {
-                do {
-                    let disabled = try await deliveries.record(batch, failureLimit: configuration.failureLimit)
-                    count(batch, disabled: disabled)
-                    break
-                } catch {
-                    // Given up: the leases run out and the deliveries are attempted again.
-                    if attempt == 5 {
-                        logger.error("recording webhook attempts failed", metadata: ["error": "\(String(reflecting: error))"])
-                        break
-                    }
-                    try? await Task.sleep(for: delay)
-                    delay *= 2
-                }
-            }
+            await record(batch)
             outcomes.finished(batch.count)
             work.ring()
         }
     }
 
+    /// Records a batch in one statement, retrying a few times if the database blips. If the
+    /// batch still fails, each attempt is recorded on its own, so one that cannot be (it
+    /// breaks a constraint) does not hold up the others; one never recorded is made again
+    /// when its lease runs out.
+    func record(_ batch: [WebhookDeliveryRepository.Attempt]) async {
+        var delay = Duration.milliseconds(100)
+        for attempt in 1...3 {
+            do {
+                count(batch, disabled: try await deliveries.record(batch, failureLimit: configuration.failureLimit))
+                return
+            } catch {
+                logger.warning("recording webhook attempts failed", metadata: ["error": "\(String(reflecting: error))", "try": "\(attempt)"])
+                if attempt < 3 {
+                    try? await Task.sleep(for: delay)
+                    delay *= 2
+                }
+            }
+        }
+        guard batch.count > 1 else { return }
+        for attempt in batch {
+            do {
+                count([attempt], disabled: try await deliveries.record([attempt], failureLimit: configuration.failureLimit))
+            } catch {
+                logger.error(
+                    "recording a webhook attempt failed; it will be made again when its lease runs out",
+                    metadata: ["delivery_id": "\(attempt.delivery.id)", "error": "\(String(reflecting: error))"])
+            }
+        }
+    }
+
+    /// Every `expirySweepInterval`: `request.expired` for the windows that closed, and the
+    /// endpoints whose failure streak reached the limit with no attempt failing since.
     func sweepExpired(stopping: StopFlag) async {
         while !Task.isCancelled, !stopping.isSet {
             do {
                 let emitted = try await deliveries.emitExpired(longestWindow: configuration.responseWindow)
                 if emitted > 0 { Counter(label: "webhook_events_emitted_total", dimensions: [("type", "request.expired")]).increment(by: emitted) }
+                count([], disabled: try await deliveries.disableFailingEndpoints(failureLimit: configuration.failureLimit))
             } catch {
-                logger.warning("the request.expired sweep failed; will retry", metadata: ["error": "\(String(reflecting: error))"])
+                logger.warning("the webhook sweep failed; will retry", metadata: ["error": "\(String(reflecting: error))"])
             }
             do { try await Task.sleep(for: configuration.expirySweepInterval) } catch { return }
         }

@@ -11,11 +11,19 @@ public protocol HostResolver: Sendable {
 }
 
 /// The system's resolver (`getaddrinfo`: /etc/hosts, then DNS). It blocks, so it runs on
-/// NIO's thread pool, never on an event loop or the cooperative pool.
+/// a thread pool of its own, never on an event loop, the cooperative pool, or the pool the
+/// database client blocks on: a name server that never answers holds these threads only.
 public struct SystemHostResolver: HostResolver {
     let threadPool: NIOThreadPool
 
-    public init(threadPool: NIOThreadPool = .singleton) {
+    /// Four threads for the whole process, started on first use.
+    public static let sharedThreadPool: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 4)
+        pool.start()
+        return pool
+    }()
+
+    public init(threadPool: NIOThreadPool = SystemHostResolver.sharedThreadPool) {
         self.threadPool = threadPool
     }
 

@@ -51,6 +51,8 @@ public final class WebhookSender: Sendable {
         public var excerptLimit = 256
         /// A host's checked addresses are used this long before it is resolved again.
         public var resolutionLifetime: Duration = .seconds(60)
+        /// A host that did not resolve is not looked up again for this long.
+        public var failedResolutionLifetime: Duration = .seconds(10)
         public var idleClientLifetime: Duration = .seconds(300)
         public var userAgent = "surveyd-webhooks/1"
 
@@ -66,9 +68,14 @@ public final class WebhookSender: Sendable {
 
     private struct State {
         var clients: [String: Entry] = [:]
-        var resolutions: [String: (addresses: [[UInt8]], until: ContinuousClock.Instant)] = [:]
+        var resolutions: [String: Resolution] = [:]
         var lastSweep: ContinuousClock.Instant?
         var closed = false
+    }
+
+    private struct Resolution {
+        var lookup: Task<[[UInt8]], any Error>
+        var until: ContinuousClock.Instant
     }
 
     private struct Entry {
@@ -96,31 +103,12 @@ public final class WebhookSender: Sendable {
         case .success(let parsed): url = parsed
         case .failure(let error): return failed("url refused: \(error.message)")
         }
-        let target: Target
-        do {
-            target = try await self.target(for: url)
-        } catch let error as DestinationRefused {
-            return failed(error.description)
-        } catch {
-            return failed("\(error)")
-        }
-        guard let client = checkOut(target) else { return failed("the sender is shutting down") }
-        defer { checkIn(target) }
-
-        let request = signedRequest(message)
         let limit = configuration.excerptLimit
         let timeout = configuration.timeout
         do {
+            // The deadline covers everything: resolving the name, connecting, the answer.
             let (status, headers, excerpt) = try await withThrowingTaskGroup(of: (UInt, HTTPHeaders, [UInt8])?.self) { group in
-                group.addTask {
-                    let response = try await client.execute(request, timeout: .init(timeout))
-                    var excerpt: [UInt8] = []
-                    for try await chunk in response.body {
-                        excerpt += chunk.readableBytesView.prefix(limit - excerpt.count)
-                        if excerpt.count >= limit { break }
-                    }
-                    return (response.status.code, response.headers, excerpt)
-                }
+                group.addTask { try await self.post(message, to: url) }
                 group.addTask {
                     try await Task.sleep(for: timeout)
                     return nil
@@ -128,6 +116,9 @@ public final class WebhookSender: Sendable {
                 defer { group.cancelAll() }
                 guard let first = try await group.next(), let answered = first else { throw AttemptTimedOut() }
                 return answered
+            }
+            guard (100...599).contains(status) else {
+                return WebhookAttemptResult(startedAt: startedAt, duration: clock.now - start, error: "invalid HTTP status \(status)")
             }
             var result = WebhookAttemptResult(
                 startedAt: startedAt, duration: clock.now - start, statusCode: Int(status),
@@ -137,15 +128,34 @@ public final class WebhookSender: Sendable {
             return result
         } catch is AttemptTimedOut {
             return failed("no answer within \(timeout.components.seconds) s")
+        } catch let error as DestinationRefused {
+            return failed(error.description)
         } catch {
             return failed(Self.describe(error))
         }
     }
 
+    /// Resolves and checks the host, then posts the signed message to the checked address
+    /// and reads the start of the answer.
+    private func post(_ message: WebhookMessage, to url: WebhookURL) async throws -> (UInt, HTTPHeaders, [UInt8]) {
+        let target = try await self.target(for: url)
+        guard let client = checkOut(target) else { throw DestinationRefused(description: "the sender is shutting down") }
+        defer { checkIn(target) }
+        // The canonical URL: its host is the name that was checked (see `target(for:)`).
+        let response = try await client.execute(signedRequest(message, url: url.text), timeout: .init(configuration.timeout))
+        let limit = configuration.excerptLimit
+        var excerpt: [UInt8] = []
+        for try await chunk in response.body {
+            excerpt += chunk.readableBytesView.prefix(limit - excerpt.count)
+            if excerpt.count >= limit { break }
+        }
+        return (response.status.code, response.headers, excerpt)
+    }
+
     /// The POST, with the Standard Webhooks headers. The timestamp is the attempt's (a
     /// receiver refuses old ones), the id the event's.
-    func signedRequest(_ message: WebhookMessage) -> HTTPClientRequest {
-        var request = HTTPClientRequest(url: message.url)
+    func signedRequest(_ message: WebhookMessage, url: String) -> HTTPClientRequest {
+        var request = HTTPClientRequest(url: url)
         request.method = .POST
         let timestamp = Int64(Date().timeIntervalSince1970)
         request.headers.add(name: "Content-Type", value: "application/json")
@@ -191,6 +201,11 @@ public final class WebhookSender: Sendable {
             // Checked by `WebhookURL.parse` (unless private addresses are allowed).
             return Target(name: nil, address: AddressText.format(address))
         case .name(let name):
+            // The name the HTTP client will read from the URL must be the one checked here,
+            // or its DNS override would miss and it would resolve the name itself.
+            guard URL(string: url.text)?.host == name else {
+                throw DestinationRefused(description: "the URL's host is not in canonical form; register it again")
+            }
             let addresses = try await resolve(name)
             guard let first = addresses.first else { throw DestinationRefused(description: "\(name) has no address") }
             if !configuration.allowPrivateAddresses, let refused = addresses.first(where: { !WebhookDestinationPolicy.isPublic($0) }) {
@@ -201,17 +216,56 @@ public final class WebhookSender: Sendable {
         }
     }
 
+    /// The addresses of `name`: one look-up at a time per name (attempts to one host share
+    /// it), kept `resolutionLifetime`, a failure only `failedResolutionLifetime`. Waiting
+    /// for it ends when the attempt's deadline does, even if the look-up goes on.
     func resolve(_ name: String) async throws -> [[UInt8]] {
         let now = clock.now
-        if let cached = state.withLock({ $0.resolutions[name] }), cached.until > now { return cached.addresses }
-        let addresses: [[UInt8]]
+        let lookup = state.withLock { state -> Task<[[UInt8]], any Error> in
+            if let entry = state.resolutions[name], entry.until > now { return entry.lookup }
+            let resolver = self.resolver
+            let lookup = Task { try await resolver.addresses(of: name) }
+            state.resolutions[name] = Resolution(lookup: lookup, until: now + configuration.resolutionLifetime)
+            return lookup
+        }
         do {
-            addresses = try await resolver.addresses(of: name)
+            return try await Self.value(of: lookup)
+        } catch is CancellationError {
+            throw CancellationError()
         } catch {
+            let retryAt = clock.now + configuration.failedResolutionLifetime
+            state.withLock { state in
+                if let entry = state.resolutions[name], entry.lookup == lookup, entry.until > retryAt {
+                    state.resolutions[name]?.until = retryAt
+                }
+            }
             throw DestinationRefused(description: "\(name) did not resolve")
         }
-        state.withLock { $0.resolutions[name] = (addresses, now + configuration.resolutionLifetime) }
-        return addresses
+    }
+
+    /// A task's value, or `CancellationError` as soon as the waiting task is cancelled (a
+    /// task's own `value` waits for it to end, however long a blocked look-up takes).
+    static func value<Value: Sendable>(of task: Task<Value, any Error>) async throws -> Value {
+        let waiting = Waiting<Value>()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                waiting.set(continuation)
+                Task {
+                    let result = await task.result
+                    waiting.resume(with: result)
+                }
+                if Task.isCancelled { waiting.resume(with: .failure(CancellationError())) }
+            }
+        } onCancel: {
+            waiting.resume(with: .failure(CancellationError()))
+        }
+    }
+
+    /// A continuation resumed once, by whichever comes first.
+    private final class Waiting<Value: Sendable>: Sendable {
+        private let continuation = Mutex<CheckedContinuation<Value, any Error>?>(nil)
+        func set(_ continuation: CheckedContinuation<Value, any Error>) { self.continuation.withLock { $0 = continuation } }
+        func resume(with result: Result<Value, any Error>) { continuation.withLock { $0.take() }?.resume(with: result) }
     }
 
     private func checkOut(_ target: Target) -> HTTPClient? {

@@ -123,8 +123,9 @@ struct WorkerCommand: AsyncParsableCommand {
         var senderConfiguration = WebhookSender.Configuration()
         senderConfiguration.allowPrivateAddresses = try Environment.allowPrivateWebhookURLs()
         var dispatcherConfiguration = WebhookDispatcher.Configuration()
-        dispatcherConfiguration.maximumInFlight = try Environment.integer("WEBHOOK_CONCURRENCY", default: 256, range: 1...10_000)
+        dispatcherConfiguration.maximumInFlight = try Environment.integer("WEBHOOK_CONCURRENCY", default: 512, range: 1...10_000)
         dispatcherConfiguration.perEndpoint = try Environment.integer("WEBHOOK_ENDPOINT_CONCURRENCY", default: 16, range: 1...256)
+        dispatcherConfiguration.perCompany = try Environment.integer("WEBHOOK_COMPANY_CONCURRENCY", default: 64, range: 1...10_000)
         dispatcherConfiguration.lease = .seconds(try Environment.double("WEBHOOK_LEASE_SECONDS", default: 60, range: 1...3600))
         dispatcherConfiguration.responseWindow = policy.responseWindow
         senderConfiguration.connectionsPerHost = dispatcherConfiguration.perEndpoint

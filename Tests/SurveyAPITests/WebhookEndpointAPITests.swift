@@ -50,7 +50,7 @@ import WebhookSender
                 "https://100.64.0.1/", "https://[::1]/nps", "https://[::ffff:10.0.0.1]/nps", "https://[fe80::1]/nps", "https://0.0.0.0/",
                 "https://localhost/nps", "https://printer.local/", "https://user:pw@hooks.example.com/nps", "https://hooks.example.com/nps#x",
                 "https://internal.example.com/nps", "https://metadata.example.com/", "https://mixed.example.com/nps",
-                "https://loopback6.example.com/", "https://nowhere.example.com/nps", "https://2130706433/", "https://127.1/", "ftp://hooks.example.com/",
+                "https://loopback6.example.com/", "https://nowhere.example.com/nps", "https://2130706433/", "https://127.1/", "ftp://hooks.example.com/", "https://hooks.ex%61mple.com/nps",
                 "not a url", "https://hooks.example.com/" + String(repeating: "a", count: 2100),
             ]
             for url in refused {
@@ -74,6 +74,12 @@ import WebhookSender
             #expect(listed.array.count == 1 && !listed.text.contains(secret) && listed.array[0]["secret"] == nil)
             let shown = try await client.send(.get, "\(base)/webhooks/\(id)", headers: admin)
             #expect(!shown.text.contains(secret) && shown.object["description"] as? String == "CRM")
+
+            // Stored as it will be requested: the very name that was checked.
+            let spelled = try await client.send(
+                .post, "\(base)/webhooks", headers: admin, body: #"{"url":"HTTPS://Hooks.EXAMPLE.com./nps?x=1","events":["request.failed"]}"#)
+            #expect(spelled.object["url"] as? String == "https://hooks.example.com/nps?x=1", "\(spelled.text)")
+            _ = try await client.send(.delete, "\(base)/webhooks/\(try #require(spelled.object["id"] as? Int))", headers: admin)
 
             // A change of URL is checked the same way; a refused one changes nothing.
             let moved = try await client.send(.patch, "\(base)/webhooks/\(id)", headers: admin, body: #"{"url":"https://internal.example.com/x","enabled":false}"#)

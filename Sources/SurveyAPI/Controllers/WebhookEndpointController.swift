@@ -199,8 +199,8 @@ struct WebhookEndpointController {
 
     static func noEndpoint(_ id: WebhookEndpointID) -> Problem { Problem.notFound("No webhook endpoint \(id).") }
 
-    /// The URL, if it may be used: its form (`WebhookURL`), then, for a host name, every
-    /// address it resolves to must be public.
+    /// The URL in its canonical form, if it may be used: its form (`WebhookURL`), then,
+    /// for a host name, every address it resolves to must be public.
     func checkURL(_ value: JSONValue?, required: Bool, _ validator: inout FieldValidator) async -> String? {
         guard let value, value != .null else {
             if required { validator.fail("url", "is required") }
@@ -217,7 +217,7 @@ struct WebhookEndpointController {
             validator.fail("url", error.message)
             return nil
         }
-        guard case .name(let name) = url.host, !settings.allowPrivateAddresses else { return text }
+        guard case .name(let name) = url.host, !settings.allowPrivateAddresses else { return url.text }
         let addresses = (try? await settings.resolver.addresses(of: name)) ?? []
         guard !addresses.isEmpty else {
             validator.fail("url", "must have a host that resolves; \(name) has no address")
@@ -227,6 +227,6 @@ struct WebhookEndpointController {
             validator.fail("url", "\(WebhookURLError.privateAddress.message); \(name) resolves to one")
             return nil
         }
-        return text
+        return url.text
     }
 }

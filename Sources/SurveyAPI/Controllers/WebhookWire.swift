@@ -36,7 +36,8 @@ enum WebhookWire {
                 switch attempt.next {
                 case .succeeded: (.succeeded, nil)
                 case .retry(let delay): (.pending, Date().addingTimeInterval(Double(delay.roundedUpMilliseconds) / 1000))
-                case .giveUp: (.failed, nil)
+                // A replay of a delivery that had succeeded does not undo it (as recorded).
+                case .giveUp: (attempt.delivery.state == .succeeded ? .succeeded : .failed, nil)
                 }
             return .object([
                 ("deliveryId", .integer(attempt.delivery.id.rawValue)),

@@ -13,6 +13,7 @@ public struct WebhookURL: Sendable, Equatable {
         case address([UInt8])
     }
 
+    /// The canonical form (see `parse`), which is what is stored and requested.
     public var text: String
     public var isHTTPS: Bool
     public var host: Host
@@ -29,7 +30,11 @@ public struct WebhookURL: Sendable, Equatable {
         guard scheme == "https" || (allowPrivate && scheme == "http") else { return .failure(.notHTTPS) }
         guard components.user == nil, components.password == nil else { return .failure(.credentials) }
         guard components.fragment == nil else { return .failure(.fragment) }
-        guard let rawHost = components.host, !rawHost.isEmpty else { return .failure(.malformed) }
+        // A host is written as itself: a percent-encoded one would be decoded differently by
+        // the HTTP client than by this check.
+        guard let rawHost = components.host, !rawHost.isEmpty, !(components.percentEncodedHost ?? "").contains("%") else {
+            return .failure(.malformed)
+        }
         let port = components.port ?? (scheme == "https" ? 443 : 80)
         guard (1...65_535).contains(port) else { return .failure(.malformed) }
 
@@ -48,7 +53,14 @@ public struct WebhookURL: Sendable, Equatable {
             }
             host = .name(name)
         }
-        return .success(WebhookURL(text: text, isHTTPS: scheme == "https", host: host, port: port))
+        // The URL as it is stored and sent: the scheme and a name in lower case, without a
+        // trailing dot, exactly the name that is resolved and checked (the HTTP client is
+        // told that name's checked address, and would look up any other spelling itself).
+        var canonical = components
+        canonical.scheme = scheme
+        if case .name(let name) = host { canonical.host = name }
+        guard let canonicalText = canonical.string else { return .failure(.malformed) }
+        return .success(WebhookURL(text: canonicalText, isHTTPS: scheme == "https", host: host, port: port))
     }
 
     /// An IPv4 dotted quad or a bracketed IPv6 address, as bytes.
