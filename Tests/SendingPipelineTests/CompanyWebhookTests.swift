@@ -448,6 +448,7 @@ import WebhookSender
                     }
                     let quick = try await receiver.log("quick")
                     #expect(quick.count == 40)
+                    #expect(quick.allSatisfy { $0.verified == [true] })
                     // All well within one attempt's timeout (2 s here), which the hanging ones wait out.
                     let elapsed = (quick.map(\.receivedAt).max() ?? .distantFuture).timeIntervalSince(started)
                     #expect(elapsed < 1.5, "\(elapsed)")
@@ -479,6 +480,7 @@ import WebhookSender
                     let log = try await receiver.log("shared")
                     #expect(log.count == numbers.count)
                     #expect(Set(log.map(\.id)).count == numbers.count, "each event delivered once")
+                    #expect(log.allSatisfy { $0.verified == [true] }, "every delivery verified by the reference library")
                 }
             }
         }
