@@ -345,11 +345,15 @@ BEGIN
         SELECT e.company_id, e.endpoint_id, e.url, e.secret,
                CASE WHEN e.previous_secret_until > now() THEN e.previous_secret END AS previous_secret
           FROM public.webhook_endpoints AS e
+         -- A probe of the pending index per endpoint (LIMIT 1 keeps the planner from
+         -- turning this into a join that reads a whole backlog on every claim).
+         CROSS JOIN LATERAL (
+            SELECT 1 FROM public.webhook_deliveries AS d
+             WHERE d.company_id = e.company_id AND d.endpoint_id = e.endpoint_id
+               AND d.state = 'pending' AND d.next_attempt_at <= now()
+               AND (d.leased_until IS NULL OR d.leased_until <= now())
+             LIMIT 1) AS due
          WHERE e.enabled
-           AND EXISTS (SELECT 1 FROM public.webhook_deliveries AS d
-                        WHERE d.company_id = e.company_id AND d.endpoint_id = e.endpoint_id
-                          AND d.state = 'pending' AND d.next_attempt_at <= now()
-                          AND (d.leased_until IS NULL OR d.leased_until <= now()))
          ORDER BY random()
            FOR NO KEY UPDATE OF e SKIP LOCKED
     LOOP

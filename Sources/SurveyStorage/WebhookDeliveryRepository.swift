@@ -31,6 +31,8 @@ public struct WebhookDeliveryRepository: Sendable {
         public var wasPending: Bool { state == .pending }
 
         public var messageID: String { WebhookMessageID.text(event: event) }
+        /// The endpoint's own connections (see `WebhookMessage.connectionKey`).
+        public var connectionKey: String { "\(company.rawValue)/\(endpoint.rawValue)" }
     }
 
     /// One attempt's outcome, and what follows it.

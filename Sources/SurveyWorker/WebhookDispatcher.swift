@@ -109,7 +109,8 @@ public struct WebhookDispatcher: Service {
             for delivery in claimed {
                 group.addTask {
                     let result = await sender.send(
-                        WebhookMessage(id: delivery.messageID, body: Array(delivery.body.utf8), url: delivery.url, secrets: delivery.secrets))
+                        WebhookMessage(id: delivery.messageID, body: Array(delivery.body.utf8), url: delivery.url, secrets: delivery.secrets,
+                            connectionKey: delivery.connectionKey))
                     outcomes.add(WebhookDeliveryRepository.attempt(delivery, result: result, schedule: schedule, unit: Double.random(in: 0..<1)))
                 }
             }

@@ -16,12 +16,16 @@ public struct WebhookMessage: Sendable {
     public var url: String
     /// The current secret first; a rotated-out one too while it is still honoured.
     public var secrets: [WebhookSecret]
+    /// Whose connections these are: messages with the same key share an HTTP client and its
+    /// connections, others never do (endpoints of two companies on one host included).
+    public var connectionKey: String
 
-    public init(id: String, body: [UInt8], url: String, secrets: [WebhookSecret]) {
+    public init(id: String, body: [UInt8], url: String, secrets: [WebhookSecret], connectionKey: String = "") {
         self.id = id
         self.body = body
         self.url = url
         self.secrets = secrets
+        self.connectionKey = connectionKey
     }
 }
 
@@ -36,9 +40,9 @@ public struct WebhookMessage: Sendable {
 /// * each attempt has `timeout` in all (connect, answer, and the excerpt of the body read);
 ///   at most `excerptLimit` bytes of the answer are read.
 ///
-/// Each host gets a client (and so a connection pool) of its own, kept while in use and
-/// for `idleClientLifetime` after: an endpoint that hangs holds its own connections, never
-/// another's.
+/// Each endpoint (`WebhookMessage.connectionKey`) gets a client, and so connections, of its
+/// own, kept while in use and for `idleClientLifetime` after: an endpoint that hangs holds
+/// its own connections, never another's, even on the same host.
 public final class WebhookSender: Sendable {
     public struct Configuration: Sendable {
         /// The operator's `WEBHOOK_ALLOW_PRIVATE_URLS`: `http` and any address, for local
@@ -138,7 +142,7 @@ public final class WebhookSender: Sendable {
     /// Resolves and checks the host, then posts the signed message to the checked address
     /// and reads the start of the answer.
     private func post(_ message: WebhookMessage, to url: WebhookURL) async throws -> (UInt, HTTPHeaders, [UInt8]) {
-        let target = try await self.target(for: url)
+        let target = try await self.target(for: url, connectionKey: message.connectionKey)
         guard let client = checkOut(target) else { throw DestinationRefused(description: "the sender is shutting down") }
         defer { checkIn(target) }
         // The canonical URL: its host is the name that was checked (see `target(for:)`).
@@ -186,7 +190,8 @@ public final class WebhookSender: Sendable {
         /// The URL's host name, or nil when the URL names an address.
         var name: String?
         var address: String
-        var key: String { "\(name ?? "")|\(address)" }
+        var connectionKey: String
+        var key: String { "\(connectionKey)|\(name ?? "")|\(address)" }
     }
 
     struct DestinationRefused: Error, CustomStringConvertible {
@@ -195,11 +200,11 @@ public final class WebhookSender: Sendable {
 
     struct AttemptTimedOut: Error {}
 
-    func target(for url: WebhookURL) async throws -> Target {
+    func target(for url: WebhookURL, connectionKey: String) async throws -> Target {
         switch url.host {
         case .address(let address):
             // Checked by `WebhookURL.parse` (unless private addresses are allowed).
-            return Target(name: nil, address: AddressText.format(address))
+            return Target(name: nil, address: AddressText.format(address), connectionKey: connectionKey)
         case .name(let name):
             // The name the HTTP client will read from the URL must be the one checked here,
             // or its DNS override would miss and it would resolve the name itself.
@@ -212,7 +217,7 @@ public final class WebhookSender: Sendable {
                 throw DestinationRefused(
                     description: "\(name) resolved to a non-public address (\(AddressText.format(refused))); not connected")
             }
-            return Target(name: name, address: AddressText.format(first))
+            return Target(name: name, address: AddressText.format(first), connectionKey: connectionKey)
         }
     }
 

@@ -143,7 +143,8 @@ struct WebhookEndpointController {
 
     private func attempt(_ claimed: WebhookDeliveryRepository.Claimed, company: CompanyID) async throws -> WebhookWire.AttemptOutcome {
         let result = await settings.sender.send(
-            WebhookMessage(id: claimed.messageID, body: Array(claimed.body.utf8), url: claimed.url, secrets: claimed.secrets))
+            WebhookMessage(id: claimed.messageID, body: Array(claimed.body.utf8), url: claimed.url, secrets: claimed.secrets,
+                connectionKey: claimed.connectionKey))
         let attempt = WebhookDeliveryRepository.attempt(claimed, result: result, unit: Double.random(in: 0..<1))
         try await deliveries.record(attempt, company: company)
         return WebhookWire.AttemptOutcome(attempt: attempt)
