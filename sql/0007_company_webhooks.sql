@@ -345,13 +345,16 @@ BEGIN
         SELECT e.company_id, e.endpoint_id, e.url, e.secret,
                CASE WHEN e.previous_secret_until > now() THEN e.previous_secret END AS previous_secret
           FROM public.webhook_endpoints AS e
-         -- A probe of the pending index per endpoint (LIMIT 1 keeps the planner from
-         -- turning this into a join that reads a whole backlog on every claim).
+         -- A probe of the pending index per endpoint. LIMIT 1 keeps the planner from a join
+         -- that reads a whole backlog on every claim; ORDER BY (the index's order) from a
+         -- sequential scan that stops at the first due row of a busy endpoint, but reads
+         -- the whole table for an endpoint with none (measured: 25 ms against 0.4 ms).
          CROSS JOIN LATERAL (
             SELECT 1 FROM public.webhook_deliveries AS d
              WHERE d.company_id = e.company_id AND d.endpoint_id = e.endpoint_id
                AND d.state = 'pending' AND d.next_attempt_at <= now()
                AND (d.leased_until IS NULL OR d.leased_until <= now())
+             ORDER BY d.next_attempt_at
              LIMIT 1) AS due
          WHERE e.enabled
          ORDER BY random()
