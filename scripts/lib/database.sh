@@ -297,7 +297,9 @@ unix_socket_permissions = 0700
 fsync = $durable
 synchronous_commit = $durable
 full_page_writes = $durable
-max_connections = 200
+# The test suite runs its suites at once, many with a database, pools and workers of
+# their own: room for all of them.
+max_connections = 500
 shared_buffers = 256MB
 EOF
     if ! grep -q "^include_if_exists = 'surveyd.conf'" "$PRIVATE_PG_DATA/postgresql.conf"; then
