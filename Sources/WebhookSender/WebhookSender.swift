@@ -49,8 +49,8 @@ public final class WebhookSender: Sendable {
         /// development and the tests.
         public var allowPrivateAddresses = false
         public var timeout: Duration = .seconds(10)
-        /// Connections to one host at once (the worker also caps attempts per endpoint).
-        public var connectionsPerHost = 16
+        /// Connections one endpoint's client keeps (the worker's per-endpoint cap of attempts).
+        public var connectionsPerEndpoint = 16
         /// Bytes of an answer read, and kept (as text) in the delivery log.
         public var excerptLimit = 256
         /// A host's checked addresses are used this long before it is resolved again.
@@ -308,7 +308,7 @@ public final class WebhookSender: Sendable {
 
     private func makeClient(for target: Target) -> HTTPClient {
         var pool = HTTPClient.Configuration.ConnectionPool(
-            idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: self.configuration.connectionsPerHost)
+            idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: self.configuration.connectionsPerEndpoint)
         // A refused or failed connection is a failed attempt, at once: the retry schedule
         // decides when to try again, rather than the client retrying until the deadline
         // while the endpoint's slot is held.

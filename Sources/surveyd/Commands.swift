@@ -128,7 +128,7 @@ struct WorkerCommand: AsyncParsableCommand {
         dispatcherConfiguration.perCompany = try Environment.integer("WEBHOOK_COMPANY_CONCURRENCY", default: 64, range: 1...10_000)
         dispatcherConfiguration.lease = .seconds(try Environment.double("WEBHOOK_LEASE_SECONDS", default: 60, range: 1...3600))
         dispatcherConfiguration.responseWindow = policy.responseWindow
-        senderConfiguration.connectionsPerHost = dispatcherConfiguration.perEndpoint
+        senderConfiguration.connectionsPerEndpoint = dispatcherConfiguration.perEndpoint
         // An attempt ends well within its lease, or another worker would make it again meanwhile.
         senderConfiguration.timeout = min(senderConfiguration.timeout, dispatcherConfiguration.lease / 2)
         let webhookConnections = try Environment.integer("WEBHOOK_DATABASE_CONNECTIONS", default: 2, range: 1...64)
