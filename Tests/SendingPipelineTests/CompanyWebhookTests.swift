@@ -480,6 +480,37 @@ import WebhookSender
         }
     }
 
+    @Test func oneCompanysEndpointsTogetherHoldAtMostItsShare() async throws {
+        try await Pipeline.with("webhook_company_cap") { pipeline in
+            try await Self.withReceiver(pipeline) { receiver in
+                let tenant = try await pipeline.company()
+                let admin = try await Self.admin(pipeline, tenant.id)
+                let numbers = (0..<20).map { _ in phone() }
+                try await pipeline.api { client in
+                    _ = try await Self.register("first", receiver: receiver, headers: admin, client: client, behaviour: "hang")
+                    _ = try await Self.register("second", receiver: receiver, headers: admin, client: client, behaviour: "hang")
+                    _ = try await pipeline.send(to: numbers, headers: tenant.headers, client: client)
+                    try await pipeline.run([pipeline.worker()]) { try await pipeline.jobsLeft() == 0 }
+                    for number in numbers { _ = try await pipeline.reply(from: number, "6", client: client) }
+                    // Each endpoint may have 16 under way, the company 3 in all.
+                    let most = Mutex(0)
+                    try await Self.running(pipeline, [pipeline.dispatcher { $0.perCompany = 3 }], timeout: .seconds(1)) {
+                        let underWay = try await pipeline.superuser.withConnection { connection in
+                            try await connection.query(
+                                "SELECT count(*)::int FROM webhook_deliveries WHERE lease_id IS NOT NULL AND leased_until > now()"
+                            ).one().decode(Int.self)
+                        }
+                        most.withLock { $0 = max($0, underWay) }
+                        return false
+                    }
+                    #expect(most.withLock { $0 } == 3)
+                    let received = try await receiver.log("first").count + receiver.log("second").count
+                    #expect(received == 3, "\(received)")
+                }
+            }
+        }
+    }
+
     @Test func twoDispatchersNeverDeliverTheSameAttemptTwice() async throws {
         try await Pipeline.with("webhook_two_workers") { pipeline in
             try await Self.withReceiver(pipeline) { receiver in
