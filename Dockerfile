@@ -39,8 +39,11 @@ COPY --from=build /out/swift-backtrace-static /usr/local/libexec/surveyd/swift-b
 COPY sql/ /usr/local/share/surveyd/sql/
 # The API's contract, served at /openapi.yaml and /openapi.json.
 COPY openapi.yaml /usr/local/share/surveyd/openapi.yaml
+# The dashboard's templates and assets, served at /dashboard.
+COPY dashboard/ /usr/local/share/surveyd/dashboard/
 
 ENV SURVEYD_SQL_DIR=/usr/local/share/surveyd/sql \
+    SURVEYD_DASHBOARD_DIR=/usr/local/share/surveyd/dashboard \
     PORT=8080 \
     HOST=0.0.0.0 \
     SWIFT_BACKTRACE=enable=yes,sanitize=yes,threads=all,images=all,interactive=no,swift-backtrace=/usr/local/libexec/surveyd/swift-backtrace-static

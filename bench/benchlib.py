@@ -30,6 +30,7 @@ def service_environment(url, port, **extra):
     return dict(
         os.environ, DATABASE_URL=url, DESTINATION_HASH_KEY=HASH_KEY, PORT=str(port), HOST="127.0.0.1",
         LOG_LEVEL="error", SURVEYD_SQL_DIR=os.path.join(ROOT, "sql"), SURVEYD_OPENAPI=os.path.join(ROOT, "openapi.yaml"),
+        SURVEYD_DASHBOARD_DIR=os.path.join(ROOT, "dashboard"),
         DATABASE_MAX_CONNECTIONS="16",
         RATE_LIMIT_PER_SECOND="1000000", RATE_LIMIT_BURST="2000000",
         COMPANY_RATE_LIMIT_PER_SECOND="1000000", COMPANY_RATE_LIMIT_BURST="2000000",

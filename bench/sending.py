@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Sending pipeline benchmark: API acceptance rate, worker drain rate, enqueue-to-gateway latency.
 
-    bench/sending.py [--calls 40] [--drain 100000] [--latency-samples 200]
+    bench/sending.py [--calls 40] [--drain 100000] [--latency-samples 200] [--worker-env NAME=VALUE ...]
 
 Builds surveyd and fake-twilio in release mode, starts a private PostgreSQL cluster with
 durable commits (fsync and synchronous_commit on), a fresh database, `surveyd serve`, and
@@ -52,6 +52,8 @@ def main():
     parser.add_argument("--calls", type=int, default=40, help="send calls of 1000 requests for the acceptance rate")
     parser.add_argument("--drain", type=int, default=100_000, help="jobs queued for each drain measurement")
     parser.add_argument("--latency-samples", type=int, default=200)
+    parser.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="an extra setting for the draining worker (repeatable), e.g. SMS_LANES=1")
     args = parser.parse_args()
 
     bin_dir = release_binaries("surveyd", "fake-twilio")
@@ -111,6 +113,7 @@ def main():
             worker_env = dict(env, SMS_PROVIDER=provider, SMS_RATE_LIMIT="100000", SMS_BATCH_SIZE="1000", SMS_CONCURRENCY="128",
                               TWILIO_API_BASE_URL=f"http://127.0.0.1:{GATEWAY_PORT}", TWILIO_ACCOUNT_SID=ACCOUNT, SMS_SENDER="+3288000",
                               DATABASE_MAX_CONNECTIONS="4")
+            worker_env.update(setting.split("=", 1) for setting in args.worker_env)
             # Polled over one connection, through the primary key (drained jobs leave dead
             # index entries the scan soon learns to skip), so the poll costs the drain
             # almost nothing.

@@ -16,9 +16,7 @@ public struct APIToken: Sendable, Equatable, CustomStringConvertible {
 
     /// A new token from the system's cryptographically secure generator.
     public static func generate() -> APIToken {
-        var generator = SystemRandomNumberGenerator()
-        let bytes = (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
-        return APIToken(secret: prefix + Data(bytes).base64URLEncoded())
+        APIToken(secret: prefix + randomBase64URL(bytes: 32))
     }
 
     /// SHA-256 of the token, what the database keeps.
@@ -30,9 +28,7 @@ public struct APIToken: Sendable, Equatable, CustomStringConvertible {
     /// the database lookup.
     public var isWellFormed: Bool {
         secret.hasPrefix(Self.prefix) && secret.utf8.count == Self.prefix.utf8.count + 43
-            && secret.utf8.dropFirst(Self.prefix.utf8.count).allSatisfy {
-                $0.isASCIIAlphanumeric || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_")
-            }
+            && secret.utf8.dropFirst(Self.prefix.utf8.count).allSatisfy(\.isBase64URL)
     }
 
     public var description: String { hint + "…" }

@@ -41,3 +41,7 @@ public enum WebhookDeliveryTag {}
 
 public typealias WebhookEndpointID = Identifier<WebhookEndpointTag>
 public typealias WebhookDeliveryID = Identifier<WebhookDeliveryTag>
+
+public enum DashboardSessionTag {}
+
+public typealias DashboardSessionID = Identifier<DashboardSessionTag>

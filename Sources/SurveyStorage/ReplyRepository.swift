@@ -172,4 +172,34 @@ public struct ReplyRepository: Sendable {
             ).one().decode((Int, Int).self)
         }
     }
+
+    /// One UTC day's sending: SMS queued (what the daily cap counts), and messages and
+    /// segments sent (what `usage` adds up over a month).
+    public struct DailyUsage: Sendable, Equatable {
+        public var day: Date
+        public var queued: Int
+        public var messages: Int
+        public var segments: Int
+    }
+
+    /// Each UTC day of `[start, end)` (midnights UTC), in order, days without sending included.
+    public func dailyUsage(company: CompanyID, from start: Date, to end: Date) async throws -> [DailyUsage] {
+        try await database.read(
+            company,
+            """
+            SELECT d.day, coalesce(u.queued, 0)::bigint, s.messages, s.segments
+              FROM generate_series(\(start)::timestamptz, \(end)::timestamptz - interval '24 hours', interval '24 hours') AS d(day)
+              LEFT JOIN daily_sms_usage AS u ON u.company_id = \(company) AND u.day = (d.day AT TIME ZONE 'UTC')::date
+             CROSS JOIN LATERAL (
+                SELECT count(*)::bigint AS messages, coalesce(sum(r.sms_segments), 0)::bigint AS segments
+                  FROM survey_requests AS r
+                 WHERE r.company_id = \(company) AND r.sent_at >= d.day AND r.sent_at < d.day + interval '24 hours'
+             ) AS s
+             ORDER BY d.day
+            """
+        ).map { row in
+            let (day, queued, messages, segments) = try row.decode((Date, Int, Int, Int).self)
+            return DailyUsage(day: day, queued: queued, messages: messages, segments: segments)
+        }
+    }
 }

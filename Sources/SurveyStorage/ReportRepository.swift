@@ -54,6 +54,22 @@ public struct ReportRepository: Sendable {
         }
     }
 
+    /// Each survey's counts in each bucket (the dashboard's small trend lines), from one
+    /// snapshot and one statement; surveys with no request in the period are absent.
+    public func surveyTrends(_ query: ReportQuery, buckets: [Range<Date>], company: CompanyID) async throws -> [SurveyID: [ReportCounts]] {
+        let pieces = RollupPlan.pieces(for: buckets)
+        let rows = ReportLimits.maximumGroups * max(1, buckets.count)
+        return try await database.withTenant(company, isolation: .repeatableRead) { connection in
+            var trends: [SurveyID: [ReportCounts]] = [:]
+            for row in try await connection.query(Self.statement(query, grouping: .survey, pieces: pieces, company: company, limit: rows)) {
+                let (bucket, key, _, _, counts) = try Self.decode(row)
+                guard let key, let id = Int64(key) else { continue }
+                trends[SurveyID(rawValue: id), default: Array(repeating: .zero, count: buckets.count)][bucket] = counts
+            }
+            return trends
+        }
+    }
+
     private static func decode(_ row: PostgresRow) throws -> (Int, String?, String?, String?, ReportCounts) {
         let (bucket, key, name, interactionType, requests, failed, good, bad, promoters, passives, detractors) = try row.decode(
             (Int, String?, String?, String?, Int64, Int64, Int64, Int64, Int64, Int64, Int64).self)
@@ -77,7 +93,10 @@ public struct ReportRepository: Sendable {
 
     /// The report statement. Its text is chosen from fixed fragments by the query's shape
     /// (grouping, which filters are present); every value is a bound parameter.
-    static func statement(_ query: ReportQuery, grouping: ReportGrouping?, pieces: [RollupPlan.Piece], company: CompanyID) -> PostgresQuery {
+    static func statement(
+        _ query: ReportQuery, grouping: ReportGrouping?, pieces: [RollupPlan.Piece], company: CompanyID,
+        limit: Int = ReportLimits.maximumGroups + 1
+    ) -> PostgresQuery {
         let filter = query.filter
         // The least detailed rollup level that has what the report filters or groups by:
         // every level adds up to all requests, and each detail multiplies the rows.
@@ -210,7 +229,7 @@ public struct ReportRepository: Sendable {
                  ) AS x
             )
             \(outer)
-            LIMIT \(ReportLimits.maximumGroups + 1)
+            LIMIT \(limit)
             """
         return PostgresQuery(unsafeSQL: sql, bindings: bindings)
     }

@@ -25,6 +25,8 @@ public struct RetentionRepository: Sendable {
         /// Company webhook events, with their deliveries and attempt log: far past the
         /// retry schedule's four days, long enough to look into last month's deliveries.
         public var webhookEvents: Duration = .seconds(30 * 86_400)
+        /// Dashboard sessions, counted from their last use: long past their 12-hour idle end.
+        public var dashboardSessions: Duration = .seconds(86_400)
 
         public init() {}
     }
@@ -39,6 +41,8 @@ public struct RetentionRepository: Sendable {
         case claims = "sms_claims"
         /// Company webhook events (their deliveries and attempts go with them).
         case webhookEvents = "webhook_events"
+        /// Dashboard sessions no longer used.
+        case dashboardSessions = "dashboard_sessions"
     }
 
     /// The column that dates each table's rows, and how long they are kept past it.
@@ -50,6 +54,7 @@ public struct RetentionRepository: Sendable {
         case .earlyDeliveryStatuses, .earlyReplies: ("received_at", periods.earlyCallbacks)
         case .claims: ("claimed_at", periods.earlyCallbacks)
         case .webhookEvents: ("created_at", periods.webhookEvents)
+        case .dashboardSessions: ("last_seen_at", periods.dashboardSessions)
         }
     }
 

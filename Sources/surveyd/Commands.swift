@@ -59,7 +59,8 @@ struct Serve: AsyncParsableCommand {
             limits: try Environment.limits(),
             operations: .init(
                 migrator: try Migrator(directory: Environment.sqlDirectory()), metrics: metrics.exposition,
-                openAPI: try OpenAPIDocument(contentsOf: Environment.openAPIPath())))
+                openAPI: try OpenAPIDocument(contentsOf: Environment.openAPIPath())),
+            dashboard: try DashboardResources(directory: Environment.dashboardDirectory()))
         if configuration.adminToken == nil { logger.notice("ADMIN_TOKEN is not set: the admin API is disabled") }
         let allowPrivate = try Environment.allowPrivateWebhookURLs()
         if allowPrivate { logger.warning("WEBHOOK_ALLOW_PRIVATE_URLS=1: company webhooks may reach http and private addresses (development only)") }

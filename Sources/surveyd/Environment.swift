@@ -188,6 +188,15 @@ enum Environment {
         return executable.deletingLastPathComponent().appendingPathComponent("../share/surveyd/sql").path
     }
 
+    /// The dashboard's templates and assets: `SURVEYD_DASHBOARD_DIR`, else `dashboard` in
+    /// the working directory (a checkout), else next to the installed binary.
+    static func dashboardDirectory() -> String {
+        if let directory = value("SURVEYD_DASHBOARD_DIR") { return directory }
+        if FileManager.default.fileExists(atPath: "dashboard/templates") { return "dashboard" }
+        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        return executable.deletingLastPathComponent().appendingPathComponent("../share/surveyd/dashboard").path
+    }
+
     /// The contract served at `/openapi.yaml`: `SURVEYD_OPENAPI`, else `openapi.yaml` in the
     /// working directory (a checkout), else next to the installed binary.
     static func openAPIPath() -> String {

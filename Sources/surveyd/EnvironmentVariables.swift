@@ -52,6 +52,7 @@ enum EnvironmentVariables {
         .init(name: "WEBHOOK_DATABASE_CONNECTIONS", whenUnset: "2", meaning: "worker: the webhook dispatcher's own pooled connections (apart from SMS)"),
         .init(name: "METRICS_PORT", whenUnset: "none", meaning: "worker: port of /health, /ready and /metrics"),
         .init(name: "SURVEYD_SQL_DIR", whenUnset: "./sql, else ../share/surveyd/sql", meaning: "the migration files"),
+        .init(name: "SURVEYD_DASHBOARD_DIR", whenUnset: "./dashboard, else ../share/surveyd/dashboard", meaning: "the dashboard's templates and assets"),
         .init(name: "SURVEYD_OPENAPI", whenUnset: "./openapi.yaml, else ../share/surveyd/openapi.yaml", meaning: "the contract served at /openapi.yaml"),
         .init(name: "LOG_LEVEL", whenUnset: "info", meaning: "trace, debug, info, notice, warning, error or critical"),
         .init(name: "LOG_FORMAT", whenUnset: "text", meaning: "text (standard error) or json (standard output)"),

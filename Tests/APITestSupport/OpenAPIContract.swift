@@ -58,6 +58,8 @@ public final class OpenAPIContract: @unchecked Sendable {
         method: HTTPRequest.Method, uri: String, status: Int, headers: HTTPFields, body: Data
     ) -> [String] {
         let path = String(uri.split(separator: "?", maxSplits: 1).first ?? "")
+        // The dashboard is HTML for people (docs/DASHBOARD.md), not an operation of the API.
+        if path == "/dashboard" || path.hasPrefix("/dashboard/") { return [] }
         guard let template = template(for: path) else {
             // Not an operation of the contract (a 404 for an unknown path, say): it must still be a problem.
             if status >= 400, headers[.contentType] != "application/problem+json" {

@@ -32,6 +32,16 @@ import Testing
                 """)
         }
         try await pipeline.superuser.withConnection { connection in
+            // Dashboard sessions last used 2 days and 1 hour ago.
+            try await connection.query(
+                """
+                INSERT INTO dashboard_sessions (company_id, token_id, session_hash, last_seen_at)
+                SELECT company_id, token_id, sha256(('session' || age)::bytea), now() - make_interval(hours => age)
+                  FROM (SELECT company_id, token_id FROM api_tokens WHERE company_id = \(tenant.id) LIMIT 1) AS t,
+                       (VALUES (48), (1)) AS a(age)
+                """)
+        }
+        try await pipeline.superuser.withConnection { connection in
             try await connection.simpleQuery(
                 """
                 INSERT INTO inbound_messages (provider_message_id, received_at)
@@ -60,6 +70,12 @@ import Testing
         #expect(purged[.openSurveys] == 5)
         #expect(purged[.earlyDeliveryStatuses] == 1)
         #expect(purged[.webhookEvents] == 1)
+        #expect(purged[.dashboardSessions] == 1)
+        let sessionsLeft = try await pipeline.superuser.withConnection { connection in
+            try await connection.query("SELECT count(*)::int FROM dashboard_sessions WHERE last_seen_at > now() - interval '2 hours'").one()
+                .decode(Int.self)
+        }
+        #expect(sessionsLeft == 1, "the session used an hour ago stays")
         let webhookRows = try await pipeline.superuser.withConnection { connection in
             try await connection.query(
                 """

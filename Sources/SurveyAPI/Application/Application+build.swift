@@ -20,6 +20,8 @@ public struct APIConfiguration: Sendable {
     public var companyWebhooks: CompanyWebhooks
     public var limits: Limits
     public var operations: Operations
+    /// Enables `/dashboard`: its templates and assets; `nil` leaves it unrouted.
+    public var dashboard: DashboardResources?
 
     /// The operator's endpoints, each enabled by what it needs (`/health` always is).
     public struct Operations: Sendable {
@@ -126,8 +128,9 @@ public struct APIConfiguration: Sendable {
         host: String = "0.0.0.0", port: Int = 8080, adminToken: String? = nil, destinationHasher: DestinationHasher,
         sendingPolicy: SendingPolicy = SendingPolicy(), webhooks: Webhooks? = nil,
         companyWebhooks: CompanyWebhooks = CompanyWebhooks(), limits: Limits = Limits(),
-        operations: Operations = Operations()
+        operations: Operations = Operations(), dashboard: DashboardResources? = nil
     ) {
+        self.dashboard = dashboard
         self.companyWebhooks = companyWebhooks
         self.operations = operations
         self.webhooks = webhooks
@@ -196,6 +199,18 @@ public func buildRouter(
         endpoints: WebhookEndpointRepository(database: database), deliveries: WebhookDeliveryRepository(database: database),
         settings: configuration.companyWebhooks
     ).addRoutes(to: tenantRoutes)
+
+    if let resources = configuration.dashboard {
+        let group = router.group("dashboard").add(middleware: DashboardMiddleware(resources: resources))
+        let pages = DashboardPages(
+            resources: resources, surveys: SurveyRepository(database: database), reports: ReportRepository(database: database),
+            requests: RequestRepository(database: database), replies: ReplyRepository(database: database), companies: companies)
+        DashboardController(
+            resources: resources, sessions: DashboardSessionRepository(database: database), authenticator: components.authenticator,
+            limiter: components.rateLimiter, limits: configuration.limits, failures: failures, companies: companies, pages: pages,
+            requestExport: RequestController(requests: RequestRepository(database: database))
+        ).addRoutes(to: Routes(group: group, prefix: "dashboard", table: table))
+    }
 
     if let webhooks = configuration.webhooks {
         let group = router.group("webhooks/twilio")

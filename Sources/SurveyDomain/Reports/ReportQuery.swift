@@ -144,9 +144,9 @@ public struct ReportParameterError: Error, Sendable, Equatable {
     }
 }
 
-enum ReportCalendar {
+public enum ReportCalendar {
     /// Gregorian, weeks from Monday (ISO 8601).
-    static func calendar(in timeZone: TimeZone) -> Calendar {
+    public static func calendar(in timeZone: TimeZone) -> Calendar {
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = timeZone
         calendar.firstWeekday = 2
