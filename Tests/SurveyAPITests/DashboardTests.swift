@@ -80,8 +80,11 @@ import Testing
     @Test func wrongTokensAreRefusedAndCountAsFailedAuthentications() async throws {
         var limits = Harness.generousLimits
         limits.failedAuthentication = RateLimit(ratePerSecond: 0.001, burst: 2)
+        // An address of this test's own: the failure buckets are shared by every test.
+        limits.trustForwardedFor = true
+        let address = "198.51.100.\(UInt8.random(in: 1...254))-\(UInt32.random(in: 0...UInt32.max))"
         try await harness.test(configuration: configuration(limits: limits)) { client in
-            var browser = Browser(client: client)
+            var browser = Browser(client: client, extraHeaders: [HTTPField.Name("X-Forwarded-For")!: address])
             _ = try await browser.get("/dashboard")
             for wrong in ["nps_live_" + String(repeating: "A", count: 43), "not a token"] {
                 let refused = try await browser.signIn(token: wrong)

@@ -31,7 +31,9 @@ enum SVGCharts {
         // Labels: as many as fit without overlapping (about one per 80 px).
         let every = max(1, Int((Double(points.count) * 80 / plotWidth).rounded(.up)))
         for (index, point) in points.enumerated() where index % every == 0 {
-            svg += #"<text class="tick" x="\#(f(x(index)))" y="\#(f(height - 8))" text-anchor="middle">\#(escape(point.label))</text>"#
+            // The last label ends at the edge rather than running past it.
+            let anchor = index == points.count - 1 && points.count > 1 ? "end" : index == 0 && points.count > 1 ? "start" : "middle"
+            svg += #"<text class="tick" x="\#(f(x(index)))" y="\#(f(height - 8))" text-anchor="\#(anchor)">\#(escape(point.label))</text>"#
         }
         // The line breaks where a bucket had no response: no invented values.
         var segments: [[(Double, Double)]] = [[]]
