@@ -54,18 +54,22 @@ public struct ReportRepository: Sendable {
         }
     }
 
-    /// Each survey's counts in each bucket (the dashboard's small trend lines), from one
-    /// snapshot and one statement; surveys with no request in the period are absent.
+    /// Each survey's counts in each bucket, from one statement: the whole of the dashboard's
+    /// overview (the company's trend and totals are their sums, exact integers, so they
+    /// equal the API's report and trend). Surveys with no request in the period are
+    /// absent. Throws `tooManyGroups` past `ReportLimits.maximumGroups` surveys.
     public func surveyTrends(_ query: ReportQuery, buckets: [Range<Date>], company: CompanyID) async throws -> [SurveyID: [ReportCounts]] {
         let pieces = RollupPlan.pieces(for: buckets)
-        let rows = ReportLimits.maximumGroups * max(1, buckets.count)
+        let limit = ReportLimits.maximumGroups * max(1, buckets.count) + 1
         return try await database.withTenant(company, isolation: .repeatableRead) { connection in
+            let rows = try await connection.query(Self.statement(query, grouping: .survey, pieces: pieces, company: company, limit: limit))
             var trends: [SurveyID: [ReportCounts]] = [:]
-            for row in try await connection.query(Self.statement(query, grouping: .survey, pieces: pieces, company: company, limit: rows)) {
+            for row in rows {
                 let (bucket, key, _, _, counts) = try Self.decode(row)
                 guard let key, let id = Int64(key) else { continue }
                 trends[SurveyID(rawValue: id), default: Array(repeating: .zero, count: buckets.count)][bucket] = counts
             }
+            guard trends.count <= ReportLimits.maximumGroups else { throw Failure.tooManyGroups }
             return trends
         }
     }

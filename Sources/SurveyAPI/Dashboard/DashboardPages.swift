@@ -36,30 +36,41 @@ struct DashboardPages: Sendable {
     func overview(_ request: Request, signedIn: SignedIn) async throws -> String {
         let view = try ReportView(request, company: signedIn.company, survey: nil, now: now())
         let company = signedIn.company.id
-        var grouped = view.query
-        grouped.grouping = .survey
-        async let totalsAndSurveys = reports.report(grouped, buckets: [grouped.period], company: company)
-        async let trend = reports.report(view.trendQuery, buckets: view.buckets, company: company)
-        async let sparklines = reports.surveyTrends(view.trendQuery, buckets: view.buckets, company: company)
         async let list = surveys.list(after: nil, limit: Self.surveysShown, company: company)
-        let (result, trendResult, lines, listed) = try await (totalsAndSurveys, trend, sparklines, list)
-
-        var counts: [SurveyID: ReportCounts] = [:]
-        for (key, value) in result.groups { if case .survey(let id, _, _) = key { counts[id] = value } }
+        let (bySurvey, trendCounts) = try await overviewCounts(view, company: company)
+        let listed = try await list
+        let counts = bySurvey?.mapValues { $0.reduce(.zero, +) } ?? [:]
         // Surveys with answers first (most first), then the rest, newest first.
         let rows = listed.sorted { (counts[$0.id]?.responses ?? 0, $0.id) > (counts[$1.id]?.responses ?? 0, $1.id) }.map { survey in
+            // Without the breakdown (too many surveys answered), "—" rather than a false 0.
             BreakdownRow(
-                name: survey.name, href: "/dashboard/surveys/\(survey.id)" + view.querySuffix, counts: counts[survey.id] ?? .zero,
-                sparkline: SVGCharts.sparkline((lines[survey.id] ?? []).map { $0.score?.doubleValue }))
+                name: survey.name, href: "/dashboard/surveys/\(survey.id)" + view.querySuffix,
+                counts: bySurvey == nil ? nil : counts[survey.id] ?? .zero,
+                sparkline: bySurvey.map { SVGCharts.sparkline(($0[survey.id] ?? []).map { $0.score?.doubleValue }) })
         }
+        let total = trendCounts.reduce(.zero, +)
         let page = OverviewPage(
             layout: .signedIn(title: "Overview", current: "/dashboard", company: signedIn.company, secret: signedIn.secret, resources: resources),
-            form: view.form(action: "/dashboard"), figures: Figures(result.total, id: "split"),
+            form: view.form(action: "/dashboard"), figures: Figures(total, id: "split"),
             trend: TrendView(
-                buckets: view.buckets, counts: trendResult.buckets, interval: view.interval, zone: view.query.timeZone, id: "trend",
+                buckets: view.buckets, counts: trendCounts, interval: view.interval, zone: view.query.timeZone, id: "trend",
                 title: "NPS by \(view.interval.rawValue)"),
             surveys: rows, hasSurveys: !rows.isEmpty, apiReport: view.apiPath("report"), apiTrend: view.apiPath("report/trend", trend: true))
         return resources.render(page, template: "overview")
+    }
+
+    /// Each survey's counts per bucket and the company's per bucket: one statement (their
+    /// sums are the API's report and trend, to the unit). Past the breakdown's limit of
+    /// surveys, the company's trend comes from a statement of its own.
+    private func overviewCounts(_ view: ReportView, company: CompanyID) async throws -> ([SurveyID: [ReportCounts]]?, [ReportCounts]) {
+        do {
+            let bySurvey = try await reports.surveyTrends(view.trendQuery, buckets: view.buckets, company: company)
+            let trend = (0..<view.buckets.count).map { bucket in bySurvey.values.reduce(ReportCounts.zero) { $0 + $1[bucket] } }
+            return (bySurvey, trend)
+        } catch ReportRepository.Failure.tooManyGroups {
+            let trend = try await reports.report(view.trendQuery, buckets: view.buckets, company: company)
+            return (nil, trend.buckets)
+        }
     }
 
     // MARK: Survey

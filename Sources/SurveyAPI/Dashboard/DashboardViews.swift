@@ -189,19 +189,20 @@ struct BreakdownRow {
     var href: String?
     var nps: String
     var margin: String
-    var responses: Int64
-    var requests: Int64
+    var responses: String
+    var requests: String
     var responseRate: String
     var sparkline: String?
 
-    init(name: String, href: String? = nil, counts: ReportCounts, sparkline: String? = nil) {
+    /// `counts` `nil`: not known here (shown as "—").
+    init(name: String, href: String? = nil, counts: ReportCounts?, sparkline: String? = nil) {
         self.name = name
         self.href = href
-        nps = counts.score.map { Format.signed($0) } ?? "—"
-        margin = counts.marginOfError.map { "± \($0)" } ?? ""
-        responses = counts.responses
-        requests = counts.requests
-        responseRate = counts.responseRate.map { "\($0) %" } ?? "—"
+        nps = counts?.score.map { Format.signed($0) } ?? "—"
+        margin = counts?.marginOfError.map { "± \($0)" } ?? ""
+        responses = counts.map { Format.count($0.responses) } ?? "—"
+        requests = counts.map { Format.count($0.requests) } ?? "—"
+        responseRate = counts?.responseRate.map { "\($0) %" } ?? "—"
         self.sparkline = sparkline
     }
 }
