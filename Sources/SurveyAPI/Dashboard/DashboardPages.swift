@@ -255,8 +255,8 @@ struct DashboardPages: Sendable {
             segmentsValue: segments, cap: today.cap, queuedToday: today.queuedToday,
             capShare: SVGCharts.percent(today.queuedToday, max(today.cap, 1)),
             chart: SVGCharts.dailyBars(
-                zip(labels, days).map { (label: $0, value: $1.queued) }, limit: today.cap, id: "daily", title: "SMS queued per day (UTC) against the daily cap",
-                unit: "SMS queued"),
+                zip(labels, days).map { (label: $0, value: $1.messages) }, limit: today.cap, id: "daily",
+                title: "Messages sent per day (UTC) and the daily cap", unit: "messages"),
             days: zip(labels, days).map { label, day in
                 UsagePage.Day(day: "\(label) \(Format.monthNames[parts.month! - 1])", queued: day.queued, messages: day.messages, segments: day.segments)
             },

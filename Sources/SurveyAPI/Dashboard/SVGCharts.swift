@@ -95,8 +95,11 @@ enum SVGCharts {
         let width = 640.0, height = 200.0
         let left = 48.0, right = 12.0, top = 12.0, bottom = 28.0
         let plotWidth = width - left - right, plotHeight = height - top - bottom
-        let highest = max(1, bars.map(\.value).max() ?? 0, limit ?? 0)
-        let scale = niceCeiling(highest)
+        // The cap is drawn when it is on the bars' scale; far above them it would flatten
+        // every bar to nothing, so it is then only said (the description, a label).
+        let tallest = max(1, bars.map(\.value).max() ?? 0)
+        let drawsLimit = limit.map { $0 <= tallest * 2 } ?? false
+        let scale = niceCeiling(drawsLimit ? max(tallest, limit ?? 0) : tallest)
         func y(_ value: Int) -> Double { top + plotHeight * (1 - Double(value) / Double(scale)) }
         let description =
             bars.isEmpty
@@ -119,8 +122,10 @@ enum SVGCharts {
         for (index, bar) in bars.enumerated() where index % every == 0 {
             svg += #"<text class="tick" x="\#(f(left + slot * (Double(index) + 0.5)))" y="\#(f(height - 8))" text-anchor="middle">\#(escape(bar.label))</text>"#
         }
-        if let limit {
+        if let limit, drawsLimit {
             svg += #"<line class="limit" x1="\#(f(left))" x2="\#(f(width - right))" y1="\#(f(y(limit)))" y2="\#(f(y(limit)))"><title>Daily cap: \#(limit)</title></line>"#
+        } else if let limit {
+            svg += #"<text class="tick" x="\#(f(width - right))" y="\#(f(top + 10))" text-anchor="end">Daily cap \#(limit), far above</text>"#
         }
         return svg + "</svg>"
     }
