@@ -19,7 +19,7 @@ from selenium import webdriver
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support import expected_conditions
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 BASE = os.environ["SURVEYD_URL"]
@@ -151,10 +151,19 @@ def tenths(number):
 
 
 def click_and_wait(driver, element):
-    """Clicks what loads a new page, and waits until it has."""
-    old = driver.find_element(By.TAG_NAME, "html")
+    """Clicks what loads a new page, and waits until it has.
+
+    The old page is marked with a property of its window, which a new document does not have. Waiting for the
+    old `<html>` element to go stale instead races the navigation: Chromium may answer a question about a node
+    of a document being torn down with a generic inspector error rather than a stale-element one."""
+    driver.execute_script("window.__dashboardTestOldPage = true")
     element.click()
-    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(old))
+
+    def new_page_loaded(driver):
+        return driver.execute_script(
+            "return window.__dashboardTestOldPage === undefined && document.readyState === 'complete'")
+
+    WebDriverWait(driver, 10, ignored_exceptions=(WebDriverException,)).until(new_page_loaded)
 
 
 def compare_with_api(driver, token, context):

@@ -279,6 +279,28 @@ import Testing
         }
     }
 
+    @Test func whatCompaniesWroteIsShownAsTextNeverAsMarkup() async throws {
+        let tenant = try await harness.company()
+        let hostile = #"<img src=x onerror=alert(1)>"#
+        let survey = try await SurveyRepository(database: harness.database).create(
+            NewSurvey(
+                name: hostile, interactionType: #"" onmouseover="alert(2)"#,
+                questions: [NewQuestion(body: "</dd><script>alert(3)</script>", language: try LanguageTag(parsing: "en"))]),
+            company: tenant.id)
+        try await harness.test(configuration: configuration()) { client in
+            var browser = Browser(client: client)
+            _ = try await browser.get("/dashboard")
+            _ = try await browser.signIn(token: tenant.token)
+            for path in ["/dashboard", "/dashboard/surveys/\(survey.id)", "/dashboard/requests"] {
+                let page = try await browser.get(path)
+                #expect(page.status == .ok, "\(path)")
+                #expect(!page.text.contains("<img src=x") && !page.text.contains("<script>alert"), "\(path)")
+                #expect(!page.text.contains(#"" onmouseover="#), "\(path)")
+                #expect(page.text.contains("&lt;img src=x onerror=alert(1)&gt;"), "\(path): the name, escaped")
+            }
+        }
+    }
+
     @Test func usageMatchesTheAPI() async throws {
         let tenant = try await harness.company()
         try await harness.test(configuration: configuration()) { client in
