@@ -2,6 +2,7 @@
 """Sending pipeline benchmark: API acceptance rate, worker drain rate, enqueue-to-gateway latency.
 
     bench/sending.py [--calls 40] [--drain 100000] [--latency-samples 200] [--worker-env NAME=VALUE ...]
+                     [--after-migrate-sql FILE]
 
 Builds surveyd and fake-twilio in release mode, starts a private PostgreSQL cluster with
 durable commits (fsync and synchronous_commit on), a fresh database, `surveyd serve`, and
@@ -54,6 +55,9 @@ def main():
     parser.add_argument("--latency-samples", type=int, default=200)
     parser.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
                         help="an extra setting for the draining worker (repeatable), e.g. SMS_LANES=1")
+    parser.add_argument("--after-migrate-sql", metavar="FILE",
+                        help="SQL run as the superuser once the schema is migrated, for experiments "
+                             "(e.g. dropping an index to measure what it costs)")
     args = parser.parse_args()
 
     bin_dir = release_binaries("surveyd", "fake-twilio")
@@ -62,6 +66,9 @@ def main():
     url = database_url()
     env = service_environment(url, API_PORT, TWILIO_AUTH_TOKEN=AUTH_TOKEN, TWILIO_ACCOUNT_SID=ACCOUNT)
     token, _ = migrate_and_create_company(surveyd, env)
+    if args.after_migrate_sql:
+        with open(args.after_migrate_sql) as experiment:
+            psql(url, experiment.read())
     # Every number is new to this company; the rule that skips recently surveyed numbers still runs.
     processes = []
     try:

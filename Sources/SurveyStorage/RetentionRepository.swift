@@ -58,23 +58,79 @@ public struct RetentionRepository: Sendable {
         }
     }
 
-    /// Deletes one batch of rows past keeping from `table`, oldest first; returns how many
-    /// went. Rows are found by their physical address within the one statement: a row
-    /// changed meanwhile (an expired slot taken over by a new send) has moved, is no longer
-    /// past keeping, and is left alone.
+    /// How the purge finds a table's rows past keeping, by the index its dating column has.
+    public enum Access: Sendable {
+        /// A B-tree: batches of the oldest rows first.
+        case oldestFirst
+        /// A BRIN index (an append-only table, dated as inserted): batches of old rows, in
+        /// whatever order the ranges of pages give them.
+        case byPageRange
+        /// No index, so that updating the column stays a heap-only update on the send path:
+        /// the table is swept by ranges of pages (`sweepPages`).
+        case sweep
+    }
+
+    public static func access(of table: Table) -> Access {
+        switch table {
+        case .openSurveys: .sweep
+        case .inboundMessages, .providerMessages: .byPageRange
+        case .earlyDeliveryStatuses, .earlyReplies, .claims, .webhookEvents, .dashboardSessions: .oldestFirst
+        }
+    }
+
+    /// Deletes one batch of rows past keeping from `table` (not one swept by pages);
+    /// returns how many went. Rows are found by their physical address within the one
+    /// statement: a row changed meanwhile (an expired slot taken over by a new send) has
+    /// moved, is no longer past keeping, and is left alone.
     public func purgeBatch(_ table: Table, periods: Periods, limit: Int) async throws -> Int {
+        precondition(Self.access(of: table) != .sweep, "\(table.rawValue) is swept by pages")
         let (column, kept) = Self.age(of: table, periods)
-        return try await database.client.withConnection { connection in
-            try await connection.query(
-                """
+        let seconds = Self.seconds(kept)
+        // Oldest first needs the B-tree's order; under BRIN, ordering would sort every old row
+        // of a backlog for each batch, so any old rows will do.
+        let query: PostgresQuery =
+            Self.access(of: table) == .oldestFirst
+            ? """
                 DELETE FROM \(identifier: table.rawValue) WHERE ctid = ANY(ARRAY(
                     SELECT ctid FROM \(identifier: table.rawValue)
-                     WHERE \(identifier: column) < now() - make_interval(secs => \(Self.seconds(kept)))
+                     WHERE \(identifier: column) < now() - make_interval(secs => \(seconds))
                      ORDER BY \(identifier: column) LIMIT \(limit)))
-                  AND \(identifier: column) < now() - make_interval(secs => \(Self.seconds(kept)))
+                  AND \(identifier: column) < now() - make_interval(secs => \(seconds))
                 """
-            ).affectedRows
+            : """
+                DELETE FROM \(identifier: table.rawValue) WHERE ctid = ANY(ARRAY(
+                    SELECT ctid FROM \(identifier: table.rawValue)
+                     WHERE \(identifier: column) < now() - make_interval(secs => \(seconds))
+                     LIMIT \(limit)))
+                  AND \(identifier: column) < now() - make_interval(secs => \(seconds))
+                """
+        return try await database.client.withConnection { connection in
+            try await connection.query(query).affectedRows
         }
+    }
+
+    /// Deletes the rows past keeping among `pages` pages of `table` from page `first` (a TID
+    /// range scan, one short statement). Returns how many went and the page to sweep from
+    /// next, or nil once past the table's last page.
+    public func sweepPages(_ table: Table, periods: Periods, from first: Int, pages: Int) async throws -> (deleted: Int, next: Int?) {
+        precondition(Self.access(of: table) == .sweep, "\(table.rawValue) is purged by its index")
+        let (column, kept) = Self.age(of: table, periods)
+        let end = first + pages
+        let row = try await database.client.withConnection { connection in
+            try await connection.query(
+                """
+                WITH gone AS (
+                    DELETE FROM \(identifier: table.rawValue)
+                     WHERE ctid >= \("(\(first),0)")::tid AND ctid < \("(\(end),0)")::tid
+                       AND \(identifier: column) < now() - make_interval(secs => \(Self.seconds(kept)))
+                    RETURNING 1
+                )
+                SELECT (SELECT count(*) FROM gone)::int,
+                       (pg_relation_size(\(table.rawValue)::regclass) / current_setting('block_size')::int)::bigint
+                """
+            ).one().decode((Int, Int).self)
+        }
+        return (row.0, end < row.1 ? end : nil)
     }
 
     static func seconds(_ duration: Duration) -> Double {

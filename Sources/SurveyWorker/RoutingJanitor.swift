@@ -16,6 +16,9 @@ public struct RoutingJanitor: Service {
         /// off over several runs rather than in one long one.
         public var batchSize = 1000
         public var maximumBatchesPerRun = 100
+        /// Pages per statement of a table swept by pages (`open_surveys`): 1 MiB, about
+        /// 4,000 slots at the table's fill factor, each range its own short statement.
+        public var sweepPages = 128
 
         public init() {}
     }
@@ -68,12 +71,7 @@ public struct RoutingJanitor: Service {
         for table in RetentionRepository.Table.allCases {
             var total = 0
             do {
-                for _ in 0..<configuration.maximumBatchesPerRun {
-                    if Task.isCancelled { break }
-                    let count = try await retention.purgeBatch(table, periods: configuration.periods, limit: configuration.batchSize)
-                    total += count
-                    if count < configuration.batchSize { break }
-                }
+                total = try await RetentionRepository.access(of: table) == .sweep ? sweep(table) : purgeInBatches(table)
             } catch {
                 logger.warning("purge failed", metadata: ["table": "\(table.rawValue)", "error": "\(String(reflecting: error))"])
             }
@@ -83,5 +81,31 @@ public struct RoutingJanitor: Service {
             }
         }
         return purged
+    }
+
+    /// Batches of old rows found through the table's index, a bounded number per run: a
+    /// backlog is worked off over several runs rather than in one long one.
+    func purgeInBatches(_ table: RetentionRepository.Table) async throws -> Int {
+        var total = 0
+        for _ in 0..<configuration.maximumBatchesPerRun {
+            if Task.isCancelled { break }
+            let count = try await retention.purgeBatch(table, periods: configuration.periods, limit: configuration.batchSize)
+            total += count
+            if count < configuration.batchSize { break }
+        }
+        return total
+    }
+
+    /// The whole table by ranges of pages: it holds one row per number with a survey open
+    /// or lately open, and a range with nothing to delete costs one read of its pages.
+    func sweep(_ table: RetentionRepository.Table) async throws -> Int {
+        var total = 0
+        var page: Int? = 0
+        while let first = page, !Task.isCancelled {
+            let swept = try await retention.sweepPages(table, periods: configuration.periods, from: first, pages: configuration.sweepPages)
+            total += swept.deleted
+            page = swept.next
+        }
+        return total
     }
 }

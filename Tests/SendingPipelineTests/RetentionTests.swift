@@ -103,4 +103,57 @@ import Testing
         #expect(await janitor.purge().values.reduce(0, +) == 0)
         await pipeline.close()
     }
+
+    /// `open_surveys` has no index on its expiry (so that the send path's update of it stays
+    /// heap-only) and is swept by ranges of pages: every range is visited, expired slots go,
+    /// the others stay.
+    @Test func slotsAreSweptOverEveryPage() async throws {
+        let pipeline = try await Pipeline.make("retentionsweep")
+        try await pipeline.superuser.withConnection { connection in
+            try await connection.query(
+                """
+                INSERT INTO open_surveys (destination_hash, company_id, request_id, expires_at)
+                SELECT sha256(('slot' || i)::bytea), 1, i,
+                       CASE WHEN i % 3 = 0 THEN now() - interval '2 days' ELSE now() + interval '1 hour' END
+                  FROM generate_series(1, 6000) AS i
+                """)
+        }
+        let pages = try await pipeline.superuser.withConnection { connection in
+            try await connection.query("SELECT (pg_relation_size('open_surveys') / 8192)::int").one().decode(Int.self)
+        }
+        var configuration = RoutingJanitor.Configuration()
+        configuration.sweepPages = 4
+        #expect(pages > 10 * configuration.sweepPages, "the slots span many ranges: \(pages) pages")
+        let janitor = RoutingJanitor(database: Database(client: pipeline.workerPool), configuration: configuration, logger: pipeline.logger)
+        #expect(await janitor.purge()[.openSurveys] == 2000)
+        let left = try await pipeline.superuser.withConnection { connection in
+            try await connection.query(
+                "SELECT count(*)::int, count(*) FILTER (WHERE expires_at < now())::int FROM open_surveys"
+            ).one().decode((Int, Int).self)
+        }
+        #expect(left == (4000, 0))
+        #expect(await janitor.purge()[.openSurveys] == 0)
+        await pipeline.close()
+    }
+
+    /// Each recorded send inserts into `provider_messages` and moves `open_surveys.expires_at`.
+    /// A B-tree on either date cost the drain a fifth of its rate (docs/BENCHMARKS.md, sending
+    /// run 14): the slots' expiry carries no index, and the append-only tables' dates a BRIN one.
+    @Test func theSendPathsTablesCarryNoIndexOnTheDatesItWrites() async throws {
+        let pipeline = try await Pipeline.make("retentionindexes")
+        let indexes = try await pipeline.superuser.withConnection { connection in
+            try await connection.query(
+                """
+                SELECT string_agg(c.relname || ':' || am.amname, ',' ORDER BY c.relname)
+                  FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid JOIN pg_am AS am ON am.oid = c.relam
+                 WHERE i.indrelid IN ('open_surveys'::regclass, 'provider_messages'::regclass, 'inbound_messages'::regclass)
+                """
+            ).one().decode(String.self)
+        }
+        #expect(
+            indexes
+                == "inbound_messages_pkey:btree,inbound_messages_received:brin,open_surveys_pkey:btree,"
+                + "provider_messages_created:brin,provider_messages_pkey:btree")
+        await pipeline.close()
+    }
 }
