@@ -31,6 +31,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // libpq, found through pkg-config (apt: libpq-dev).
@@ -119,6 +120,20 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // E-mail on the wire: an SMTP client (RFC 5321: STARTTLS, AUTH, PIPELINING, reused
+        // connections, a limit on every wait) and MIME messages. Knows nothing of surveys.
+        .target(
+            name: "MailTransport",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -222,6 +237,12 @@ let package = Package(
         .testTarget(
             name: "SurveyDomainTests",
             dependencies: ["SurveyDomain", "TestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        // Against a real SMTP server: scripts/smtp_sink.py (aiosmtpd), with STARTTLS and AUTH.
+        .testTarget(
+            name: "MailTransportTests",
+            dependencies: ["MailTransport", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
