@@ -201,9 +201,13 @@ public struct ReportRepository: Sendable {
             WITH piece AS (
                 SELECT * FROM unnest(\(sources)::text[], \(starts)::timestamptz[], \(ends)::timestamptz[], \(bucketIndexes)::int[], \(signs)::int[])
                     AS p(source, lo, hi, bucket, sign)
-            ), counted AS (
-                SELECT p.bucket, p.sign, x.*
-                  FROM piece AS p
+            ), edge AS (
+                -- Adjacent buckets share their edges (the hours between the company's local
+                -- midnight and the UTC day): each distinct range is read once.
+                SELECT DISTINCT lo, hi FROM piece WHERE source = 'requests'
+            ), edge_counted AS MATERIALIZED (
+                SELECT e.lo, e.hi, x.*
+                  FROM edge AS e
                  CROSS JOIN LATERAL (
                     SELECT \(requestKey) AS key,
                            count(*) AS requests,
@@ -214,10 +218,15 @@ public struct ReportRepository: Sendable {
                            count(*) FILTER (WHERE r.score BETWEEN 7 AND 8) AS passives,
                            count(*) FILTER (WHERE r.score <= 6) AS detractors
                       FROM survey_requests AS r\(requestJoin)
-                     WHERE p.source = 'requests' AND r.company_id = \(companyParameter)
-                       AND r.created_at >= p.lo AND r.created_at < p.hi\(requestConditions)
+                     WHERE r.company_id = \(companyParameter)
+                       AND r.created_at >= e.lo AND r.created_at < e.hi\(requestConditions)
                      GROUP BY 1
                  ) AS x
+            ), counted AS (
+                SELECT p.bucket, p.sign, ec.key, ec.requests, ec.failed, ec.good, ec.bad, ec.promoters, ec.passives, ec.detractors
+                  FROM piece AS p
+                  JOIN edge_counted AS ec ON ec.lo = p.lo AND ec.hi = p.hi
+                 WHERE p.source = 'requests'
                 UNION ALL
                 SELECT p.bucket, p.sign, x.*
                   FROM piece AS p
