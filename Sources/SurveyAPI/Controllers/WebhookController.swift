@@ -113,22 +113,7 @@ enum TwiML {
     static func response(message: String?) -> String {
         let head = #"<?xml version="1.0" encoding="UTF-8"?>"#
         guard let message else { return head + "<Response></Response>" }
-        return head + "<Response><Message>" + escaped(message) + "</Message></Response>"
-    }
-
-    static func escaped(_ text: String) -> String {
-        var output = ""
-        for character in text {
-            switch character {
-            case "&": output += "&amp;"
-            case "<": output += "&lt;"
-            case ">": output += "&gt;"
-            case "\"": output += "&quot;"
-            case "'": output += "&apos;"
-            default: output.append(character)
-            }
-        }
-        return output
+        return head + "<Response><Message>" + message.markupEscaped + "</Message></Response>"
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import SurveyDomain
 
 /// Charts drawn on the server as inline SVG: no chart library, no script, nothing to load.
 /// Colours come from the stylesheet's classes (so dark mode and the CSP's `style-src 'self'`
@@ -33,7 +34,7 @@ enum SVGCharts {
         for (index, point) in points.enumerated() where index % every == 0 {
             // The last label ends at the edge rather than running past it.
             let anchor = index == points.count - 1 && points.count > 1 ? "end" : index == 0 && points.count > 1 ? "start" : "middle"
-            svg += #"<text class="tick" x="\#(f(x(index)))" y="\#(f(height - 8))" text-anchor="\#(anchor)">\#(escape(point.label))</text>"#
+            svg += #"<text class="tick" x="\#(f(x(index)))" y="\#(f(height - 8))" text-anchor="\#(anchor)">\#(point.label.markupEscaped)</text>"#
         }
         // The line breaks where a bucket had no response: no invented values.
         var segments: [[(Double, Double)]] = [[]]
@@ -47,7 +48,7 @@ enum SVGCharts {
         }
         for (index, point) in points.enumerated() {
             guard let nps = point.nps else { continue }
-            svg += #"<circle class="trend-point" cx="\#(f(x(index)))" cy="\#(f(y(nps)))" r="3.5"><title>\#(escape(point.label)): NPS \#(format(nps)), \#(point.responses) responses</title></circle>"#
+            svg += #"<circle class="trend-point" cx="\#(f(x(index)))" cy="\#(f(y(nps)))" r="3.5"><title>\#(point.label.markupEscaped): NPS \#(format(nps)), \#(point.responses) responses</title></circle>"#
         }
         return svg + "</svg>"
     }
@@ -116,11 +117,11 @@ enum SVGCharts {
         for (index, bar) in bars.enumerated() {
             let x = left + slot * Double(index) + slot * 0.15
             let top = y(bar.value)
-            svg += #"<rect class="bar" x="\#(f(x))" y="\#(f(top))" width="\#(f(slot * 0.7))" height="\#(f(y(0) - top))"><title>\#(escape(bar.label)): \#(bar.value) \#(escape(unit))</title></rect>"#
+            svg += #"<rect class="bar" x="\#(f(x))" y="\#(f(top))" width="\#(f(slot * 0.7))" height="\#(f(y(0) - top))"><title>\#(bar.label.markupEscaped): \#(bar.value) \#(unit.markupEscaped)</title></rect>"#
         }
         let every = max(1, Int((Double(bars.count) * 40 / plotWidth).rounded(.up)))
         for (index, bar) in bars.enumerated() where index % every == 0 {
-            svg += #"<text class="tick" x="\#(f(left + slot * (Double(index) + 0.5)))" y="\#(f(height - 8))" text-anchor="middle">\#(escape(bar.label))</text>"#
+            svg += #"<text class="tick" x="\#(f(left + slot * (Double(index) + 0.5)))" y="\#(f(height - 8))" text-anchor="middle">\#(bar.label.markupEscaped)</text>"#
         }
         if let limit, drawsLimit {
             svg += #"<line class="limit" x1="\#(f(left))" x2="\#(f(width - right))" y1="\#(f(y(limit)))" y2="\#(f(y(limit)))"><title>Daily cap: \#(limit)</title></line>"#
@@ -134,7 +135,7 @@ enum SVGCharts {
 
     private static func begin(id: String, width: Double, height: Double, title: String, description: String) -> String {
         #"<svg class="chart" id="\#(id)" viewBox="0 0 \#(f(width)) \#(f(height))" role="img" aria-labelledby="\#(id)-title \#(id)-desc" preserveAspectRatio="xMidYMid meet">"#
-            + #"<title id="\#(id)-title">\#(escape(title))</title><desc id="\#(id)-desc">\#(escape(description))</desc>"#
+            + #"<title id="\#(id)-title">\#(title.markupEscaped)</title><desc id="\#(id)-desc">\#(description.markupEscaped)</desc>"#
     }
 
     private static func describe(_ points: [TrendPoint]) -> String {
@@ -165,22 +166,5 @@ enum SVGCharts {
     static func f(_ value: Double) -> String {
         let rounded = (value * 100).rounded() / 100
         return rounded == rounded.rounded() ? String(Int(rounded)) : String(rounded)
-    }
-
-    /// Text as XML character data or attribute value.
-    static func escape(_ text: String) -> String {
-        var escaped = ""
-        escaped.reserveCapacity(text.utf8.count)
-        for character in text {
-            switch character {
-            case "&": escaped += "&amp;"
-            case "<": escaped += "&lt;"
-            case ">": escaped += "&gt;"
-            case "\"": escaped += "&quot;"
-            case "'": escaped += "&#39;"
-            default: escaped.append(character)
-            }
-        }
-        return escaped
     }
 }

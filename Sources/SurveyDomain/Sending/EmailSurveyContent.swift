@@ -20,18 +20,18 @@ public struct EmailSurveyContent: Sendable, Equatable {
             \(words.unsubscribe) \(unsubscribe)
             """
         let cells = (0...10).map { score in
-            #"<td style="padding:2px"><a href="\#(link(score).htmlEscaped)" style="display:block;min-width:28px;padding:8px 4px;border:1px solid #1d4ed8;border-radius:4px;color:#1d4ed8;text-align:center;text-decoration:none;font:bold 16px sans-serif">\#(score)</a></td>"#
+            #"<td style="padding:2px"><a href="\#(link(score).markupEscaped)" style="display:block;min-width:28px;padding:8px 4px;border:1px solid #1d4ed8;border-radius:4px;color:#1d4ed8;text-align:center;text-decoration:none;font:bold 16px sans-serif">\#(score)</a></td>"#
         }.joined()
-        let tag = (language?.value ?? "en").htmlEscaped
+        let tag = (language?.value ?? "en").markupEscaped
         html = """
             <!DOCTYPE html>
-            <html lang="\(tag)"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>\(subject.htmlEscaped)</title></head>
+            <html lang="\(tag)"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>\(subject.markupEscaped)</title></head>
             <body style="margin:0;padding:16px;font:16px/1.5 sans-serif;color:#111">
-            <p style="font-size:18px">\(question.htmlEscaped)</p>
-            <p>\(words.choose.htmlEscaped)</p>
+            <p style="font-size:18px">\(question.markupEscaped)</p>
+            <p>\(words.choose.markupEscaped)</p>
             <table role="presentation" style="border-collapse:collapse"><tr>\(cells)</tr></table>
-            <table role="presentation" style="width:100%;max-width:420px;font-size:13px;color:#444"><tr><td>0 = \(words.low.htmlEscaped)</td><td style="text-align:right">10 = \(words.high.htmlEscaped)</td></tr></table>
-            <p style="font-size:13px;color:#444">\(words.unsubscribe.htmlEscaped) <a href="\(unsubscribe.htmlEscaped)" style="color:#444">\(words.unsubscribeLink.htmlEscaped)</a></p>
+            <table role="presentation" style="width:100%;max-width:420px;font-size:13px;color:#444"><tr><td>0 = \(words.low.markupEscaped)</td><td style="text-align:right">10 = \(words.high.markupEscaped)</td></tr></table>
+            <p style="font-size:13px;color:#444">\(words.unsubscribe.markupEscaped) <a href="\(unsubscribe.markupEscaped)" style="color:#444">\(words.unsubscribeLink.markupEscaped)</a></p>
             </body></html>
             """
     }
@@ -71,8 +71,9 @@ struct EmailWording: Sendable {
 }
 
 extension String {
-    /// Text as HTML character data or a quoted attribute value.
-    public var htmlEscaped: String {
+    /// Text as HTML or XML character data or a quoted attribute value: the one escaper of the
+    /// e-mails, the dashboard's SVG and TwiML.
+    public var markupEscaped: String {
         var out = ""
         out.reserveCapacity(utf8.count)
         for character in self {
