@@ -143,6 +143,7 @@ let package = Package(
             dependencies: [
                 "Postgres",
                 "SMSGateway",
+                "MailTransport",
                 "WebhookSender",
                 "SurveyDomain",
                 "SurveyStorage",
@@ -172,6 +173,7 @@ let package = Package(
                 "SurveyAPI",
                 "SurveyWorker",
                 "SMSGateway",
+                "MailTransport",
                 "WebhookSender",
                 "Telemetry",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -179,6 +181,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

@@ -60,7 +60,7 @@ DATABASE = "surveyd_bench_scheduled"
 BODY = "How likely are you to recommend us to a friend, 0-10?"
 # The literals substituted for the claim's, the scheduler's and the reaper's parameters.
 CLAIM_LIMIT = 1000
-LEASE_SECONDS = 120  # SMSWorker.Configuration.lease
+LEASE_SECONDS = 120  # SendWorker.Configuration.lease
 MAXIMUM_JOB_AGE_SECONDS = 3600  # SendingPolicy.maximumJobAge
 EXPLAIN_LEASE_ID = "bench-explain-lease"
 

@@ -20,6 +20,8 @@ public struct CompanySettings: Sendable, Equatable {
     public var resurveyDays: Int
     /// SMS the company may queue per UTC day; a send call that would go past it is refused whole.
     public var dailySMSCap: Int
+    /// E-mails the company may queue per UTC day, likewise.
+    public var dailyEmailCap: Int
     /// The company's own request rate, all its tokens together; `nil` takes the service's
     /// default (`COMPANY_RATE_LIMIT_*`).
     public var requestRateLimit: RateLimit?
@@ -31,11 +33,12 @@ public struct CompanySettings: Sendable, Equatable {
     public static let defaultTimeZone = "Europe/Brussels"
 
     public init(
-        resurveyDays: Int = 30, dailySMSCap: Int = 10_000, requestRateLimit: RateLimit? = nil,
+        resurveyDays: Int = 30, dailySMSCap: Int = 10_000, dailyEmailCap: Int = 50_000, requestRateLimit: RateLimit? = nil,
         quietHours: QuietHours? = .default, timeZone: String = CompanySettings.defaultTimeZone
     ) {
         self.resurveyDays = resurveyDays
         self.dailySMSCap = dailySMSCap
+        self.dailyEmailCap = dailyEmailCap
         self.requestRateLimit = requestRateLimit
         self.quietHours = quietHours
         self.timeZone = timeZone
@@ -51,6 +54,7 @@ public struct CompanySettings: Sendable, Equatable {
 public struct CompanySettingsChange: Sendable, Equatable {
     public var resurveyDays: Int?
     public var dailySMSCap: Int?
+    public var dailyEmailCap: Int?
     public var requestRateLimit: RateLimitChange?
     public var quietHours: QuietHoursChange?
     public var timeZone: String?
@@ -68,18 +72,19 @@ public struct CompanySettingsChange: Sendable, Equatable {
     }
 
     public init(
-        resurveyDays: Int? = nil, dailySMSCap: Int? = nil, requestRateLimit: RateLimitChange? = nil,
+        resurveyDays: Int? = nil, dailySMSCap: Int? = nil, dailyEmailCap: Int? = nil, requestRateLimit: RateLimitChange? = nil,
         quietHours: QuietHoursChange? = nil, timeZone: String? = nil
     ) {
         self.resurveyDays = resurveyDays
         self.dailySMSCap = dailySMSCap
+        self.dailyEmailCap = dailyEmailCap
         self.requestRateLimit = requestRateLimit
         self.quietHours = quietHours
         self.timeZone = timeZone
     }
 
     public var isEmpty: Bool {
-        resurveyDays == nil && dailySMSCap == nil && requestRateLimit == nil && quietHours == nil && timeZone == nil
+        resurveyDays == nil && dailySMSCap == nil && dailyEmailCap == nil && requestRateLimit == nil && quietHours == nil && timeZone == nil
     }
 
     /// `settings` with this change applied.
@@ -87,6 +92,7 @@ public struct CompanySettingsChange: Sendable, Equatable {
         var result = settings
         if let resurveyDays { result.resurveyDays = resurveyDays }
         if let dailySMSCap { result.dailySMSCap = dailySMSCap }
+        if let dailyEmailCap { result.dailyEmailCap = dailyEmailCap }
         switch requestRateLimit {
         case .set(let limit)?: result.requestRateLimit = limit
         case .useDefault?: result.requestRateLimit = nil
@@ -106,13 +112,14 @@ public enum CompanyLimits {
     public static let nameLength = 1...200
     public static let resurveyDays = 0...3650
     public static let dailySMSCap = 0...10_000_000
+    public static let dailyEmailCap = 0...10_000_000
     /// A company's own request rate: requests per second, and burst.
     public static let requestsPerSecond = 0.01...1_000_000.0
     public static let requestBurst = 1...10_000_000
 }
 
-/// Where a company stands against its daily SMS cap.
-public struct DailySMSAllowance: Sendable, Equatable {
+/// Where a company stands against one of its daily caps (SMS, e-mail).
+public struct DailyAllowance: Sendable, Equatable {
     public var cap: Int
     public var queuedToday: Int
 
@@ -122,4 +129,15 @@ public struct DailySMSAllowance: Sendable, Equatable {
     }
 
     public var remaining: Int { max(0, cap - queuedToday) }
+}
+
+/// A company's daily caps, one per channel.
+public struct DailyAllowances: Sendable, Equatable {
+    public var sms: DailyAllowance
+    public var email: DailyAllowance
+
+    public init(sms: DailyAllowance, email: DailyAllowance) {
+        self.sms = sms
+        self.email = email
+    }
 }

@@ -78,10 +78,13 @@ public struct PrivacyRepository: Sendable {
                         UPDATE survey_requests
                            SET status = 'cancelled', failure = 'erased', cancelled_at = now()
                          WHERE company_id = \(company) AND request_id = ANY(\(withdrawn.map(\.0))::bigint[]) AND status = 'queued'
-                        RETURNING (created_at AT TIME ZONE 'UTC')::date AS day
+                        RETURNING (created_at AT TIME ZONE 'UTC')::date AS day, channel
                     )
-                    UPDATE daily_sms_usage AS u SET queued = greatest(u.queued - c.count, 0)
-                      FROM (SELECT day, count(*)::int AS count FROM cancelled GROUP BY day) AS c
+                    UPDATE daily_sms_usage AS u
+                       SET queued = greatest(u.queued - c.sms, 0), emails_queued = greatest(u.emails_queued - c.emails, 0)
+                      FROM (SELECT day, count(*) FILTER (WHERE channel = 'SMS')::int AS sms,
+                                   count(*) FILTER (WHERE channel = 'EMAIL')::int AS emails
+                              FROM cancelled GROUP BY day) AS c
                      WHERE u.company_id = \(company) AND u.day = c.day
                     """)
                 try await connection.query(

@@ -15,13 +15,21 @@ public struct QueueRepository: Sendable {
     }
 
     public struct Job: Sendable, Equatable {
+        public var channel: Channel
         public var company: CompanyID
         public var id: Int64
         public var request: RequestID
         public var destinationHash: Data
-        /// The raw E.164 number; it exists only while the job does.
+        /// The raw E.164 number or e-mail address; it exists only while the job does.
         public var destination: String
+        /// The question, as the survey words it in the request's language.
         public var body: String
+        /// The request's language tag, if it gave one (the words around the question).
+        public var language: String?
+        /// The score links' token (e-mail); like the destination, only while the job exists.
+        public var responseToken: String?
+        /// Whose survey it is, as the e-mail's subject says.
+        public var companyName: String
         /// Including the one this claim starts.
         public var attempts: Int
         /// When it fell due (its maximum age, and its retries', count from here).
@@ -36,7 +44,8 @@ public struct QueueRepository: Sendable {
     }
 
     public enum Outcome: Sendable, Equatable {
-        case sent(providerMessageID: String, segments: Int)
+        /// `segments`: what an SMS was billed as; `nil` on other channels.
+        case sent(providerMessageID: String, segments: Int?)
         /// Final: the request fails with this reason (`permanent`, `uncertain`, `opted-out`,
         /// `retries-exhausted`).
         case failed(reason: String)
@@ -49,7 +58,7 @@ public struct QueueRepository: Sendable {
     /// scheduler admits those), marking them leased in a commit of their own,
     /// before any is sent; each says whether its number opted out meanwhile. They come in
     /// claim order (`position`), the order they must be started in.
-    public func claim(limit: Int, lease: Duration) async throws -> [Job] {
+    public func claim(_ channel: Channel = .sms, limit: Int, lease: Duration) async throws -> [Job] {
         let leaseID = UUID().uuidString
         // One statement, so its own transaction: committed (durably) when it returns.
         return try await database.client.withConnection { connection in
@@ -58,7 +67,7 @@ public struct QueueRepository: Sendable {
                 WITH due AS (
                     SELECT company_id, job_id, row_number() OVER (ORDER BY run_at, job_id) AS position FROM (
                         SELECT company_id, job_id, run_at FROM sms_jobs
-                         WHERE leased_until IS NULL AND NOT needs_admission AND run_at <= now()
+                         WHERE channel = \(channel.rawValue) AND leased_until IS NULL AND NOT needs_admission AND run_at <= now()
                            AND due_at > now() - make_interval(secs => \(Int(policy.maximumJobAge.components.seconds)))
                          ORDER BY run_at
                          LIMIT \(limit)
@@ -75,14 +84,16 @@ public struct QueueRepository: Sendable {
                           EXISTS (SELECT 1 FROM opt_outs AS o WHERE o.destination_hash = j.destination_hash)
                           OR EXISTS (SELECT 1 FROM company_opt_outs AS c
                                       WHERE c.company_id = j.company_id AND c.destination_hash = j.destination_hash),
-                          due.position
+                          due.position, j.language, j.response_token,
+                          (SELECT c.name FROM companies AS c WHERE c.company_id = j.company_id)
                 """
             ).map { row in
-                let (company, id, request, hash, destination, body, attempts, dueAt, optedOut, position) = try row.decode(
-                    (CompanyID, Int64, RequestID, Data, String, String, Int, Date, Bool, Int).self)
+                let (company, id, request, hash, destination, body, attempts, dueAt, optedOut, position, language, token, name) =
+                    try row.decode((CompanyID, Int64, RequestID, Data, String, String, Int, Date, Bool, Int, String?, String?, String).self)
                 return Job(
-                    company: company, id: id, request: request, destinationHash: hash, destination: destination, body: body,
-                    attempts: attempts, dueAt: dueAt, optedOut: optedOut, leaseID: leaseID, position: position)
+                    channel: channel, company: company, id: id, request: request, destinationHash: hash, destination: destination,
+                    body: body, language: language, responseToken: token, companyName: name, attempts: attempts, dueAt: dueAt,
+                    optedOut: optedOut, leaseID: leaseID, position: position)
             }.sorted { $0.position < $1.position }
         }
     }
@@ -147,7 +158,7 @@ public struct QueueRepository: Sendable {
         _ outcomes: [(Job, Outcome)], starting next: [Job] = [], recheckOptOuts: Bool = true
     ) async throws -> Marked {
         guard !outcomes.isEmpty else { return try await markStarted(next, recheckOptOuts: recheckOptOuts) }
-        var sent: [(Job, String, Int)] = []
+        var sent: [(Job, String, Int?)] = []
         var failed: [(Job, String)] = []
         var retried: [(Job, Duration)] = []
         var released: [Job] = []
@@ -214,13 +225,13 @@ public struct QueueRepository: Sendable {
     /// Sent jobs leave the queue, their requests become `sent`, their message ids are
     /// indexed for delivery callbacks, and their numbers stay busy for the response window:
     /// one statement, so the arrays are parsed once and the four changes travel together.
-    static func recordSentQuery(_ sent: [(Job, String, Int)], windowSeconds: Int) -> PostgresQuery {
+    static func recordSentQuery(_ sent: [(Job, String, Int?)], windowSeconds: Int) -> PostgresQuery {
         """
             WITH t AS (
                 SELECT * FROM unnest(\(sent.map(\.0.company.rawValue))::bigint[], \(sent.map(\.0.id))::bigint[],
                                      \(sent.map(\.0.request.rawValue))::bigint[], \(sent.map(\.0.destinationHash))::bytea[],
-                                     \(sent.map(\.1))::text[], \(sent.map(\.2))::int[])
-                       AS t(company_id, job_id, request_id, hash, message_id, segments)
+                                     \(sent.map(\.1))::text[], \(sent.map(\.2))::int[], \(sent.map(\.0.channel.rawValue))::text[])
+                       AS t(company_id, job_id, request_id, hash, message_id, segments, channel)
             ), done AS (
                 DELETE FROM sms_jobs AS j USING t WHERE j.company_id = t.company_id AND j.job_id = t.job_id
             ), requests AS (
@@ -233,8 +244,9 @@ public struct QueueRepository: Sendable {
                  WHERE r.company_id = t.company_id AND r.request_id = t.request_id
                    AND (r.status = 'queued' OR (r.status = 'failed' AND r.failure = 'uncertain'))
             ), messages AS (
+                -- Delivery callbacks find their request by the provider's id; e-mail has none.
                 INSERT INTO provider_messages (provider_message_id, company_id, request_id)
-                SELECT message_id, company_id, request_id FROM t
+                SELECT message_id, company_id, request_id FROM t WHERE channel = 'SMS'
                 ON CONFLICT DO NOTHING
             )
             -- The number stays busy for the response window, from now.

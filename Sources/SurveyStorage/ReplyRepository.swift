@@ -161,20 +161,30 @@ public struct ReplyRepository: Sendable {
         }
     }
 
-    /// Messages and SMS segments sent in `[start, end)`: the basis of the invoice.
-    public func usage(company: CompanyID, from start: Date, to end: Date) async throws -> (messages: Int, segments: Int) {
+    /// What was sent in `[start, end)`, the basis of the invoice: SMS messages and their
+    /// segments, and e-mails.
+    public struct Usage: Sendable, Equatable {
+        public var messages: Int
+        public var segments: Int
+        public var emails: Int
+    }
+
+    public func usage(company: CompanyID, from start: Date, to end: Date) async throws -> Usage {
         try await database.withTenant(company) { connection in
-            try await connection.query(
+            let (messages, segments, emails) = try await connection.query(
                 """
-                SELECT count(*)::bigint, coalesce(sum(sms_segments), 0)::bigint FROM survey_requests
+                SELECT count(*) FILTER (WHERE channel = 'SMS')::bigint, coalesce(sum(sms_segments), 0)::bigint,
+                       count(*) FILTER (WHERE channel = 'EMAIL')::bigint
+                  FROM survey_requests
                  WHERE company_id = \(company) AND sent_at >= \(start) AND sent_at < \(end)
                 """
-            ).one().decode((Int, Int).self)
+            ).one().decode((Int, Int, Int).self)
+            return Usage(messages: messages, segments: segments, emails: emails)
         }
     }
 
-    /// One UTC day's sending: SMS queued (what the daily cap counts), and messages and
-    /// segments sent (what `usage` adds up over a month).
+    /// One UTC day's SMS: queued (what the daily cap counts), and messages and segments
+    /// sent (what `usage` adds up over a month).
     public struct DailyUsage: Sendable, Equatable {
         public var day: Date
         public var queued: Int
@@ -193,7 +203,7 @@ public struct ReplyRepository: Sendable {
              CROSS JOIN LATERAL (
                 SELECT count(*)::bigint AS messages, coalesce(sum(r.sms_segments), 0)::bigint AS segments
                   FROM survey_requests AS r
-                 WHERE r.company_id = \(company) AND r.sent_at >= d.day AND r.sent_at < d.day + interval '24 hours'
+                 WHERE r.company_id = \(company) AND r.channel = 'SMS' AND r.sent_at >= d.day AND r.sent_at < d.day + interval '24 hours'
              ) AS s
              ORDER BY d.day
             """

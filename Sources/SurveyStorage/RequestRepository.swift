@@ -80,7 +80,9 @@ public struct RequestRepository: Sendable {
             // The message was counted on the day it was queued (UTC, as the cap's days are).
             try await connection.query(
                 """
-                UPDATE daily_sms_usage SET queued = greatest(queued - 1, 0)
+                UPDATE daily_sms_usage
+                   SET queued = greatest(queued - \(request.channel == .sms ? 1 : 0), 0),
+                       emails_queued = greatest(emails_queued - \(request.channel == .email ? 1 : 0), 0)
                  WHERE company_id = \(company) AND day = (\(request.createdAt)::timestamptz AT TIME ZONE 'UTC')::date
                 """)
         }

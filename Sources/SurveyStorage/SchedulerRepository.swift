@@ -183,10 +183,13 @@ public struct SchedulerRepository: Sendable {
                    SET status = 'cancelled', failure = t.reason, cancelled_at = now()
                   FROM t
                  WHERE r.company_id = t.company_id AND r.request_id = t.request_id AND r.status = 'queued'
-                RETURNING r.company_id, (r.created_at AT TIME ZONE 'UTC')::date AS day
+                RETURNING r.company_id, (r.created_at AT TIME ZONE 'UTC')::date AS day, r.channel
             )
-            UPDATE daily_sms_usage AS u SET queued = greatest(u.queued - c.count, 0)
-              FROM (SELECT company_id, day, count(*)::int AS count FROM requests GROUP BY 1, 2) AS c
+            UPDATE daily_sms_usage AS u
+               SET queued = greatest(u.queued - c.sms, 0), emails_queued = greatest(u.emails_queued - c.emails, 0)
+              FROM (SELECT company_id, day, count(*) FILTER (WHERE channel = 'SMS')::int AS sms,
+                           count(*) FILTER (WHERE channel = 'EMAIL')::int AS emails
+                      FROM requests GROUP BY 1, 2) AS c
              WHERE u.company_id = c.company_id AND u.day = c.day
             """)
     }

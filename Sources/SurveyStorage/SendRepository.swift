@@ -99,7 +99,7 @@ public struct SendRepository: Sendable {
                 }
             }
 
-            var counted = 0
+            var counted: [Channel] = []
             if !immediate.isEmpty {
                 counted += try await queue(
                     immediate.map { items[$0] }, indices: immediate, survey: survey, company: company, into: &results, on: connection)
@@ -109,7 +109,7 @@ public struct SendRepository: Sendable {
                     later.map { (items[$0.index], $0.due) }, indices: later.map(\.index), survey: survey, company: company,
                     into: &results, on: connection)
             }
-            if counted > 0 { try await countAgainstDailyCap(counted, company: company, on: connection) }
+            try await countAgainstDailyCaps(counted, company: company, on: connection)
             // A number given twice in one call: only its first item can be queued.
             for (index, item) in items.enumerated() where results[index] == nil {
                 let first = firstIndex[item.destinationHash]!
@@ -125,12 +125,12 @@ public struct SendRepository: Sendable {
         }
     }
 
-    /// Queues items due now: each claims its number's open-survey slot. Returns how many
-    /// were queued.
+    /// Queues items due now: each claims its number's open-survey slot. Returns the channels
+    /// of those queued.
     private func queue(
         _ items: [Item], indices: [Int], survey: Survey, company: CompanyID,
         into results: inout [SendResult?], on connection: PostgresConnection
-    ) async throws -> Int {
+    ) async throws -> [Channel] {
         // Claim each number's open-survey slot, drawing its request id on the way. Sorted
         // by hash so concurrent calls lock in the same order and cannot deadlock; an
         // expired slot is taken over.
@@ -153,17 +153,17 @@ public struct SendRepository: Sendable {
             results[indices[offset]] = .queued(RequestID(requestID))
         }
         try await insert(rows, survey: survey, company: company, on: connection)
-        return rows.count
+        return rows.map(\.item.draft.channel)
     }
 
     /// Schedules items due later: a number busy now is skipped as it would be at once, but
     /// none claims its slot yet (that would keep it from every other company until then):
     /// the worker's scheduler admits each job when it falls due, checking the rules again.
-    /// Returns how many were scheduled.
+    /// Returns the channels of those scheduled.
     private func scheduleLater(
         _ items: [(Item, due: Date)], indices: [Int], survey: Survey, company: CompanyID,
         into results: inout [SendResult?], on connection: PostgresConnection
-    ) async throws -> Int {
+    ) async throws -> [Channel] {
         let busy: Set<Data> = Set(
             try await connection.query("SELECT busy_destinations(\(items.map(\.0.destinationHash))::bytea[])")
                 .map { try $0.decode(Data.self) })
@@ -176,7 +176,7 @@ public struct SendRepository: Sendable {
             guard let question = survey.question(for: item.draft.language) else { throw StorageError.notFound }
             accepted.append((offset, item, due, question))
         }
-        guard !accepted.isEmpty else { return 0 }
+        guard !accepted.isEmpty else { return [] }
         let ids = try await connection.query(
             "SELECT nextval('survey_requests_request_id_seq') FROM generate_series(1, \(accepted.count))"
         ).map { try $0.decode(Int64.self) }
@@ -186,7 +186,7 @@ public struct SendRepository: Sendable {
             rows.append(NewRequest(id: id, item: entry.item, question: entry.question, due: entry.due))
         }
         try await insert(rows, survey: survey, company: company, on: connection)
-        return accepted.count
+        return accepted.map(\.item.draft.channel)
     }
 
     /// A request about to be written, with its job.
@@ -196,6 +196,16 @@ public struct SendRepository: Sendable {
         var question: Question
         /// When it falls due if later than now: the job waits for the scheduler.
         var due: Date?
+        /// The score links' token, for a request answered by link (e-mail).
+        var token: ResponseLinkToken?
+
+        init(id: Int64, item: Item, question: Question, due: Date?) {
+            self.id = id
+            self.item = item
+            self.question = question
+            self.due = due
+            token = item.draft.channel == .email ? .generate() : nil
+        }
     }
 
     /// The requests and their jobs in one statement. A job due later waits for admission
@@ -212,43 +222,55 @@ public struct SendRepository: Sendable {
                                      -- Segments cannot contain commas, so a comma-joined string
                                      -- carries a ragged list through unnest.
                                      \(rows.map { $0.item.draft.segments.joined(separator: ",") })::text[],
-                                     \(rows.map(\.due))::timestamptz[], \(rows.map(\.item.draft.destination.e164))::text[],
-                                     \(rows.map(\.question.body))::text[])
-                       AS t(request_id, question_id, hash, reference_id, language, segments, due, destination, body)
+                                     \(rows.map(\.due))::timestamptz[], \(rows.map(\.item.draft.destination.raw))::text[],
+                                     \(rows.map(\.question.body))::text[], \(rows.map(\.item.draft.channel.rawValue))::text[],
+                                     \(rows.map(\.token?.value))::text[], \(rows.map(\.token?.hash))::bytea[])
+                       AS t(request_id, question_id, hash, reference_id, language, segments, due, destination, body, channel,
+                            token, token_hash)
             ), requests AS (
                 INSERT INTO survey_requests
                        (company_id, request_id, survey_id, question_id, channel, destination_hash, reference_id, language, segments,
-                        scheduled_for)
-                SELECT \(company), request_id, \(survey.id), question_id, 'SMS', hash, reference_id, language,
-                       CASE WHEN segments = '' THEN '{}'::text[] ELSE string_to_array(segments, ',') END, due
+                        scheduled_for, response_token_hash)
+                SELECT \(company), request_id, \(survey.id), question_id, channel, hash, reference_id, language,
+                       CASE WHEN segments = '' THEN '{}'::text[] ELSE string_to_array(segments, ',') END, due, token_hash
                   FROM t
             ), jobs AS (
                 -- The job refers to its request: both are written before the statement's
                 -- constraints are checked.
-                INSERT INTO sms_jobs (company_id, request_id, destination_hash, destination, body, run_at, due_at, needs_admission)
-                SELECT \(company), request_id, hash, destination, body, coalesce(due, now()), coalesce(due, now()), due IS NOT NULL
+                INSERT INTO sms_jobs
+                       (company_id, request_id, destination_hash, destination, body, run_at, due_at, needs_admission, channel,
+                        response_token, language)
+                SELECT \(company), request_id, hash, destination, body, coalesce(due, now()), coalesce(due, now()), due IS NOT NULL,
+                       channel, token, language
                   FROM t
             )
             SELECT pg_notify(\(Self.notificationChannel), '') WHERE \(rows.contains { $0.due == nil })
             """)
     }
 
-    /// Adds `count` to today's usage unless that passes the company's cap, in which case
-    /// the whole transaction is rolled back. Last before commit, so concurrent calls of the
-    /// same company wait on the usage row only for each other's commit.
-    private func countAgainstDailyCap(_ count: Int, company: CompanyID, on connection: PostgresConnection) async throws {
+    /// Adds what was queued to today's usage, per channel, unless that passes one of the
+    /// company's caps, in which case the whole transaction is rolled back. Last before
+    /// commit, so concurrent calls of the same company wait on the usage row only for each
+    /// other's commit.
+    private func countAgainstDailyCaps(_ channels: [Channel], company: CompanyID, on connection: PostgresConnection) async throws {
+        let sms = channels.count { $0 == .sms }
+        let emails = channels.count { $0 == .email }
+        guard sms + emails > 0 else { return }
         let counted = try await connection.query(
             """
-            INSERT INTO daily_sms_usage AS u (company_id, day, queued)
-            SELECT c.company_id, (now() AT TIME ZONE 'UTC')::date, \(count)
+            INSERT INTO daily_sms_usage AS u (company_id, day, queued, emails_queued)
+            SELECT c.company_id, (now() AT TIME ZONE 'UTC')::date, \(sms), \(emails)
               FROM companies AS c
-             WHERE c.company_id = \(company) AND \(count) <= c.daily_sms_cap
-            ON CONFLICT (company_id, day) DO UPDATE SET queued = u.queued + EXCLUDED.queued
+             WHERE c.company_id = \(company) AND \(sms) <= c.daily_sms_cap AND \(emails) <= c.daily_email_cap
+            ON CONFLICT (company_id, day) DO UPDATE
+               SET queued = u.queued + EXCLUDED.queued, emails_queued = u.emails_queued + EXCLUDED.emails_queued
              WHERE u.queued + EXCLUDED.queued <= (SELECT daily_sms_cap FROM companies WHERE company_id = \(company))
+               AND u.emails_queued + EXCLUDED.emails_queued <= (SELECT daily_email_cap FROM companies WHERE company_id = \(company))
             RETURNING queued
             """)
         guard counted.isEmpty else { return }
-        let allowance = try await CompanyRepository.allowance(company, on: connection)
-        throw StorageError.dailySMSCapExceeded(allowance, requested: count)
+        let allowances = try await CompanyRepository.allowances(company, on: connection)
+        if sms > allowances.sms.remaining { throw StorageError.dailyCapExceeded(.sms, allowances.sms, requested: sms) }
+        throw StorageError.dailyCapExceeded(.email, allowances.email, requested: emails)
     }
 }

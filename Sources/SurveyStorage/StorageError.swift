@@ -6,8 +6,9 @@ public enum StorageError: Error, Equatable, Sendable {
     case notFound
     /// The survey already has a question in this language.
     case duplicateLanguage(String)
-    /// Queuing `requested` more SMS would take the company past its daily cap; nothing was queued.
-    case dailySMSCapExceeded(DailySMSAllowance, requested: Int)
+    /// Queuing `requested` more messages of the channel would take the company past its
+    /// daily cap for it; nothing was queued.
+    case dailyCapExceeded(Channel, DailyAllowance, requested: Int)
     /// Revoking this token would leave the company without an active `admin` token.
     case lastAdminToken
     /// The company has as many webhook endpoints as it may (`limit`).

@@ -5,6 +5,7 @@ import NIOCore
 import NIOHTTP1
 import SMSGateway
 import Logging
+import MailTransport
 import NIOPosix
 import Postgres
 import ServiceLifecycle
@@ -92,7 +93,7 @@ struct Serve: AsyncParsableCommand {
 struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "worker",
-        abstract: "Send queued SMS (DATABASE_URL, DESTINATION_HASH_KEY, SMS_PROVIDER, SMS_RATE_LIMIT, TWILIO_*).")
+        abstract: "Send queued SMS and e-mails (DATABASE_URL, DESTINATION_HASH_KEY, SMS_PROVIDER, SMS_RATE_LIMIT, TWILIO_*, SMTP_URL, MAIL_FROM).")
 
     func run() async throws {
         let logger = Environment.logger("surveyd.worker")
@@ -103,7 +104,7 @@ struct WorkerCommand: AsyncParsableCommand {
             url: try Environment.databaseURL(), applicationName: "surveyd-worker", role: .worker,
             maximumConnections: try Environment.maximumConnections(default: 4), logger: logger)
         let database = Database(client: pool)
-        var workerConfiguration = SMSWorker.Configuration()
+        var workerConfiguration = SendWorker.Configuration()
         workerConfiguration.ratePerSecond = try Environment.double("SMS_RATE_LIMIT", default: 100, range: 0.1...100_000)
         workerConfiguration.batchSize = try Environment.integer("SMS_BATCH_SIZE", default: 500, range: 1...10_000)
         workerConfiguration.concurrency = try Environment.integer("SMS_CONCURRENCY", default: 64, range: 1...4096)
@@ -121,6 +122,10 @@ struct WorkerCommand: AsyncParsableCommand {
             throw Environment.Invalid(name: "SMS_PROVIDER", hint: "must be twilio, console or accept-all, got \(providerName)")
         }
         let twilio = providerName == "twilio" ? try Environment.twilio() : nil
+        var emailConfiguration = workerConfiguration
+        emailConfiguration.ratePerSecond = try Environment.double("EMAIL_RATE_LIMIT", default: 1000, range: 0.1...100_000)
+        emailConfiguration.concurrency = try Environment.integer("EMAIL_CONCURRENCY", default: 16, range: 1...1024)
+        let mail = try Environment.mail(concurrency: emailConfiguration.concurrency)
         var senderConfiguration = WebhookSender.Configuration()
         senderConfiguration.allowPrivateAddresses = try Environment.allowPrivateWebhookURLs()
         var dispatcherConfiguration = WebhookDispatcher.Configuration()
@@ -148,7 +153,7 @@ struct WorkerCommand: AsyncParsableCommand {
         } else {
             provider = AcceptingProvider()
         }
-        let worker = SMSWorker(
+        let worker = SendWorker(
             queue: QueueRepository(database: database, policy: policy), client: pool, provider: provider,
             configuration: workerConfiguration, logger: logger)
         // Webhook deliveries have a pool of their own: a burst of them never waits on, nor
@@ -166,6 +171,26 @@ struct WorkerCommand: AsyncParsableCommand {
             .init(service: RoutingJanitor(database: database, logger: logger)),
             .init(service: Scheduler(database: database, policy: policy, logger: logger)),
         ]
+        // E-mail, when a relay is configured: a worker of its own (its own rate, its own
+        // connections), on the same queue and pool.
+        var mailer: SMTPMailer?
+        if let (smtp, from) = mail {
+            var smtp = smtp
+            // An attempt must end well within its lease (as for SMS).
+            let bound = TimeAmount.nanoseconds(Int64((emailConfiguration.lease / 2).components.seconds) * 1_000_000_000)
+            smtp.timeouts.dataEnd = min(smtp.timeouts.dataEnd, bound)
+            let relay = SMTPMailer(configuration: smtp, logger: logger)
+            mailer = relay
+            let sender = EmailSender(
+                mailer: relay, configuration: .init(from: from, publicBaseURL: Environment.publicBaseURL(port: try Environment.port())))
+            services.append(
+                .init(
+                    service: SendWorker(
+                        queue: QueueRepository(database: database, policy: policy), client: pool, sender: sender,
+                        configuration: emailConfiguration, logger: logger)))
+        } else {
+            logger.notice("SMTP_URL is not set: e-mail surveys are not sent by this worker")
+        }
         // The worker serves no API; its operator still gets /health, /ready and /metrics.
         if let metricsPort {
             services.append(
@@ -180,9 +205,11 @@ struct WorkerCommand: AsyncParsableCommand {
         do {
             try await group.run()
         } catch {
+            await mailer?.shutdown()
             try? await httpClient.shutdown()
             throw error
         }
+        await mailer?.shutdown()
         try await httpClient.shutdown()
     }
 }

@@ -2,6 +2,8 @@ import Foundation
 import AsyncHTTPClient
 import NIOCore
 import Logging
+import MailTransport
+import NIOSSL
 import SMSGateway
 import SurveyAPI
 import SurveyDomain
@@ -70,6 +72,33 @@ enum Environment {
     static func publicBaseURL(port: Int) -> String {
         let url = value("PUBLIC_BASE_URL") ?? "http://localhost:\(port)"
         return url.hasSuffix("/") ? String(url.dropLast()) : url
+    }
+
+    /// The e-mail channel's relay and sender, or `nil` when `SMTP_URL` is unset (no e-mail
+    /// is sent then: e-mail jobs wait, and fail as `expired` past the maximum age).
+    static func mail(concurrency: Int) throws -> (SMTPConfiguration, from: String)? {
+        guard let url = value("SMTP_URL") else { return nil }
+        var configuration: SMTPConfiguration
+        do {
+            configuration = try SMTPConfiguration(url: url, clientName: ProcessInfo.processInfo.hostName)
+        } catch let error as MailError {
+            throw Invalid(name: "SMTP_URL", hint: error.detail)
+        }
+        if let file = value("SMTP_CA_FILE") {
+            do {
+                configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(file))
+            } catch {
+                throw Invalid(name: "SMTP_CA_FILE", hint: "must be a readable PEM file of certificates (\(file))")
+            }
+        }
+        configuration.maximumConnections = concurrency
+        guard let from = value("MAIL_FROM") else {
+            throw Missing(name: "MAIL_FROM", hint: "the address surveys are sent from, e.g. surveys@example.com")
+        }
+        guard (try? EmailAddress(parsing: from)) != nil else {
+            throw Invalid(name: "MAIL_FROM", hint: "must be an e-mail address such as surveys@example.com, got \(from)")
+        }
+        return (configuration, from)
     }
 
     /// A whole number: `1.5` or `1e3` is refused rather than rounded.

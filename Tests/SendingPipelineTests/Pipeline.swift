@@ -130,8 +130,8 @@ struct Pipeline {
             client: httpClient, logger: logger)
     }
 
-    static var fastWorker: SMSWorker.Configuration {
-        var configuration = SMSWorker.Configuration()
+    static var fastWorker: SendWorker.Configuration {
+        var configuration = SendWorker.Configuration()
         configuration.pollInterval = .milliseconds(100)
         configuration.ratePerSecond = 5000
         configuration.retry = RetryPolicy(maximumAttempts: 4, maximumAge: .seconds(60), baseDelay: .milliseconds(50), maximumDelay: .milliseconds(200))
@@ -139,8 +139,8 @@ struct Pipeline {
         return configuration
     }
 
-    func worker(_ configuration: SMSWorker.Configuration = Pipeline.fastWorker, provider: (any SMSProvider)? = nil) -> SMSWorker {
-        SMSWorker(
+    func worker(_ configuration: SendWorker.Configuration = Pipeline.fastWorker, provider: (any SMSProvider)? = nil) -> SendWorker {
+        SendWorker(
             queue: QueueRepository(database: Database(client: workerPool), policy: SendingPolicy()), client: workerPool,
             provider: provider ?? self.provider(), configuration: configuration, logger: logger)
     }
@@ -154,7 +154,7 @@ struct Pipeline {
 
     /// Runs workers until `done` holds (or the timeout), then shuts them down gracefully.
     func run(
-        _ workers: [SMSWorker], alongside others: [any Service] = [], timeout: Duration = .seconds(20),
+        _ workers: [SendWorker], alongside others: [any Service] = [], timeout: Duration = .seconds(20),
         until done: @Sendable () async throws -> Bool
     ) async throws {
         let services = workers.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) } + others.map { .init(service: $0) }

@@ -212,6 +212,10 @@ public func buildRouter(
         ).addRoutes(to: Routes(group: group, prefix: "dashboard", table: table))
     }
 
+    // The score and unsubscribe links of e-mailed surveys: their token is the credential.
+    ResponseLinkController(links: ResponseLinkRepository(database: database))
+        .addRoutes(to: Routes(group: router.group(), prefix: "", table: table))
+
     if let webhooks = configuration.webhooks {
         let group = router.group("webhooks/twilio")
         WebhookController<AppRequestContext>(

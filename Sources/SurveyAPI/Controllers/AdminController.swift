@@ -27,6 +27,7 @@ struct AdminController<Context: RequestContext> {
                 ("createdAt", .string(Timestamp.format(company.createdAt))),
                 ("resurveyDays", .integer(Int64(company.settings.resurveyDays))),
                 ("dailySmsCap", .integer(Int64(company.settings.dailySMSCap))),
+                ("dailyEmailCap", .integer(Int64(company.settings.dailyEmailCap))),
                 ("requestRateLimit", company.settings.requestRateLimit.map(SettingsWire.rateLimit) ?? .null),
                 ("quietHours", company.settings.quietHours.map(SettingsWire.quietHours) ?? .null),
                 ("timezone", .string(company.settings.timeZone)),
@@ -39,7 +40,7 @@ struct AdminController<Context: RequestContext> {
     @Sendable func createCompany(request: Request, context: Context) async throws -> JSONReply<CompanyBody> {
         let object = try await JSONValue.object(from: request, context: context)
         var validator = FieldValidator()
-        validator.rejectUnknown(object, known: ["name", "resurveyDays", "dailySmsCap", "requestRateLimit", "quietHours", "timezone"])
+        validator.rejectUnknown(object, known: ["name", "resurveyDays", "dailySmsCap", "dailyEmailCap", "requestRateLimit", "quietHours", "timezone"])
         let name = validator.string(object, "name", at: "name", length: CompanyLimits.nameLength)
         let change = Self.settingsChange(object, &validator)
         try validator.check()
@@ -58,10 +59,10 @@ struct AdminController<Context: RequestContext> {
         let id = try id(CompanyID.self, "id", context)
         let object = try await JSONValue.object(from: request, context: context)
         var validator = FieldValidator()
-        validator.rejectUnknown(object, known: ["resurveyDays", "dailySmsCap", "requestRateLimit", "quietHours", "timezone"])
+        validator.rejectUnknown(object, known: ["resurveyDays", "dailySmsCap", "dailyEmailCap", "requestRateLimit", "quietHours", "timezone"])
         let change = Self.settingsChange(object, &validator)
         if change.isEmpty, validator.errors.isEmpty {
-            validator.fail("body", "must set resurveyDays, dailySmsCap, requestRateLimit, quietHours or timezone")
+            validator.fail("body", "must set resurveyDays, dailySmsCap, dailyEmailCap, requestRateLimit, quietHours or timezone")
         }
         try validator.check()
         do {
@@ -106,6 +107,7 @@ struct AdminController<Context: RequestContext> {
         CompanySettingsChange(
             resurveyDays: validator.integer(object, "resurveyDays", at: "resurveyDays", range: CompanyLimits.resurveyDays),
             dailySMSCap: validator.integer(object, "dailySmsCap", at: "dailySmsCap", range: CompanyLimits.dailySMSCap),
+            dailyEmailCap: validator.integer(object, "dailyEmailCap", at: "dailyEmailCap", range: CompanyLimits.dailyEmailCap),
             requestRateLimit: rateLimitChange(object["requestRateLimit"], &validator),
             quietHours: SettingsWire.quietHoursChange(object["quietHours"], &validator),
             timeZone: SettingsWire.timeZone(object["timezone"], &validator))

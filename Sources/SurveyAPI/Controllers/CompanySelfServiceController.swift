@@ -53,6 +53,7 @@ struct CompanySelfServiceController {
                 ("quietHours", settings.quietHours.map(SettingsWire.quietHours) ?? .null),
                 ("timezone", .string(settings.timeZone)),
                 ("dailySmsCap", .integer(Int64(settings.dailySMSCap))),
+                ("dailyEmailCap", .integer(Int64(settings.dailyEmailCap))),
                 ("requestRateLimit", settings.requestRateLimit.map(SettingsWire.rateLimit) ?? .null),
             ])
         }
@@ -69,11 +70,11 @@ struct CompanySelfServiceController {
         try context.requireAdmin()
         let object = try await JSONValue.object(from: request, context: context)
         var validator = FieldValidator()
-        for key in ["dailySmsCap", "requestRateLimit"] where object[key] != nil {
+        for key in ["dailySmsCap", "dailyEmailCap", "requestRateLimit"] where object[key] != nil {
             validator.fail(key, "is set by the operator of the service, not by the company")
         }
         validator.rejectUnknown(
-            object, known: ["resurveyDays", "quietHours", "timezone", "dailySmsCap", "requestRateLimit"])
+            object, known: ["resurveyDays", "quietHours", "timezone", "dailySmsCap", "dailyEmailCap", "requestRateLimit"])
         let change = CompanySettingsChange(
             resurveyDays: validator.integer(object, "resurveyDays", at: "resurveyDays", range: CompanyLimits.resurveyDays),
             quietHours: SettingsWire.quietHoursChange(object["quietHours"], &validator),

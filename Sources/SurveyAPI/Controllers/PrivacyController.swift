@@ -52,24 +52,30 @@ struct PrivacyController {
     @Sendable func unsuppress(request: Request, context: TenantRequestContext) async throws -> HTTPResponse.Status {
         let hash = try await destinationHash(request, context)
         guard try await privacy.unsuppress(hash, company: context.company) else {
-            throw Problem.notFound("This number is not on your suppression list.")
+            throw Problem.notFound("This destination is not on your suppression list.")
         }
         return .noContent
     }
 
-    /// `{"destination": "+32…"}`, hashed at once: the number itself is never stored.
+    /// `{"destination": "+32…"}` or `{"destination": "jane@example.com"}`, hashed at once:
+    /// the number or address itself is never stored.
     private func destinationHash(_ request: Request, _ context: TenantRequestContext) async throws -> Data {
         let object = try await JSONValue.object(from: request, context: context)
         var validator = FieldValidator()
         validator.rejectUnknown(object, known: ["destination"])
-        var number: PhoneNumber?
+        var destination: Destination?
         if case .string(let text)? = object["destination"] {
-            number = PhoneNumber(e164: text)
-        }
-        if number == nil {
-            validator.fail("destination", "is required: an E.164 phone number, + then 8 to 15 digits, no spaces (e.g. +32472306705)")
+            do {
+                destination = try Destination(text, channel: text.contains("@") ? .email : .sms)
+            } catch {
+                validator.fail("destination", error.message)
+            }
+        } else {
+            validator.fail(
+                "destination",
+                "is required: an E.164 phone number, + then 8 to 15 digits, no spaces (e.g. +32472306705), or an e-mail address")
         }
         try validator.check()
-        return hasher.hash(number!)
+        return hasher.hash(destination!)
     }
 }

@@ -147,14 +147,18 @@ extension SurveyRequestDraft {
             validator.fail("\(path).channel", "must be a string, not \(other.kind)")
         }
 
-        var destination: PhoneNumber?
+        var destination: Destination?
         switch fields["destination"] {
         case nil, .null?:
-            validator.fail("\(path).destination", "is required: an E.164 phone number such as +32472306705")
+            validator.fail("\(path).destination", "is required: \(channel?.destinationHint ?? "where to send it, as the channel expects")")
         case .string(let text)?:
-            destination = PhoneNumber(e164: text)
-            if destination == nil {
-                validator.fail("\(path).destination", "must be an E.164 phone number: + then 8 to 15 digits, no spaces (e.g. +32472306705)")
+            // Read only once the channel is known: it decides what a destination is.
+            if let channel {
+                do {
+                    destination = try Destination(text, channel: channel)
+                } catch {
+                    validator.fail("\(path).destination", error.message)
+                }
             }
         case let other?:
             validator.fail("\(path).destination", "must be a string, not \(other.kind)")

@@ -3,8 +3,8 @@ import Hummingbird
 import SurveyDomain
 import SurveyStorage
 
-/// `GET /usage?month=YYYY-MM`: messages sent and SMS segments billed in a month (UTC),
-/// and where the company stands today against its daily SMS cap.
+/// `GET /usage?month=YYYY-MM`: SMS messages sent and segments billed, and e-mails sent, in a
+/// month (UTC); and where the company stands today against its daily cap of each channel.
 struct UsageController {
     let replies: ReplyRepository
     let companies: CompanyRepository
@@ -15,13 +15,15 @@ struct UsageController {
 
     struct Usage: JSONResponse {
         var month: String
-        var messages: Int
-        var segments: Int
-        var allowance: DailySMSAllowance
+        var sent: ReplyRepository.Usage
+        var allowances: DailyAllowances
         var json: JSONDocument {
             .object([
-                ("month", .string(month)), ("messages", .integer(Int64(messages))), ("segments", .integer(Int64(segments))),
-                ("dailySmsCap", .integer(Int64(allowance.cap))), ("smsQueuedToday", .integer(Int64(allowance.queuedToday))),
+                ("month", .string(month)), ("messages", .integer(Int64(sent.messages))), ("segments", .integer(Int64(sent.segments))),
+                ("emails", .integer(Int64(sent.emails))),
+                ("dailySmsCap", .integer(Int64(allowances.sms.cap))), ("smsQueuedToday", .integer(Int64(allowances.sms.queuedToday))),
+                ("dailyEmailCap", .integer(Int64(allowances.email.cap))),
+                ("emailsQueuedToday", .integer(Int64(allowances.email.queuedToday))),
             ])
         }
     }
@@ -42,10 +44,8 @@ struct UsageController {
         }
         let start = calendar.date(from: DateComponents(year: year, month: month, day: 1))!
         let end = calendar.date(byAdding: .month, value: 1, to: start)!
-        let (messages, segments) = try await replies.usage(company: context.company, from: start, to: end)
-        let allowance = try await companies.allowance(context.company)
-        return JSONReply(
-            body: Usage(
-                month: String(format: "%04d-%02d", year, month), messages: messages, segments: segments, allowance: allowance))
+        let sent = try await replies.usage(company: context.company, from: start, to: end)
+        let allowances = try await companies.allowances(context.company)
+        return JSONReply(body: Usage(month: String(format: "%04d-%02d", year, month), sent: sent, allowances: allowances))
     }
 }

@@ -244,9 +244,10 @@ struct DashboardPages: Sendable {
         let end = calendar.date(byAdding: .month, value: 1, to: start)!
         let month = String(format: "%04d-%02d", parts.year!, parts.month!)
         async let totals = replies.usage(company: company, from: start, to: end)
-        async let allowance = companies.allowance(company)
+        async let allowances = companies.allowances(company)
         async let daily = replies.dailyUsage(company: company, from: start, to: end)
-        let ((messages, segments), today, days) = try await (totals, allowance, daily)
+        let (usage, today, days) = try await (totals, allowances.sms, daily)
+        let (messages, segments) = (usage.messages, usage.segments)
         let labels = days.map { String(calendar.component(.day, from: $0.day)) }
         let page = UsagePage(
             layout: .signedIn(title: "Usage", current: "/dashboard/usage", company: signedIn.company, secret: signedIn.secret, resources: resources),

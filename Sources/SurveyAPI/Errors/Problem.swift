@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import SurveyDomain
 
 /// An RFC 9457 problem: every error the API returns is one of these, as
 /// `application/problem+json`.
@@ -127,11 +128,18 @@ extension Problem {
             headers: [.retryAfter: String(seconds)])
     }
 
-    /// A send call would take the company past its daily SMS cap; nothing was queued.
-    public static func dailySMSCapExceeded(requested: Int, cap: Int, queuedToday: Int, retryAfter: Duration) -> Problem {
-        Problem(
-            status: .tooManyRequests, type: "/problems/daily-sms-cap", title: "Daily SMS cap reached",
-            detail: "This call would queue \(requested) SMS; \(queuedToday) of today's \(cap) are already queued (UTC day). Nothing was queued.",
+    /// A send call would take the company past one of its daily caps; nothing was queued.
+    public static func dailyCapExceeded(
+        _ channel: Channel, requested: Int, cap: Int, queuedToday: Int, retryAfter: Duration
+    ) -> Problem {
+        let (type, title, unit) =
+            switch channel {
+            case .sms: ("/problems/daily-sms-cap", "Daily SMS cap reached", "SMS")
+            case .email: ("/problems/daily-email-cap", "Daily e-mail cap reached", "e-mails")
+            }
+        return Problem(
+            status: .tooManyRequests, type: type, title: title,
+            detail: "This call would queue \(requested) \(unit); \(queuedToday) of today's \(cap) are already queued (UTC day). Nothing was queued.",
             headers: [.retryAfter: String(retryAfterSeconds(retryAfter))])
     }
 

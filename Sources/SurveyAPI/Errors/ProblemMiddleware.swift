@@ -80,9 +80,9 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             return Problem(status: error.status, detail: error.status.reasonPhrase + ".")
         case StorageError.notFound:
             return .notFound()
-        case StorageError.dailySMSCapExceeded(let allowance, let requested):
-            return .dailySMSCapExceeded(
-                requested: requested, cap: allowance.cap, queuedToday: allowance.queuedToday,
+        case StorageError.dailyCapExceeded(let channel, let allowance, let requested):
+            return .dailyCapExceeded(
+                channel, requested: requested, cap: allowance.cap, queuedToday: allowance.queuedToday,
                 retryAfter: untilNextUTCMidnight())
         case let error where StorageFailure(error) == .unavailable:
             context.logger.warning("database unavailable", metadata: ["error": "\(String(reflecting: error))"])
@@ -99,7 +99,7 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 }
 
-/// The daily SMS cap counts per UTC day.
+/// The daily caps count per UTC day.
 private func untilNextUTCMidnight(now: Date = Date()) -> Duration {
     let seconds = now.timeIntervalSince1970
     let next = (seconds / 86_400).rounded(.down) * 86_400 + 86_400

@@ -37,6 +37,19 @@ public struct DestinationHasher: Sendable {
         Data(HMAC<SHA256>.authenticationCode(for: Data(number.e164.utf8), using: key))
     }
 
+    /// An address's hash, of its canonical (lower-case) form. No separation from phone
+    /// numbers is needed: an E.164 number never contains `@`.
+    public func hash(_ address: EmailAddress) -> Data {
+        Data(HMAC<SHA256>.authenticationCode(for: Data(address.canonical.utf8), using: key))
+    }
+
+    public func hash(_ destination: Destination) -> Data {
+        switch destination {
+        case .phone(let number): hash(number)
+        case .email(let address): hash(address)
+        }
+    }
+
     /// A keyed fingerprint of anything that may contain phone numbers (a request body kept
     /// for idempotency): a plain hash of a one-number body could be reversed by trying
     /// every number. Domain-separated from `hash(_:)`.

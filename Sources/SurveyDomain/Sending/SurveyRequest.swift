@@ -7,12 +7,59 @@ public typealias RequestID = Identifier<RequestTag>
 /// wire, how a destination is read, and (in the worker) how a message goes out.
 public enum Channel: String, Sendable, CaseIterable {
     case sms = "SMS"
+    case email = "EMAIL"
+
+    /// What a destination on this channel looks like, for error messages.
+    public var destinationHint: String {
+        switch self {
+        case .sms: "an E.164 phone number such as +32472306705"
+        case .email: "an e-mail address such as jane@example.com"
+        }
+    }
+}
+
+/// Where one request goes: a phone (SMS) or a mailbox (e-mail). Stored only as its keyed
+/// hash; the raw form lives in the queue until the message reaches its final state.
+public enum Destination: Hashable, Sendable, CustomStringConvertible {
+    case phone(PhoneNumber)
+    case email(EmailAddress)
+
+    /// Reads `text` as the channel expects it.
+    public init(_ text: String, channel: Channel) throws(DestinationProblem) {
+        switch channel {
+        case .sms:
+            guard let number = PhoneNumber(e164: text) else {
+                throw DestinationProblem(message: "must be an E.164 phone number: + then 8 to 15 digits, no spaces (e.g. +32472306705)")
+            }
+            self = .phone(number)
+        case .email:
+            do {
+                self = .email(try EmailAddress(parsing: text))
+            } catch {
+                throw DestinationProblem(message: error.description)
+            }
+        }
+    }
+
+    /// What the queue keeps for the sender: the E.164 number, or the address as sent.
+    public var raw: String {
+        switch self {
+        case .phone(let number): number.e164
+        case .email(let address): address.address
+        }
+    }
+
+    public var description: String { "Destination(redacted)" }
+}
+
+public struct DestinationProblem: Error, Sendable, Equatable {
+    public var message: String
 }
 
 /// One validated item of a send call.
 public struct SurveyRequestDraft: Sendable, Equatable {
     public var channel: Channel
-    public var destination: PhoneNumber
+    public var destination: Destination
     public var segments: [String]
     public var referenceID: String?
     public var language: LanguageTag?
@@ -20,7 +67,7 @@ public struct SurveyRequestDraft: Sendable, Equatable {
     public var sendAt: Date?
 
     public init(
-        channel: Channel, destination: PhoneNumber, segments: [String], referenceID: String?, language: LanguageTag?,
+        channel: Channel, destination: Destination, segments: [String], referenceID: String?, language: LanguageTag?,
         sendAt: Date? = nil
     ) {
         self.channel = channel

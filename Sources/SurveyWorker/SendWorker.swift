@@ -8,11 +8,12 @@ import Synchronization
 import SurveyDomain
 import SurveyStorage
 
-/// The SMS worker: claims due jobs in batches, sends them through the provider at the
-/// configured rate, and records every outcome. Several run side by side safely: claims
-/// use `FOR UPDATE SKIP LOCKED`, and a claimed job is committed as leased before its SMS
+/// A channel's worker: claims that channel's due jobs in batches, sends them through its
+/// `MessageSender` at the configured rate, and records every outcome. Several run side by
+/// side safely (one per channel in a process, and any number of processes): claims use
+/// `FOR UPDATE SKIP LOCKED`, and a claimed job is committed as leased before its message
 /// goes out, so no job is ever sent twice.
-public struct SMSWorker: Service {
+public struct SendWorker: Service {
     public struct Configuration: Sendable {
         /// Jobs claimed at once; their outcomes are committed together.
         public var batchSize = 500
@@ -37,21 +38,31 @@ public struct SMSWorker: Service {
 
     let queue: QueueRepository
     let client: PostgresClient
-    let provider: any SMSProvider
+    let sender: any MessageSender
     let configuration: Configuration
     let logger: Logger
     let limiter: RateLimiter<ContinuousClock>
-    let metrics = WorkerMetrics()
+    let metrics: WorkerMetrics
 
     public init(
-        queue: QueueRepository, client: PostgresClient, provider: any SMSProvider, configuration: Configuration, logger: Logger
+        queue: QueueRepository, client: PostgresClient, sender: any MessageSender, configuration: Configuration, logger: Logger
     ) {
         self.queue = queue
         self.client = client
-        self.provider = provider
+        self.sender = sender
         self.configuration = configuration
+        var logger = logger
+        logger[metadataKey: "channel"] = "\(sender.channel.rawValue)"
         self.logger = logger
         self.limiter = RateLimiter(perSecond: configuration.ratePerSecond, burst: max(1, Int(configuration.ratePerSecond / 10)))
+        self.metrics = WorkerMetrics(channel: sender.channel)
+    }
+
+    /// The SMS worker.
+    public init(
+        queue: QueueRepository, client: PostgresClient, provider: any SMSProvider, configuration: Configuration, logger: Logger
+    ) {
+        self.init(queue: queue, client: client, sender: SMSSender(provider: provider), configuration: configuration, logger: logger)
     }
 
     public func run() async throws {
@@ -101,7 +112,7 @@ public struct SMSWorker: Service {
                             metadata: ["count": "\(reaped.returned)"])
                     }
                 }
-                let jobs = try await queue.claim(limit: batchSize, lease: configuration.lease)
+                let jobs = try await queue.claim(sender.channel, limit: batchSize, lease: configuration.lease)
                 if jobs.isEmpty {
                     await wakeup.wait(timeout: configuration.pollInterval)
                     continue
@@ -192,23 +203,24 @@ public struct SMSWorker: Service {
             return .release
         }
         if stopping.isSet { return .release }
-        let result = await provider.send(OutgoingSMS(to: job.destination, body: job.body))
-        switch result {
+        let sent = await sender.send(job)
+        let message = sender.channel == .sms ? "SMS" : "e-mail"
+        switch sent.attempt {
         case .accepted(let id):
-            return .sent(providerMessageID: id, segments: SMSSegments(body: job.body).count)
+            return .sent(providerMessageID: id, segments: sent.segments)
         case .optedOut:
             return .failed(reason: "opted-out")
         case .permanent(let reason):
-            logger.info("SMS refused by the provider", metadata: ["request_id": "\(job.request)", "reason": "\(reason)"])
+            logger.info("\(message) refused", metadata: ["request_id": "\(job.request)", "reason": "\(reason)"])
             return .failed(reason: "permanent")
         case .uncertain(let reason):
-            logger.warning("SMS outcome unknown; not retried", metadata: ["request_id": "\(job.request)", "reason": "\(reason)"])
+            logger.warning("\(message) outcome unknown; not retried", metadata: ["request_id": "\(job.request)", "reason": "\(reason)"])
             return .failed(reason: "uncertain")
         case .retryable(let reason, let retryAfter):
             let age = Duration.seconds(Date().timeIntervalSince(job.dueAt))
             switch configuration.retry.decide(attempts: job.attempts, age: age, retryAfter: retryAfter) {
             case .retry(let delay):
-                logger.info("SMS will be retried", metadata: ["request_id": "\(job.request)", "reason": "\(reason)", "attempt": "\(job.attempts)"])
+                logger.info("\(message) will be retried", metadata: ["request_id": "\(job.request)", "reason": "\(reason)", "attempt": "\(job.attempts)"])
                 return .retry(after: delay)
             case .giveUp:
                 return .failed(reason: "retries-exhausted")
@@ -247,13 +259,21 @@ final class StopFlag: Sendable {
     var isSet: Bool { value.load(ordering: .acquiring) }
 }
 
-/// SMS counters through swift-metrics; labelled by outcome only, never by tenant.
+/// A channel's counters through swift-metrics (`sms_sent_total`, `email_sent_total`, …);
+/// labelled by outcome only, never by tenant.
 struct WorkerMetrics: Sendable {
-    let sent = Counter(label: "sms_sent_total")
-    let retried = Counter(label: "sms_retried_total")
+    let prefix: String
+    let sent: Counter
+    let retried: Counter
+
+    init(channel: Channel) {
+        prefix = channel.rawValue.lowercased()
+        sent = Counter(label: "\(prefix)_sent_total")
+        retried = Counter(label: "\(prefix)_retried_total")
+    }
 
     func failed(reason: String, count: Int) {
-        Counter(label: "sms_failed_total", dimensions: [("reason", reason)]).increment(by: count)
+        Counter(label: "\(prefix)_failed_total", dimensions: [("reason", reason)]).increment(by: count)
     }
 
     func count(_ outcomes: [QueueRepository.Outcome]) {
