@@ -321,12 +321,14 @@ import WebhookSender
                     try await Self.running(pipeline, [pipeline.dispatcher()]) { try await receiver.log("down").count >= 1 }
                     var shown = try Self.json(try await client.execute(uri: "/survey/1.0.0/webhooks/\(endpoint.id)", method: .get, headers: admin))
                     #expect(shown["enabled"] as? Bool == true && shown["failingSince"] is String)
-                    // ...five days does.
+                    // ...five days does. (On a loaded machine the first run may have made a
+                    // retry before it stopped: counted from here.)
+                    let attemptsBefore = try await receiver.log("down").count
                     try await pipeline.superuser.withConnection { connection in
                         try await connection.query("UPDATE webhook_endpoints SET failing_since = now() - interval '5 days 1 minute'")
                         try await connection.query("UPDATE webhook_deliveries SET next_attempt_at = now() WHERE state = 'pending'")
                     }
-                    try await Self.running(pipeline, [pipeline.dispatcher()]) { try await receiver.log("down").count >= 2 }
+                    try await Self.running(pipeline, [pipeline.dispatcher()]) { try await receiver.log("down").count > attemptsBefore }
                     try await Task.sleep(for: .milliseconds(300))
                     shown = try Self.json(try await client.execute(uri: "/survey/1.0.0/webhooks/\(endpoint.id)", method: .get, headers: admin))
                     #expect(shown["enabled"] as? Bool == false)
@@ -348,7 +350,7 @@ import WebhookSender
                         try await connection.query("UPDATE webhook_deliveries SET next_attempt_at = now() WHERE state = 'pending'")
                     }
                     try await Self.running(pipeline, [pipeline.dispatcher()], timeout: .milliseconds(800)) { false }
-                    #expect(try await receiver.log("down").count == 2)
+                    #expect(try await receiver.log("down").count == attemptsBefore + 1)
                 }
             }
         }

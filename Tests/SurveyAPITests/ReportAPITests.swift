@@ -205,7 +205,7 @@ import Testing
 
     @Test(arguments: [
         ("startDate", "yesterday", "/report"), ("endDate", "2026-02-30", "/report"), ("timezone", "Mars/Olympus", "/report"),
-        ("segmentMode", "SOME", "/report"), ("channel", "EMAIL", "/report"), ("groupBy", "country", "/report"),
+        ("segmentMode", "SOME", "/report"), ("channel", "FAX", "/report"), ("groupBy", "country", "/report"),
         ("interval", "hour", "/report/trend"), ("segments", "a,,b", "/report"), ("startdate", "2026-01-01", "/report"),
         ("interval", "day", "/report"), ("groupBy", "survey", "/report/trend"), ("segments", "a\u{0}b", "/report"),
         ("segments", "\u{0}", "/report/trend"),

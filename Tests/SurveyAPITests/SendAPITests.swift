@@ -102,7 +102,7 @@ import Testing
             let items = [
                 item(Self.phone()),
                 item("0472306705"),
-                #"{"channel":"EMAIL","destination":"\#(Self.phone())"}"#,
+                #"{"channel":"FAX","destination":"\#(Self.phone())"}"#,
                 #"{"destination":"\#(Self.phone())"}"#,
                 item("+32 472 30 67 05"),
                 item(Self.phone(), segments: ["a,b", ""]),

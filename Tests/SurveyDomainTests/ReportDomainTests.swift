@@ -220,7 +220,7 @@ import Testing
         for zone in ["UTC", "Asia/Kolkata", "America/Argentina/Buenos_Aires", "Etc/GMT+1", "Pacific/Chatham"] {
             #expect(problems(ReportParameters(timezone: zone)) == [], "\(zone)")
         }
-        #expect(problems(ReportParameters(channel: "EMAIL")) == ["channel"])
+        #expect(problems(ReportParameters(channel: "FAX")) == ["channel"])
         #expect(problems(ReportParameters(channel: "sms")) == ["channel"])
         #expect(problems(ReportParameters(segmentMode: "SOME")) == ["segmentMode"])
         #expect(problems(ReportParameters(interval: "hour")) == ["interval"])
