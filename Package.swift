@@ -201,6 +201,13 @@ let package = Package(
             path: "Tests/TestSupport",
             swiftSettings: swiftSettings
         ),
+        // Shared by the tests that send e-mail: a real SMTP server (scripts/smtp_sink.py).
+        .target(
+            name: "MailTestSupport",
+            dependencies: ["MailTransport", .product(name: "NIOSSL", package: "swift-nio-ssl")],
+            path: "Tests/MailTestSupport",
+            swiftSettings: swiftSettings
+        ),
         // Shared by the HTTP tests only: every response checked against openapi.yaml.
         .target(
             name: "APITestSupport",
@@ -245,7 +252,10 @@ let package = Package(
         // Against a real SMTP server: scripts/smtp_sink.py (aiosmtpd), with STARTTLS and AUTH.
         .testTarget(
             name: "MailTransportTests",
-            dependencies: ["MailTransport", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl")],
+            dependencies: [
+                "MailTransport", "MailTestSupport", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -283,6 +293,8 @@ let package = Package(
                 "Telemetry",
                 "TestSupport",
                 "APITestSupport",
+                "MailTransport",
+                "MailTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),

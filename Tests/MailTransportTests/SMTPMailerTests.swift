@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MailTestSupport
 import MailTransport
 import NIOCore
 import NIOPosix

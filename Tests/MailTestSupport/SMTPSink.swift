@@ -5,24 +5,24 @@ import NIOSSL
 /// A real SMTP server for the tests: `scripts/smtp_sink.py` (aiosmtpd from PyPI, in the
 /// project's virtualenv), with STARTTLS on a self-signed certificate and AUTH. What it
 /// accepted is read back from its directory.
-final class SMTPSink: @unchecked Sendable {
+public final class SMTPSink: @unchecked Sendable {
     // @unchecked: `Process` is not Sendable; it is only started here and terminated in
     // `stop()`, never touched from two tasks at once.
     let process: Process
-    let directory: URL
-    let port: Int
-    let certificate: String?
+    public let directory: URL
+    public let port: Int
+    public let certificate: String?
 
-    static let user = "mailer@example.com"
-    static let password = "s3cret:with@signs"
+    public static let user = "mailer@example.com"
+    public static let password = "s3cret:with@signs"
 
-    struct Message: Decodable {
-        var from: String
-        var to: [String]
-        var data: String
-        var tls: Bool
-        var authenticated: Bool
-        var connection: Int
+    public struct Message: Decodable, Sendable {
+        public var from: String
+        public var to: [String]
+        public var data: String
+        public var tls: Bool
+        public var authenticated: Bool
+        public var connection: Int
     }
 
     static var python: String {
@@ -32,7 +32,7 @@ final class SMTPSink: @unchecked Sendable {
     static let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("scripts/smtp_sink.py").path
 
-    static func start(tls: Bool = true, authentication: Bool = true, pipelining: Bool = true) async throws -> SMTPSink {
+    public static func start(tls: Bool = true, authentication: Bool = true, pipelining: Bool = true) async throws -> SMTPSink {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("smtp-sink-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let process = Process()
@@ -77,7 +77,7 @@ final class SMTPSink: @unchecked Sendable {
     }
 
     /// A configuration for this sink: STARTTLS with its certificate trusted, and its credentials.
-    func configuration(credentials: Bool = true, password: String = SMTPSink.password) -> SMTPConfiguration {
+    public func configuration(credentials: Bool = true, password: String = SMTPSink.password) -> SMTPConfiguration {
         var configuration = SMTPConfiguration(
             host: "127.0.0.1", port: port, security: .startTLS(required: credentials),
             credentials: credentials ? .init(user: Self.user, password: password) : nil, clientName: "tests.example")
@@ -85,13 +85,13 @@ final class SMTPSink: @unchecked Sendable {
         return configuration
     }
 
-    func messages() throws -> [Message] {
+    public func messages() throws -> [Message] {
         let folder = directory.appendingPathComponent("messages")
         let names = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".json") }.sorted()
         return try names.map { try JSONDecoder().decode(Message.self, from: Data(contentsOf: folder.appendingPathComponent($0))) }
     }
 
-    func stop() {
+    public func stop() {
         // SIGKILL: nothing to flush, and a SIGTERM the test process ignores would be
         // ignored by its children too.
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
