@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A real SMTP server for the tests and benchmarks: aiosmtpd (PyPI), with STARTTLS and AUTH.
 
-    smtp_sink.py --dir DIR [--port 0] [--user U --password P] [--no-tls] [--pipelining]
+    smtp_sink.py --dir DIR [--port 0] [--user U --password P] [--no-tls] [--pipelining] [--eml | --no-store]
 
 Listens on 127.0.0.1 (an ephemeral port unless --port). With TLS (the default) it makes a
 self-signed certificate for 127.0.0.1 and localhost with `openssl` and offers STARTTLS;
@@ -10,7 +10,9 @@ Once listening it writes DIR/ready.json: {"port": N, "certificate": "DIR/cert.pe
 
 Each accepted message is written to DIR/messages/NNNNNN.json: {"from", "to", "data"
 (the message as received, text), "tls", "authenticated", "connection" (a number per TCP
-connection, to see reuse)}. What it does depends on the recipient's local part:
+connection, to see reuse)}; with --eml, the message itself beside it as NNNNNN.eml (for a
+mail client; `scripts/dev` uses it as a local mail catcher); with --no-store, nothing but a
+count in DIR/count (benchmarks). What it does depends on the recipient's local part:
 
     reject…  RCPT answered 550 (permanent)
     later…   RCPT answered 451 (temporary)
@@ -41,8 +43,10 @@ connections = itertools.count(1)
 
 
 class Handler:
-    def __init__(self, directory):
+    def __init__(self, directory, eml=False, store=True):
         self.directory = directory
+        self.eml = eml
+        self.store = store
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         # aiosmtpd leaves this to a handler that has the hook.
@@ -65,6 +69,12 @@ class Handler:
 
     async def handle_DATA(self, server, session, envelope):
         number = next(counter)
+        if not self.store:
+            # Rewritten every 100 messages, and at once for the first: cheap enough for a
+            # benchmark, exact at its end (read it after the sender has finished).
+            if number % 100 == 0 or number == 1:
+                write_atomically(os.path.join(self.directory, "count"), str(number))
+            return await self.answer(server, envelope, number)
         record = {
             "from": envelope.mail_from,
             "to": envelope.rcpt_tos,
@@ -77,12 +87,24 @@ class Handler:
         with open(path + ".tmp", "w") as out:
             json.dump(record, out)
         os.rename(path + ".tmp", path)
+        if self.eml:
+            write_atomically(os.path.join(self.directory, "messages", "%06d.eml" % number),
+                             envelope.original_content.decode("utf-8", "replace"))
+        return await self.answer(server, envelope, number)
+
+    async def answer(self, server, envelope, number):
         local = envelope.rcpt_tos[0].split("@")[0].lower() if envelope.rcpt_tos else ""
         if local.startswith("slow"):
             await asyncio.sleep(5)
         if local.startswith("drop"):
             server.transport.abort()
         return "250 2.0.0 Ok: queued as %06d" % number
+
+
+def write_atomically(path, text):
+    with open(path + ".tmp", "w") as out:
+        out.write(text)
+    os.rename(path + ".tmp", path)
 
 
 def self_signed(directory):
@@ -104,6 +126,8 @@ def main():
     parser.add_argument("--password")
     parser.add_argument("--no-tls", action="store_true")
     parser.add_argument("--pipelining", action="store_true")
+    parser.add_argument("--eml", action="store_true")
+    parser.add_argument("--no-store", action="store_true")
     args = parser.parse_args()
     if os.environ.get("SMTP_SINK_DEBUG"):
         import logging
@@ -133,7 +157,7 @@ def main():
     probe.bind(("127.0.0.1", args.port))
     port = probe.getsockname()[1]
     probe.close()
-    controller = SinkController(Handler(args.dir), hostname="127.0.0.1", port=port)
+    controller = SinkController(Handler(args.dir, eml=args.eml, store=not args.no_store), hostname="127.0.0.1", port=port)
     controller.start()
     with open(os.path.join(args.dir, "ready.json.tmp"), "w") as out:
         json.dump({"port": port, "certificate": certificate}, out)

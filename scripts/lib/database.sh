@@ -113,6 +113,19 @@ ensure_apt_packages() {
     _surveyd_quiet_as_root apt-get install -y --no-install-recommends "$@"
 }
 
+# The project's virtualenv (.venv) with what its Python helpers import: the Standard
+# Webhooks reference library (the tests' webhook receiver) and aiosmtpd (the SMTP sink of
+# the tests, the benchmarks and scripts/dev's local mail catcher). Pinned versions.
+ensure_project_python() {
+    local standardwebhooks=1.3.0 aiosmtpd=1.4.6
+    if ! "$SURVEYD_PROJECT_ROOT/.venv/bin/python" -c "import standardwebhooks, aiosmtpd" 2>/dev/null; then
+        python3 -m venv "$SURVEYD_PROJECT_ROOT/.venv" 2>/dev/null \
+            || { ensure_apt_packages python3-venv && python3 -m venv "$SURVEYD_PROJECT_ROOT/.venv"; } || return 1
+        "$SURVEYD_PROJECT_ROOT/.venv/bin/pip" install --quiet --disable-pip-version-check \
+            "standardwebhooks==$standardwebhooks" "aiosmtpd==$aiosmtpd" || return 1
+    fi
+}
+
 # Puts the Swift toolchain on PATH when it is installed but not on PATH.
 ensure_swift_toolchain() {
     command -v swift >/dev/null 2>&1 && return 0
