@@ -48,6 +48,9 @@ def migrate_and_create_company(surveyd, env, name="bench"):
                             capture_output=True, text=True).stdout
     url = env["DATABASE_URL"]
     psql(url, f"UPDATE companies SET daily_sms_cap = 10000000 WHERE name = '{name}'")
+    # The e-mail cap, where the build has one (an older tree's bench runs this file too).
+    if psql(url, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'companies' AND column_name = 'daily_email_cap'") == "1":
+        psql(url, f"UPDATE companies SET daily_email_cap = 10000000 WHERE name = '{name}'")
     return output.split()[-1], int(psql(url, f"SELECT max(company_id) FROM companies WHERE name = '{name}'"))
 
 

@@ -12,7 +12,8 @@ Each accepted message is written to DIR/messages/NNNNNN.json: {"from", "to", "da
 (the message as received, text), "tls", "authenticated", "connection" (a number per TCP
 connection, to see reuse)}; with --eml, the message itself beside it as NNNNNN.eml (for a
 mail client; `scripts/dev` uses it as a local mail catcher); with --no-store, nothing but a
-count in DIR/count (benchmarks). What it does depends on the recipient's local part:
+count in DIR/count (benchmarks: {"messages": every 100th and the first, "connections":
+the highest connection number then}). What it does depends on the recipient's local part:
 
     reject…  RCPT answered 550 (permanent)
     later…   RCPT answered 451 (temporary)
@@ -73,7 +74,8 @@ class Handler:
             # Rewritten every 100 messages, and at once for the first: cheap enough for a
             # benchmark, exact at its end (read it after the sender has finished).
             if number % 100 == 0 or number == 1:
-                write_atomically(os.path.join(self.directory, "count"), str(number))
+                write_atomically(os.path.join(self.directory, "count"), json.dumps(
+                    {"messages": number, "connections": getattr(server, "connection_number", 0)}))
             return await self.answer(server, envelope, number)
         record = {
             "from": envelope.mail_from,
