@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """E-mail drain benchmark: how fast the worker hands queued e-mails to an SMTP relay.
 
-    bench/email.py [--emails 20000] [--concurrency 16] [--worker-env NAME=VALUE ...]
+    bench/email_drain.py [--emails 20000] [--concurrency 16] [--worker-env NAME=VALUE ...]
 
 Builds surveyd in release mode, starts a private PostgreSQL cluster with durable commits,
 a fresh database, `surveyd serve`, and a local SMTP server (scripts/smtp_sink.py: aiosmtpd
