@@ -140,7 +140,7 @@ import WebhookSender
             }
         }
         // They are there: the superuser sees the tenant's rows.
-        #expect(try await harness.count("survey_requests", company: tenant.id) == 1)
+        #expect(try await harness.count("survey_requests", company: tenant.id) == 2)
         #expect(try await harness.count("idempotency_keys", company: tenant.id) == 1)
     }
 }
