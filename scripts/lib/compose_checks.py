@@ -415,8 +415,9 @@ def main():
             elif name == "db-roles":
                 assert user == "postgres", f"db-roles logs in as {user}"
             else:
-                assert name == "postgres" and user is None, f"{name} logs in as {user}"
-        assert set(LOGIN) | {"postgres", "db-roles"} == set(services), f"services: {sorted(services)}"
+                # The database itself, and the mail catcher, which has no database at all.
+                assert name in ("postgres", "mailpit") and user is None, f"{name} logs in as {user}"
+        assert set(LOGIN) | {"postgres", "db-roles", "mailpit"} == set(services), f"services: {sorted(services)}"
 
     @check("each secret reaches only the services that need it")
     def _():
