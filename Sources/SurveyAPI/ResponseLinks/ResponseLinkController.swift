@@ -74,7 +74,7 @@ struct ResponseLinkController {
     /// our own page posts an empty form): the POST itself is the request, and scanners do not
     /// POST. The body is still read, within its bound.
     @Sendable func unsubscribe(request: Request, context: Context) async throws -> Response {
-        _ = try await request.body.collect(upTo: Self.maximumFormSize)
+        _ = try await request.collectBody(upTo: Self.maximumFormSize)
         guard let token = Self.token(context), try await links.unsubscribe(token) else {
             return Self.page(ResponsePage.unknown, status: .notFound)
         }
@@ -99,7 +99,7 @@ struct ResponseLinkController {
 
     /// A posted `application/x-www-form-urlencoded` form, or `nil` for another body.
     static func form(_ request: Request) async throws -> [String: String]? {
-        let body = try await request.body.collect(upTo: maximumFormSize)
+        let body = try await request.collectBody(upTo: maximumFormSize)
         let type = request.headers[.contentType]?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased()
         guard type == "application/x-www-form-urlencoded", let pairs = FormURLEncoding.decode(String(buffer: body)) else { return nil }
         return Dictionary(pairs, uniquingKeysWith: { first, _ in first })
