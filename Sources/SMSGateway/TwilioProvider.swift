@@ -46,8 +46,14 @@ public struct TwilioProvider: SMSProvider {
     public func send(_ message: OutgoingSMS) async -> DeliveryAttempt {
         var fields = [("To", message.to), ("From", configuration.from), ("Body", message.body)]
         if let callback = configuration.statusCallback { fields.append(("StatusCallback", callback)) }
+        return await post("Messages.json", fields)
+    }
+
+    /// A form to one of the account's resources (`Messages.json`, `Calls.json`); both answer
+    /// `{"sid", "status"}` on success and errors alike.
+    func post(_ resource: String, _ fields: [(String, String)]) async -> DeliveryAttempt {
         let base = configuration.apiBaseURL.hasSuffix("/") ? String(configuration.apiBaseURL.dropLast()) : configuration.apiBaseURL
-        var request = HTTPClientRequest(url: "\(base)/2010-04-01/Accounts/\(configuration.accountSID)/Messages.json")
+        var request = HTTPClientRequest(url: "\(base)/2010-04-01/Accounts/\(configuration.accountSID)/\(resource)")
         request.method = .POST
         let credentials = Data("\(configuration.accountSID):\(configuration.authToken)".utf8).base64EncodedString()
         request.headers.add(name: "Authorization", value: "Basic \(credentials)")

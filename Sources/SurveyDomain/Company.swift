@@ -22,6 +22,11 @@ public struct CompanySettings: Sendable, Equatable {
     public var dailySMSCap: Int
     /// E-mails the company may queue per UTC day, likewise.
     public var dailyEmailCap: Int
+    /// Calls the company may queue per UTC day, likewise.
+    public var dailyVoiceCap: Int
+    /// When a call is not answered (busy, no answer): how many calls a request may take in
+    /// all, and how long between two.
+    public var voiceRetry: VoiceRetryRule
     /// The company's own request rate, all its tokens together; `nil` takes the service's
     /// default (`COMPANY_RATE_LIMIT_*`).
     public var requestRateLimit: RateLimit?
@@ -33,12 +38,15 @@ public struct CompanySettings: Sendable, Equatable {
     public static let defaultTimeZone = "Europe/Brussels"
 
     public init(
-        resurveyDays: Int = 30, dailySMSCap: Int = 10_000, dailyEmailCap: Int = 50_000, requestRateLimit: RateLimit? = nil,
+        resurveyDays: Int = 30, dailySMSCap: Int = 10_000, dailyEmailCap: Int = 50_000, dailyVoiceCap: Int = 1_000,
+        voiceRetry: VoiceRetryRule = VoiceRetryRule(), requestRateLimit: RateLimit? = nil,
         quietHours: QuietHours? = .default, timeZone: String = CompanySettings.defaultTimeZone
     ) {
         self.resurveyDays = resurveyDays
         self.dailySMSCap = dailySMSCap
         self.dailyEmailCap = dailyEmailCap
+        self.dailyVoiceCap = dailyVoiceCap
+        self.voiceRetry = voiceRetry
         self.requestRateLimit = requestRateLimit
         self.quietHours = quietHours
         self.timeZone = timeZone
@@ -55,6 +63,9 @@ public struct CompanySettingsChange: Sendable, Equatable {
     public var resurveyDays: Int?
     public var dailySMSCap: Int?
     public var dailyEmailCap: Int?
+    public var dailyVoiceCap: Int?
+    public var voiceCallAttempts: Int?
+    public var voiceRetryMinutes: Int?
     public var requestRateLimit: RateLimitChange?
     public var quietHours: QuietHoursChange?
     public var timeZone: String?
@@ -72,19 +83,24 @@ public struct CompanySettingsChange: Sendable, Equatable {
     }
 
     public init(
-        resurveyDays: Int? = nil, dailySMSCap: Int? = nil, dailyEmailCap: Int? = nil, requestRateLimit: RateLimitChange? = nil,
+        resurveyDays: Int? = nil, dailySMSCap: Int? = nil, dailyEmailCap: Int? = nil, dailyVoiceCap: Int? = nil,
+        voiceCallAttempts: Int? = nil, voiceRetryMinutes: Int? = nil, requestRateLimit: RateLimitChange? = nil,
         quietHours: QuietHoursChange? = nil, timeZone: String? = nil
     ) {
         self.resurveyDays = resurveyDays
         self.dailySMSCap = dailySMSCap
         self.dailyEmailCap = dailyEmailCap
+        self.dailyVoiceCap = dailyVoiceCap
+        self.voiceCallAttempts = voiceCallAttempts
+        self.voiceRetryMinutes = voiceRetryMinutes
         self.requestRateLimit = requestRateLimit
         self.quietHours = quietHours
         self.timeZone = timeZone
     }
 
     public var isEmpty: Bool {
-        resurveyDays == nil && dailySMSCap == nil && dailyEmailCap == nil && requestRateLimit == nil && quietHours == nil && timeZone == nil
+        resurveyDays == nil && dailySMSCap == nil && dailyEmailCap == nil && dailyVoiceCap == nil && voiceCallAttempts == nil
+            && voiceRetryMinutes == nil && requestRateLimit == nil && quietHours == nil && timeZone == nil
     }
 
     /// `settings` with this change applied.
@@ -93,6 +109,9 @@ public struct CompanySettingsChange: Sendable, Equatable {
         if let resurveyDays { result.resurveyDays = resurveyDays }
         if let dailySMSCap { result.dailySMSCap = dailySMSCap }
         if let dailyEmailCap { result.dailyEmailCap = dailyEmailCap }
+        if let dailyVoiceCap { result.dailyVoiceCap = dailyVoiceCap }
+        if let voiceCallAttempts { result.voiceRetry.attempts = voiceCallAttempts }
+        if let voiceRetryMinutes { result.voiceRetry.minutes = voiceRetryMinutes }
         switch requestRateLimit {
         case .set(let limit)?: result.requestRateLimit = limit
         case .useDefault?: result.requestRateLimit = nil
@@ -113,6 +132,9 @@ public enum CompanyLimits {
     public static let resurveyDays = 0...3650
     public static let dailySMSCap = 0...10_000_000
     public static let dailyEmailCap = 0...10_000_000
+    public static let dailyVoiceCap = 0...10_000_000
+    public static let voiceCallAttempts = 1...5
+    public static let voiceRetryMinutes = 1...1440
     /// A company's own request rate: requests per second, and burst.
     public static let requestsPerSecond = 0.01...1_000_000.0
     public static let requestBurst = 1...10_000_000
@@ -135,9 +157,38 @@ public struct DailyAllowance: Sendable, Equatable {
 public struct DailyAllowances: Sendable, Equatable {
     public var sms: DailyAllowance
     public var email: DailyAllowance
+    public var voice: DailyAllowance
 
-    public init(sms: DailyAllowance, email: DailyAllowance) {
+    public init(sms: DailyAllowance, email: DailyAllowance, voice: DailyAllowance) {
         self.sms = sms
         self.email = email
+        self.voice = voice
+    }
+
+    public subscript(channel: Channel) -> DailyAllowance {
+        switch channel {
+        case .sms: sms
+        case .email: email
+        case .voice: voice
+        }
+    }
+}
+
+/// A company's rule for calls nobody answered (busy, no answer): a request takes at most
+/// `attempts` calls in all, `minutes` apart (never inside the company's quiet hours), one at
+/// a time.
+public struct VoiceRetryRule: Sendable, Equatable {
+    public var attempts: Int
+    public var minutes: Int
+
+    public init(attempts: Int = 2, minutes: Int = 60) {
+        self.attempts = attempts
+        self.minutes = minutes
+    }
+
+    /// When the next call may be placed after `calls` unanswered ones, or `nil`: no more.
+    public func nextCall(after calls: Int, now: Date, schedule: SendSchedule) -> Date? {
+        guard calls < attempts else { return nil }
+        return schedule.dueTime(sendAt: now.addingTimeInterval(TimeInterval(minutes * 60)), now: now)
     }
 }

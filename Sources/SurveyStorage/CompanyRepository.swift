@@ -23,9 +23,11 @@ public struct CompanyRepository: Sendable {
         return try await database.withTenant(id) { connection in
             let createdAt = try await connection.query(
                 """
-                INSERT INTO companies (company_id, name, resurvey_days, daily_sms_cap, daily_email_cap, rate_limit_per_second,
+                INSERT INTO companies (company_id, name, resurvey_days, daily_sms_cap, daily_email_cap, daily_voice_cap,
+                                       voice_call_attempts, voice_retry_minutes, rate_limit_per_second,
                                        rate_limit_burst, quiet_hours_start, quiet_hours_end, time_zone)
                 VALUES (\(id), \(name), \(settings.resurveyDays), \(settings.dailySMSCap), \(settings.dailyEmailCap),
+                        \(settings.dailyVoiceCap), \(settings.voiceRetry.attempts), \(settings.voiceRetry.minutes),
                         \(settings.requestRateLimit?.ratePerSecond), \(settings.requestRateLimit?.burst),
                         \(settings.quietHours?.start.description)::time, \(settings.quietHours?.end.description)::time, \(settings.timeZone))
                 RETURNING created_at
@@ -65,7 +67,8 @@ public struct CompanyRepository: Sendable {
                 """
                 UPDATE companies
                    SET resurvey_days = \(settings.resurveyDays), daily_sms_cap = \(settings.dailySMSCap),
-                       daily_email_cap = \(settings.dailyEmailCap),
+                       daily_email_cap = \(settings.dailyEmailCap), daily_voice_cap = \(settings.dailyVoiceCap),
+                       voice_call_attempts = \(settings.voiceRetry.attempts), voice_retry_minutes = \(settings.voiceRetry.minutes),
                        rate_limit_per_second = \(settings.requestRateLimit?.ratePerSecond),
                        rate_limit_burst = \(settings.requestRateLimit?.burst),
                        quiet_hours_start = \(settings.quietHours?.start.description)::time,
@@ -78,18 +81,20 @@ public struct CompanyRepository: Sendable {
 
     /// What `company(_:)` reads, in its order.
     static let settingsColumns: StaticString = """
-        name, created_at, resurvey_days, daily_sms_cap, daily_email_cap, rate_limit_per_second, rate_limit_burst,
+        name, created_at, resurvey_days, daily_sms_cap, daily_email_cap, daily_voice_cap, voice_call_attempts,
+        voice_retry_minutes, rate_limit_per_second, rate_limit_burst,
         to_char(quiet_hours_start, 'HH24:MI'), to_char(quiet_hours_end, 'HH24:MI'), time_zone
         """
 
     static func company(_ id: CompanyID) -> (PostgresRow) throws -> Company {
         { row in
-            let (name, createdAt, resurveyDays, cap, emailCap, rate, burst, quietStart, quietEnd, timeZone) = try row.decode(
-                (String, Date, Int, Int, Int, Double?, Int?, String?, String?, String).self)
+            let (name, createdAt, resurveyDays, cap, emailCap, voiceCap, attempts, minutes, rate, burst, quietStart, quietEnd, timeZone) =
+                try row.decode((String, Date, Int, Int, Int, Int, Int, Int, Double?, Int?, String?, String?, String).self)
             return Company(
                 id: id, name: name, createdAt: createdAt,
                 settings: CompanySettings(
-                    resurveyDays: resurveyDays, dailySMSCap: cap, dailyEmailCap: emailCap, requestRateLimit: rateLimit(rate, burst),
+                    resurveyDays: resurveyDays, dailySMSCap: cap, dailyEmailCap: emailCap, dailyVoiceCap: voiceCap,
+                    voiceRetry: VoiceRetryRule(attempts: attempts, minutes: minutes), requestRateLimit: rateLimit(rate, burst),
                     quietHours: quietHours(quietStart, quietEnd), timeZone: timeZone))
         }
     }
@@ -115,7 +120,8 @@ public struct CompanyRepository: Sendable {
     static func allowances(_ id: CompanyID, on connection: PostgresConnection) async throws -> DailyAllowances {
         let row = try await connection.query(
             """
-            SELECT c.daily_sms_cap, coalesce(u.queued, 0), c.daily_email_cap, coalesce(u.emails_queued, 0)
+            SELECT c.daily_sms_cap, coalesce(u.queued, 0), c.daily_email_cap, coalesce(u.emails_queued, 0),
+                   c.daily_voice_cap, coalesce(u.calls_queued, 0)
               FROM companies AS c
               LEFT JOIN daily_sms_usage AS u
                 ON u.company_id = c.company_id AND u.day = (now() AT TIME ZONE 'UTC')::date
@@ -123,9 +129,10 @@ public struct CompanyRepository: Sendable {
             """
         ).single
         guard let row else { throw StorageError.notFound }
-        let (smsCap, sms, emailCap, emails) = try row.decode((Int, Int, Int, Int).self)
+        let (smsCap, sms, emailCap, emails, voiceCap, calls) = try row.decode((Int, Int, Int, Int, Int, Int).self)
         return DailyAllowances(
-            sms: DailyAllowance(cap: smsCap, queuedToday: sms), email: DailyAllowance(cap: emailCap, queuedToday: emails))
+            sms: DailyAllowance(cap: smsCap, queuedToday: sms), email: DailyAllowance(cap: emailCap, queuedToday: emails),
+            voice: DailyAllowance(cap: voiceCap, queuedToday: calls))
     }
 
     /// Issues another token for an existing company.

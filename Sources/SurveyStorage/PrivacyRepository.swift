@@ -81,9 +81,11 @@ public struct PrivacyRepository: Sendable {
                         RETURNING (created_at AT TIME ZONE 'UTC')::date AS day, channel
                     )
                     UPDATE daily_sms_usage AS u
-                       SET queued = greatest(u.queued - c.sms, 0), emails_queued = greatest(u.emails_queued - c.emails, 0)
+                       SET queued = greatest(u.queued - c.sms, 0), emails_queued = greatest(u.emails_queued - c.emails, 0),
+                           calls_queued = greatest(u.calls_queued - c.calls, 0)
                       FROM (SELECT day, count(*) FILTER (WHERE channel = 'SMS')::int AS sms,
-                                   count(*) FILTER (WHERE channel = 'EMAIL')::int AS emails
+                                   count(*) FILTER (WHERE channel = 'EMAIL')::int AS emails,
+                                   count(*) FILTER (WHERE channel = 'VOICE')::int AS calls
                               FROM cancelled GROUP BY day) AS c
                      WHERE u.company_id = \(company) AND u.day = c.day
                     """)

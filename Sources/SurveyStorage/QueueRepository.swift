@@ -14,6 +14,9 @@ public struct QueueRepository: Sendable {
         self.policy = policy
     }
 
+    /// How long a placed call's job waits for the call's final status.
+    static let callLeaseSeconds = 3600
+
     public struct Job: Sendable, Equatable {
         public var channel: Channel
         public var company: CompanyID
@@ -233,7 +236,17 @@ public struct QueueRepository: Sendable {
                                      \(sent.map(\.1))::text[], \(sent.map(\.2))::int[], \(sent.map(\.0.channel.rawValue))::text[])
                        AS t(company_id, job_id, request_id, hash, message_id, segments, channel)
             ), done AS (
-                DELETE FROM sms_jobs AS j USING t WHERE j.company_id = t.company_id AND j.job_id = t.job_id
+                DELETE FROM sms_jobs AS j USING t
+                 WHERE j.company_id = t.company_id AND j.job_id = t.job_id AND t.channel <> 'VOICE'
+            ), calling AS (
+                -- A call is not over when the provider takes it: its job (and number) stays,
+                -- out of every claim, until the call's final status ends it or gives it back
+                -- for another call (VoiceRepository). If that status never comes, the reaper
+                -- takes the job away when this lease runs out.
+                UPDATE sms_jobs AS j
+                   SET leased_until = now() + make_interval(secs => \(Self.callLeaseSeconds)), lease_id = NULL, claim_position = NULL
+                  FROM t
+                 WHERE j.company_id = t.company_id AND j.job_id = t.job_id AND t.channel = 'VOICE'
             ), requests AS (
                 -- A request reaped as `uncertain` meanwhile gets the truth now we know it.
                 UPDATE survey_requests AS r
@@ -244,9 +257,10 @@ public struct QueueRepository: Sendable {
                  WHERE r.company_id = t.company_id AND r.request_id = t.request_id
                    AND (r.status = 'queued' OR (r.status = 'failed' AND r.failure = 'uncertain'))
             ), messages AS (
-                -- Delivery callbacks find their request by the provider's id; e-mail has none.
+                -- Delivery callbacks (and a call's webhooks) find their request by the
+                -- provider's id; e-mail has none.
                 INSERT INTO provider_messages (provider_message_id, company_id, request_id)
-                SELECT message_id, company_id, request_id FROM t WHERE channel = 'SMS'
+                SELECT message_id, company_id, request_id FROM t WHERE channel <> 'EMAIL'
                 ON CONFLICT DO NOTHING
             )
             -- The number stays busy for the response window, from now.

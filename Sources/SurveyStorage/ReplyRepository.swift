@@ -167,19 +167,24 @@ public struct ReplyRepository: Sendable {
         public var messages: Int
         public var segments: Int
         public var emails: Int
+        /// Calls answered, and their minutes (each call's duration rounded up to the minute).
+        public var calls: Int
+        public var callMinutes: Int
     }
 
     public func usage(company: CompanyID, from start: Date, to end: Date) async throws -> Usage {
         try await database.withTenant(company) { connection in
-            let (messages, segments, emails) = try await connection.query(
+            let (messages, segments, emails, calls, minutes) = try await connection.query(
                 """
                 SELECT count(*) FILTER (WHERE channel = 'SMS')::bigint, coalesce(sum(sms_segments), 0)::bigint,
-                       count(*) FILTER (WHERE channel = 'EMAIL')::bigint
+                       count(*) FILTER (WHERE channel = 'EMAIL')::bigint,
+                       count(*) FILTER (WHERE channel = 'VOICE' AND call_seconds > 0)::bigint,
+                       coalesce(sum(ceil(call_seconds / 60.0)) FILTER (WHERE channel = 'VOICE'), 0)::bigint
                   FROM survey_requests
                  WHERE company_id = \(company) AND sent_at >= \(start) AND sent_at < \(end)
                 """
-            ).one().decode((Int, Int, Int).self)
-            return Usage(messages: messages, segments: segments, emails: emails)
+            ).one().decode((Int, Int, Int, Int, Int).self)
+            return Usage(messages: messages, segments: segments, emails: emails, calls: calls, callMinutes: minutes)
         }
     }
 

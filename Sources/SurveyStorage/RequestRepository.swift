@@ -82,7 +82,8 @@ public struct RequestRepository: Sendable {
                 """
                 UPDATE daily_sms_usage
                    SET queued = greatest(queued - \(request.channel == .sms ? 1 : 0), 0),
-                       emails_queued = greatest(emails_queued - \(request.channel == .email ? 1 : 0), 0)
+                       emails_queued = greatest(emails_queued - \(request.channel == .email ? 1 : 0), 0),
+                       calls_queued = greatest(calls_queued - \(request.channel == .voice ? 1 : 0), 0)
                  WHERE company_id = \(company) AND day = (\(request.createdAt)::timestamptz AT TIME ZONE 'UTC')::date
                 """)
         }

@@ -186,9 +186,11 @@ public struct SchedulerRepository: Sendable {
                 RETURNING r.company_id, (r.created_at AT TIME ZONE 'UTC')::date AS day, r.channel
             )
             UPDATE daily_sms_usage AS u
-               SET queued = greatest(u.queued - c.sms, 0), emails_queued = greatest(u.emails_queued - c.emails, 0)
+               SET queued = greatest(u.queued - c.sms, 0), emails_queued = greatest(u.emails_queued - c.emails, 0),
+                           calls_queued = greatest(u.calls_queued - c.calls, 0)
               FROM (SELECT company_id, day, count(*) FILTER (WHERE channel = 'SMS')::int AS sms,
-                           count(*) FILTER (WHERE channel = 'EMAIL')::int AS emails
+                           count(*) FILTER (WHERE channel = 'EMAIL')::int AS emails,
+                                   count(*) FILTER (WHERE channel = 'VOICE')::int AS calls
                       FROM requests GROUP BY 1, 2) AS c
              WHERE u.company_id = c.company_id AND u.day = c.day
             """)

@@ -255,22 +255,30 @@ public struct SendRepository: Sendable {
     private func countAgainstDailyCaps(_ channels: [Channel], company: CompanyID, on connection: PostgresConnection) async throws {
         let sms = channels.count { $0 == .sms }
         let emails = channels.count { $0 == .email }
-        guard sms + emails > 0 else { return }
+        let calls = channels.count { $0 == .voice }
+        guard sms + emails + calls > 0 else { return }
         let counted = try await connection.query(
             """
-            INSERT INTO daily_sms_usage AS u (company_id, day, queued, emails_queued)
-            SELECT c.company_id, (now() AT TIME ZONE 'UTC')::date, \(sms), \(emails)
+            INSERT INTO daily_sms_usage AS u (company_id, day, queued, emails_queued, calls_queued)
+            SELECT c.company_id, (now() AT TIME ZONE 'UTC')::date, \(sms), \(emails), \(calls)
               FROM companies AS c
              WHERE c.company_id = \(company) AND \(sms) <= c.daily_sms_cap AND \(emails) <= c.daily_email_cap
+               AND \(calls) <= c.daily_voice_cap
             ON CONFLICT (company_id, day) DO UPDATE
-               SET queued = u.queued + EXCLUDED.queued, emails_queued = u.emails_queued + EXCLUDED.emails_queued
+               SET queued = u.queued + EXCLUDED.queued, emails_queued = u.emails_queued + EXCLUDED.emails_queued,
+                   calls_queued = u.calls_queued + EXCLUDED.calls_queued
              WHERE u.queued + EXCLUDED.queued <= (SELECT daily_sms_cap FROM companies WHERE company_id = \(company))
                AND u.emails_queued + EXCLUDED.emails_queued <= (SELECT daily_email_cap FROM companies WHERE company_id = \(company))
+               AND u.calls_queued + EXCLUDED.calls_queued <= (SELECT daily_voice_cap FROM companies WHERE company_id = \(company))
             RETURNING queued
             """)
         guard counted.isEmpty else { return }
         let allowances = try await CompanyRepository.allowances(company, on: connection)
-        if sms > allowances.sms.remaining { throw StorageError.dailyCapExceeded(.sms, allowances.sms, requested: sms) }
-        throw StorageError.dailyCapExceeded(.email, allowances.email, requested: emails)
+        for (channel, requested) in [(Channel.sms, sms), (.email, emails), (.voice, calls)]
+        where requested > allowances[channel].remaining {
+            throw StorageError.dailyCapExceeded(channel, allowances[channel], requested: requested)
+        }
+        // Another call took the room between the two statements: the first cap it passes.
+        throw StorageError.dailyCapExceeded(.sms, allowances.sms, requested: sms)
     }
 }

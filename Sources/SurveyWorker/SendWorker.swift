@@ -204,7 +204,7 @@ public struct SendWorker: Service {
         }
         if stopping.isSet { return .release }
         let sent = await sender.send(job)
-        let message = sender.channel == .sms ? "SMS" : "e-mail"
+        let message = sender.channel == .email ? "e-mail" : sender.channel == .voice ? "call" : "SMS"
         switch sent.attempt {
         case .accepted(let id):
             return .sent(providerMessageID: id, segments: sent.segments)

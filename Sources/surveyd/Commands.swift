@@ -93,7 +93,7 @@ struct Serve: AsyncParsableCommand {
 struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "worker",
-        abstract: "Send queued SMS and e-mails (DATABASE_URL, DESTINATION_HASH_KEY, SMS_PROVIDER, SMS_RATE_LIMIT, TWILIO_*, SMTP_URL, MAIL_FROM).")
+        abstract: "Send queued SMS, calls and e-mails (DATABASE_URL, DESTINATION_HASH_KEY, SMS_PROVIDER, SMS_RATE_LIMIT, TWILIO_*, SMTP_URL, MAIL_FROM).")
 
     func run() async throws {
         let logger = Environment.logger("surveyd.worker")
@@ -126,6 +126,10 @@ struct WorkerCommand: AsyncParsableCommand {
         emailConfiguration.ratePerSecond = try Environment.double("EMAIL_RATE_LIMIT", default: 1000, range: 0.1...100_000)
         emailConfiguration.concurrency = try Environment.integer("EMAIL_CONCURRENCY", default: 16, range: 1...1024)
         let mail = try Environment.mail(concurrency: emailConfiguration.concurrency)
+        var voiceConfiguration = workerConfiguration
+        voiceConfiguration.ratePerSecond = try Environment.double("VOICE_RATE_LIMIT", default: 10, range: 0.1...10_000)
+        voiceConfiguration.concurrency = try Environment.integer("VOICE_CONCURRENCY", default: 8, range: 1...1024)
+        voiceConfiguration.lanes = 1
         var senderConfiguration = WebhookSender.Configuration()
         senderConfiguration.allowPrivateAddresses = try Environment.allowPrivateWebhookURLs()
         var dispatcherConfiguration = WebhookDispatcher.Configuration()
@@ -142,7 +146,8 @@ struct WorkerCommand: AsyncParsableCommand {
         let migrator = try Migrator(directory: Environment.sqlDirectory())
         // Last: from here on, leaving must shut the client down.
         let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Environment.httpClientConfiguration(workerConfiguration.concurrency))
-        let provider: any SMSProvider
+        // One provider account for messages and calls.
+        let provider: any SMSProvider & CallProvider
         if var configuration = twilio {
             // An attempt must end well within its lease, or another worker would take its
             // outcome for unknown.
@@ -171,6 +176,14 @@ struct WorkerCommand: AsyncParsableCommand {
             .init(service: RoutingJanitor(database: database, logger: logger)),
             .init(service: Scheduler(database: database, policy: policy, logger: logger)),
         ]
+        // Calls through the same provider: a worker of its own (calls are slow to place and
+        // costly: a lower rate), on the same queue and pool.
+        services.append(
+            .init(
+                service: SendWorker(
+                    queue: QueueRepository(database: database, policy: policy), client: pool,
+                    sender: VoiceSender(provider: provider, publicBaseURL: Environment.publicBaseURL(port: try Environment.port())),
+                    configuration: voiceConfiguration, logger: logger)))
         // E-mail, when a relay is configured: a worker of its own (its own rate, its own
         // connections), on the same queue and pool.
         var mailer: SMTPMailer?

@@ -28,6 +28,8 @@ enum EnvironmentVariables {
         .init(name: "SMS_CONCURRENCY", whenUnset: "64", meaning: "messages in flight to the provider at once"),
         .init(name: "SMS_LEASE_SECONDS", whenUnset: "120", meaning: "how long a claim holds"),
         .init(name: "SMS_LANES", whenUnset: "2", meaning: "claim-send-record loops side by side"),
+        .init(name: "VOICE_RATE_LIMIT", whenUnset: "10", meaning: "calls per second placed through the provider"),
+        .init(name: "VOICE_CONCURRENCY", whenUnset: "8", meaning: "calls being placed at once (the provider's API calls, not the calls' length)"),
         .init(name: "SMTP_URL", whenUnset: "no e-mail is sent (worker)", meaning: "the mail relay: smtp://user:password@host:587 (STARTTLS), smtps://…:465 (TLS), smtp://localhost:1025 (a local catcher)"),
         .init(name: "SMTP_CA_FILE", whenUnset: "the system's roots", meaning: "PEM certificates the relay's TLS certificate must chain to (a private relay)"),
         .init(name: "MAIL_FROM", whenUnset: "required with SMTP_URL", meaning: "the surveys' sender address (envelope and From:)"),

@@ -33,10 +33,11 @@ public struct ContractCheckedClient: TestClientProtocol {
 }
 
 extension ApplicationProtocol {
-    /// `test(.router)`, with every response checked against `openapi.yaml`.
+    /// `test(.router)` (or `.live`, served on a port), with every response checked against
+    /// `openapi.yaml`.
     public func testContract<Value: Sendable>(
-        _ body: @Sendable (any TestClientProtocol) async throws -> Value
+        _ setup: TestingSetup = .router, _ body: @Sendable (any TestClientProtocol) async throws -> Value
     ) async throws -> Value {
-        try await test(.router) { client in try await body(ContractCheckedClient(client)) }
+        try await test(setup) { client in try await body(ContractCheckedClient(client)) }
     }
 }

@@ -1,15 +1,20 @@
+import AsyncHTTPClient
 import Foundation
 import HTTPTypes
 import Hummingbird
+import NIOHTTP1
 import Logging
 import NIOCore
 import SMSGateway
 import ServiceLifecycle
 import Synchronization
 
-/// A stand-in for Twilio's Messages API, served for real on a local port: it checks Basic
-/// auth, records every message, and answers as told per destination (success, 429, 500,
-/// 400 with a Twilio error code, or slowly).
+/// A stand-in for Twilio's Messages and Calls APIs, served for real on a local port: it
+/// checks Basic auth, records every message, and answers as told per destination (success,
+/// 429, 500, 400 with a Twilio error code, or slowly). A call it takes is played out over
+/// HTTP against the API under test, as Twilio would: our TwiML fetched (signed), its
+/// `<Gather>` followed with the digits scripted for that number (or none), then the
+/// status callback.
 final class FakeTwilio: Sendable {
     static let accountSID = "AC00000000000000000000000000000001"
     static let authToken = "fake-auth-token"
@@ -33,11 +38,32 @@ final class FakeTwilio: Sendable {
     /// it answers the send: a status callback or a reply that overtakes the answer.
     typealias BeforeAnswer = @Sendable (_ sid: String, _ to: String) async -> Void
 
+    /// How a call to a number goes: who answers, what they key at each `<Gather>` (`nil`:
+    /// nothing), and the call's final status (`busy` and `no-answer` end it unanswered).
+    struct CallScript: Sendable {
+        var answeredBy = "human"
+        var keys: [String?] = ["9"]
+        var end = "completed"
+        var seconds = 42
+    }
+
+    /// A call as the gateway played it: every TwiML document our API answered, in order.
+    struct Call: Sendable {
+        var sid: String
+        var to: String
+        var twiml: [String] = []
+        var finished = false
+    }
+
     private struct State {
         var beforeAnswer: BeforeAnswer?
         var received: [Received] = []
         var script: [String: [Behaviour]] = [:]
         var latency: Duration = .zero
+        var callScripts: [String: [CallScript]] = [:]
+        var calls: [Call] = []
+        /// Where `Pipeline.publicBaseURL` really is (the live API's port).
+        var apiPort: Int?
     }
     private let state = Mutex(State())
     private let port = Mutex<Int?>(nil)
@@ -65,12 +91,24 @@ final class FakeTwilio: Sendable {
     func setLatency(_ latency: Duration) { state.withLock { $0.latency = latency } }
 
     var received: [Received] { state.withLock { $0.received } }
+    var calls: [Call] { state.withLock { $0.calls } }
+
+    /// The next calls to `number` go so, in order; then a person answering and keying 9.
+    func scriptCalls(_ number: String, _ scripts: [CallScript]) {
+        state.withLock { $0.callScripts[number, default: []] += scripts }
+    }
+
+    /// Calls are played against the API served on this port.
+    func setAPIPort(_ port: Int) { state.withLock { $0.apiPort = port } }
     var accepted: [Received] { received.filter { $0.sid != nil } }
 
     private func serve() async throws {
         let router = Router()
         router.post("2010-04-01/Accounts/:account/Messages.json") { request, context in
             try await self.handle(request, context: context)
+        }
+        router.post("2010-04-01/Accounts/:account/Calls.json") { request, context in
+            try await self.handleCall(request, context: context)
         }
         let started = AsyncStream<Int>.makeStream()
         var logger = Logger(label: "fake-twilio")
@@ -126,6 +164,96 @@ final class FakeTwilio: Sendable {
             try await Task.sleep(for: duration)
             return Self.json(201, #"{"sid":"\#(sid)","status":"queued"}"#)
         }
+    }
+
+    private func handleCall(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        let expected = "Basic " + Data("\(Self.accountSID):\(Self.authToken)".utf8).base64EncodedString()
+        guard request.headers[.authorization] == expected, context.parameters.get("account") == Self.accountSID else {
+            return Self.json(401, #"{"code":20003,"message":"Authenticate","status":401}"#)
+        }
+        let body = try await request.body.collect(upTo: 1 << 20)
+        let form = Dictionary(FormURLEncoding.decode(String(buffer: body)) ?? [], uniquingKeysWith: { a, _ in a })
+        let to = form["To"] ?? ""
+        guard let url = form["Url"], let callback = form["StatusCallback"], form["MachineDetection"] == "Enable" else {
+            return Self.json(400, #"{"code":21205,"message":"Url, StatusCallback and MachineDetection expected","status":400}"#)
+        }
+        let sid = "CA" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+        let script = state.withLock { state -> CallScript in
+            state.calls.append(Call(sid: sid, to: to))
+            var queue = state.callScripts[to] ?? []
+            let next = queue.isEmpty ? CallScript() : queue.removeFirst()
+            state.callScripts[to] = queue
+            return next
+        }
+        Task { await self.play(sid: sid, to: to, from: form["From"] ?? "", url: url, callback: callback, script: script) }
+        return Self.json(201, #"{"sid":"\#(sid)","status":"queued"}"#)
+    }
+
+    /// The call, played out: ringing a moment, then our TwiML and its `<Gather>`s, then the end.
+    private func play(sid: String, to: String, from: String, url: String, callback: String, script: CallScript) async {
+        let common = [("CallSid", sid), ("AccountSid", Self.accountSID), ("From", from), ("To", to), ("ApiVersion", "2010-04-01"),
+                      ("Direction", "outbound-api")]
+        try? await Task.sleep(for: .milliseconds(20))
+        if script.end == "completed" {
+            var next = await post(url, common + [("CallStatus", "in-progress"), ("AnsweredBy", script.answeredBy)], call: sid)
+            var keys = script.keys[...]
+            for _ in 0..<8 {
+                guard let document = next else { break }
+                if let action = Self.attribute("action", in: document, of: "Gather") {
+                    let key = keys.popFirst() ?? nil
+                    var parameters = common + [("CallStatus", "in-progress")]
+                    if let key { parameters += [("Digits", key), ("FinishedOnKey", key.count == 2 ? "" : "#")] }
+                    // No key at all: Twilio goes on to the verb after the Gather (our Redirect).
+                    next = await post(key == nil ? (Self.redirect(in: document) ?? action) : action, parameters, call: sid)
+                } else if let redirect = Self.redirect(in: document) {
+                    next = await post(redirect, common + [("CallStatus", "in-progress")], call: sid)
+                } else {
+                    break
+                }
+            }
+        }
+        _ = await post(callback, common + [("CallStatus", script.end), ("CallDuration", script.end == "completed" ? "\(script.seconds)" : "0")], call: nil)
+        state.withLock { state in
+            if let index = state.calls.firstIndex(where: { $0.sid == sid }) { state.calls[index].finished = true }
+        }
+    }
+
+    /// Posts a signed form to one of our URLs (as the public URL names it), on the live API.
+    private func post(_ publicURL: String, _ parameters: [(String, String)], call sid: String?) async -> String? {
+        guard let port = state.withLock({ $0.apiPort }) else { return nil }
+        let local = publicURL.replacingOccurrences(of: Pipeline.publicBaseURL, with: "http://127.0.0.1:\(port)")
+        var request = HTTPClientRequest(url: local)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+        request.headers.add(
+            name: "X-Twilio-Signature", value: TwilioSignature.sign(url: publicURL, parameters: parameters, authToken: Self.authToken))
+        request.body = .bytes(ByteBuffer(string: FormURLEncoding.encode(parameters)))
+        guard let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(10)),
+            let body = try? await response.body.collect(upTo: 1 << 20)
+        else { return nil }
+        let text = String(buffer: body)
+        if let sid, response.status == .ok {
+            state.withLock { state in
+                if let index = state.calls.firstIndex(where: { $0.sid == sid }) { state.calls[index].twiml.append(text) }
+            }
+        }
+        return response.status == .ok ? text : nil
+    }
+
+    /// `name="…"` of the first `<element …>` in a TwiML document, unescaped.
+    static func attribute(_ name: String, in document: String, of element: String) -> String? {
+        guard let start = document.range(of: "<\(element) "), let end = document[start.upperBound...].range(of: ">") else { return nil }
+        let tag = document[start.upperBound..<end.lowerBound]
+        guard let attribute = tag.range(of: "\(name)=\""), let close = tag[attribute.upperBound...].firstIndex(of: "\"") else { return nil }
+        return String(tag[attribute.upperBound..<close]).replacingOccurrences(of: "&amp;", with: "&")
+    }
+
+    /// The URL of the document's `<Redirect>`, if it has one.
+    static func redirect(in document: String) -> String? {
+        guard let start = document.range(of: "<Redirect"), let open = document[start.upperBound...].range(of: ">"),
+            let close = document[open.upperBound...].range(of: "</Redirect>")
+        else { return nil }
+        return String(document[open.upperBound..<close.lowerBound]).replacingOccurrences(of: "&amp;", with: "&")
     }
 
     private static func json(_ status: Int, _ body: String) -> Response {

@@ -88,13 +88,17 @@ struct Pipeline {
                 failedAuthentication: RateLimit(ratePerSecond: 1_000_000, burst: 1_000_000)))
     }
 
-    func api<Value: Sendable>(_ body: @Sendable (any TestClientProtocol) async throws -> Value) async throws -> Value {
+    /// The API as `serve` builds it; `live`: served on a port (the fake gateway's calls
+    /// fetch its TwiML over HTTP, as Twilio would).
+    func api<Value: Sendable>(
+        live: Bool = false, _ body: @Sendable (any TestClientProtocol) async throws -> Value
+    ) async throws -> Value {
         try await Application(
             router: buildRouter(
                 configuration: apiConfiguration, database: database,
                 components: APIComponents(database: database, logger: logger)),
             logger: logger
-        ).testContract { client in try await body(client) }
+        ).testContract(live ? .live : .router) { client in try await body(client) }
     }
 
     func company() async throws -> (id: CompanyID, headers: HTTPFields) {

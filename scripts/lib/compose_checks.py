@@ -81,6 +81,8 @@ BINARY_VARIABLES = {
     "SMS_CONCURRENCY": {"worker": "SMS_CONCURRENCY"},
     "SMS_LEASE_SECONDS": {"worker": "SMS_LEASE_SECONDS"},
     "SMS_LANES": {"worker": "SMS_LANES"},
+    "VOICE_RATE_LIMIT": {"worker": "VOICE_RATE_LIMIT"},
+    "VOICE_CONCURRENCY": {"worker": "VOICE_CONCURRENCY"},
     "SMTP_URL": {"worker": "SMTP_URL"},
     "SMTP_CA_FILE": {"worker": "SMTP_CA_FILE"},
     "MAIL_FROM": {"worker": "MAIL_FROM"},

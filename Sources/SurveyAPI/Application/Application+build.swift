@@ -221,7 +221,8 @@ public func buildRouter(
         WebhookController<AppRequestContext>(
             configuration: .init(
                 authToken: webhooks.authToken, accountSID: webhooks.accountSID, publicBaseURL: webhooks.publicBaseURL),
-            replies: ReplyRepository(database: database), hasher: configuration.destinationHasher
+            replies: ReplyRepository(database: database), calls: VoiceRepository(database: database),
+            hasher: configuration.destinationHasher
         ).addRoutes(to: Routes(group: group, prefix: "webhooks/twilio", table: table))
     }
 

@@ -28,6 +28,9 @@ struct AdminController<Context: RequestContext> {
                 ("resurveyDays", .integer(Int64(company.settings.resurveyDays))),
                 ("dailySmsCap", .integer(Int64(company.settings.dailySMSCap))),
                 ("dailyEmailCap", .integer(Int64(company.settings.dailyEmailCap))),
+                ("dailyVoiceCap", .integer(Int64(company.settings.dailyVoiceCap))),
+                ("voiceCallAttempts", .integer(Int64(company.settings.voiceRetry.attempts))),
+                ("voiceRetryMinutes", .integer(Int64(company.settings.voiceRetry.minutes))),
                 ("requestRateLimit", company.settings.requestRateLimit.map(SettingsWire.rateLimit) ?? .null),
                 ("quietHours", company.settings.quietHours.map(SettingsWire.quietHours) ?? .null),
                 ("timezone", .string(company.settings.timeZone)),
@@ -40,7 +43,7 @@ struct AdminController<Context: RequestContext> {
     @Sendable func createCompany(request: Request, context: Context) async throws -> JSONReply<CompanyBody> {
         let object = try await JSONValue.object(from: request, context: context)
         var validator = FieldValidator()
-        validator.rejectUnknown(object, known: ["name", "resurveyDays", "dailySmsCap", "dailyEmailCap", "requestRateLimit", "quietHours", "timezone"])
+        validator.rejectUnknown(object, known: ["name", "resurveyDays", "dailySmsCap", "dailyEmailCap", "dailyVoiceCap", "voiceCallAttempts", "voiceRetryMinutes", "requestRateLimit", "quietHours", "timezone"])
         let name = validator.string(object, "name", at: "name", length: CompanyLimits.nameLength)
         let change = Self.settingsChange(object, &validator)
         try validator.check()
@@ -59,10 +62,10 @@ struct AdminController<Context: RequestContext> {
         let id = try id(CompanyID.self, "id", context)
         let object = try await JSONValue.object(from: request, context: context)
         var validator = FieldValidator()
-        validator.rejectUnknown(object, known: ["resurveyDays", "dailySmsCap", "dailyEmailCap", "requestRateLimit", "quietHours", "timezone"])
+        validator.rejectUnknown(object, known: ["resurveyDays", "dailySmsCap", "dailyEmailCap", "dailyVoiceCap", "voiceCallAttempts", "voiceRetryMinutes", "requestRateLimit", "quietHours", "timezone"])
         let change = Self.settingsChange(object, &validator)
         if change.isEmpty, validator.errors.isEmpty {
-            validator.fail("body", "must set resurveyDays, dailySmsCap, dailyEmailCap, requestRateLimit, quietHours or timezone")
+            validator.fail("body", "must set resurveyDays, dailySmsCap, dailyEmailCap, dailyVoiceCap, voiceCallAttempts, voiceRetryMinutes, requestRateLimit, quietHours or timezone")
         }
         try validator.check()
         do {
@@ -108,6 +111,9 @@ struct AdminController<Context: RequestContext> {
             resurveyDays: validator.integer(object, "resurveyDays", at: "resurveyDays", range: CompanyLimits.resurveyDays),
             dailySMSCap: validator.integer(object, "dailySmsCap", at: "dailySmsCap", range: CompanyLimits.dailySMSCap),
             dailyEmailCap: validator.integer(object, "dailyEmailCap", at: "dailyEmailCap", range: CompanyLimits.dailyEmailCap),
+            dailyVoiceCap: validator.integer(object, "dailyVoiceCap", at: "dailyVoiceCap", range: CompanyLimits.dailyVoiceCap),
+            voiceCallAttempts: validator.integer(object, "voiceCallAttempts", at: "voiceCallAttempts", range: CompanyLimits.voiceCallAttempts),
+            voiceRetryMinutes: validator.integer(object, "voiceRetryMinutes", at: "voiceRetryMinutes", range: CompanyLimits.voiceRetryMinutes),
             requestRateLimit: rateLimitChange(object["requestRateLimit"], &validator),
             quietHours: SettingsWire.quietHoursChange(object["quietHours"], &validator),
             timeZone: SettingsWire.timeZone(object["timezone"], &validator))

@@ -54,6 +54,9 @@ struct CompanySelfServiceController {
                 ("timezone", .string(settings.timeZone)),
                 ("dailySmsCap", .integer(Int64(settings.dailySMSCap))),
                 ("dailyEmailCap", .integer(Int64(settings.dailyEmailCap))),
+                ("dailyVoiceCap", .integer(Int64(settings.dailyVoiceCap))),
+                ("voiceCallAttempts", .integer(Int64(settings.voiceRetry.attempts))),
+                ("voiceRetryMinutes", .integer(Int64(settings.voiceRetry.minutes))),
                 ("requestRateLimit", settings.requestRateLimit.map(SettingsWire.rateLimit) ?? .null),
             ])
         }
@@ -65,21 +68,27 @@ struct CompanySelfServiceController {
         return JSONReply(body: SettingsBody(settings: company.settings))
     }
 
-    /// A JSON merge patch of `resurveyDays`, `quietHours` and `timezone`.
+    /// A JSON merge patch of `resurveyDays`, `quietHours`, `timezone` and the rule for calls
+    /// nobody answered (`voiceCallAttempts`, `voiceRetryMinutes`).
     @Sendable func updateSettings(request: Request, context: TenantRequestContext) async throws -> JSONReply<SettingsBody> {
         try context.requireAdmin()
         let object = try await JSONValue.object(from: request, context: context)
         var validator = FieldValidator()
-        for key in ["dailySmsCap", "dailyEmailCap", "requestRateLimit"] where object[key] != nil {
+        for key in ["dailySmsCap", "dailyEmailCap", "dailyVoiceCap", "requestRateLimit"] where object[key] != nil {
             validator.fail(key, "is set by the operator of the service, not by the company")
         }
         validator.rejectUnknown(
-            object, known: ["resurveyDays", "quietHours", "timezone", "dailySmsCap", "dailyEmailCap", "requestRateLimit"])
+            object, known: [
+                "resurveyDays", "quietHours", "timezone", "voiceCallAttempts", "voiceRetryMinutes", "dailySmsCap", "dailyEmailCap",
+                "dailyVoiceCap", "requestRateLimit",
+            ])
         let change = CompanySettingsChange(
             resurveyDays: validator.integer(object, "resurveyDays", at: "resurveyDays", range: CompanyLimits.resurveyDays),
+            voiceCallAttempts: validator.integer(object, "voiceCallAttempts", at: "voiceCallAttempts", range: CompanyLimits.voiceCallAttempts),
+            voiceRetryMinutes: validator.integer(object, "voiceRetryMinutes", at: "voiceRetryMinutes", range: CompanyLimits.voiceRetryMinutes),
             quietHours: SettingsWire.quietHoursChange(object["quietHours"], &validator),
             timeZone: SettingsWire.timeZone(object["timezone"], &validator))
-        if change.isEmpty, validator.errors.isEmpty { validator.fail("body", "must set resurveyDays, quietHours or timezone") }
+        if change.isEmpty, validator.errors.isEmpty { validator.fail("body", "must set resurveyDays, quietHours, timezone, voiceCallAttempts or voiceRetryMinutes") }
         try validator.check()
         return JSONReply(body: SettingsBody(settings: try await companies.update(context.company, change).settings))
     }

@@ -20,10 +20,13 @@ struct UsageController {
         var json: JSONDocument {
             .object([
                 ("month", .string(month)), ("messages", .integer(Int64(sent.messages))), ("segments", .integer(Int64(sent.segments))),
-                ("emails", .integer(Int64(sent.emails))),
+                ("emails", .integer(Int64(sent.emails))), ("calls", .integer(Int64(sent.calls))),
+                ("callMinutes", .integer(Int64(sent.callMinutes))),
                 ("dailySmsCap", .integer(Int64(allowances.sms.cap))), ("smsQueuedToday", .integer(Int64(allowances.sms.queuedToday))),
                 ("dailyEmailCap", .integer(Int64(allowances.email.cap))),
                 ("emailsQueuedToday", .integer(Int64(allowances.email.queuedToday))),
+                ("dailyVoiceCap", .integer(Int64(allowances.voice.cap))),
+                ("callsQueuedToday", .integer(Int64(allowances.voice.queuedToday))),
             ])
         }
     }

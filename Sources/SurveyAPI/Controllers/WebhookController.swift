@@ -26,11 +26,15 @@ struct WebhookController<Context: RequestContext> {
 
     let configuration: Configuration
     let replies: ReplyRepository
+    let calls: VoiceRepository
     let hasher: DestinationHasher
 
     func addRoutes(to routes: Routes<Context>) {
         routes.on(.post, "sms", use: inbound)
         routes.on(.post, "status", use: status)
+        routes.on(.post, "voice", use: callAnswered)
+        routes.on(.post, "voice/answer", use: callKeyed)
+        routes.on(.post, "voice/status", use: callEnded)
     }
 
     @Sendable func inbound(request: Request, context: Context) async throws -> Response {
@@ -83,7 +87,7 @@ struct WebhookController<Context: RequestContext> {
 
     /// The form parameters, once the signature over them and our public URL checks out.
     /// Their meaning is checked after: a request Twilio did not sign learns nothing more.
-    private func verifiedForm(_ request: Request, context: Context) async throws -> [(String, String)] {
+    func verifiedForm(_ request: Request, context: Context) async throws -> [(String, String)] {
         let body = try await request.collectBody(upTo: Self.maximumBodySize)
         guard let pairs = FormURLEncoding.decode(String(buffer: body)) else {
             throw Problem(status: .badRequest, title: "Bad form", detail: "The body is not application/x-www-form-urlencoded.")

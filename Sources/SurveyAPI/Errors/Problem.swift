@@ -136,6 +136,7 @@ extension Problem {
             switch channel {
             case .sms: ("/problems/daily-sms-cap", "Daily SMS cap reached", "SMS")
             case .email: ("/problems/daily-email-cap", "Daily e-mail cap reached", "e-mails")
+            case .voice: ("/problems/daily-voice-cap", "Daily call cap reached", "calls")
             }
         return Problem(
             status: .tooManyRequests, type: type, title: title,

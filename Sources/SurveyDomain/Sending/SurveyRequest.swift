@@ -8,11 +8,12 @@ public typealias RequestID = Identifier<RequestTag>
 public enum Channel: String, Sendable, CaseIterable {
     case sms = "SMS"
     case email = "EMAIL"
+    case voice = "VOICE"
 
     /// What a destination on this channel looks like, for error messages.
     public var destinationHint: String {
         switch self {
-        case .sms: "an E.164 phone number such as +32472306705"
+        case .sms, .voice: "an E.164 phone number such as +32472306705"
         case .email: "an e-mail address such as jane@example.com"
         }
     }
@@ -27,7 +28,7 @@ public enum Destination: Hashable, Sendable, CustomStringConvertible {
     /// Reads `text` as the channel expects it.
     public init(_ text: String, channel: Channel) throws(DestinationProblem) {
         switch channel {
-        case .sms:
+        case .sms, .voice:
             guard let number = PhoneNumber(e164: text) else {
                 throw DestinationProblem(message: "must be an E.164 phone number: + then 8 to 15 digits, no spaces (e.g. +32472306705)")
             }

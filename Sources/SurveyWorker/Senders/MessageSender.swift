@@ -36,3 +36,27 @@ public struct SMSSender: MessageSender {
             await provider.send(OutgoingSMS(to: job.destination, body: job.body)), segments: SMSSegments(body: job.body).count)
     }
 }
+
+/// Calls through a provider's Calls API: the call fetches our TwiML when it is answered
+/// (`/webhooks/twilio/voice`) and reports its end (`/webhooks/twilio/voice/status`). The
+/// job stays until then (`QueueRepository.recordSentQuery`).
+public struct VoiceSender: MessageSender {
+    let provider: any CallProvider
+    /// Where the provider reaches us (`PUBLIC_BASE_URL`), without a trailing slash.
+    let publicBaseURL: String
+
+    public init(provider: any CallProvider, publicBaseURL: String) {
+        self.provider = provider
+        self.publicBaseURL = publicBaseURL.hasSuffix("/") ? String(publicBaseURL.dropLast()) : publicBaseURL
+    }
+
+    public var channel: Channel { .voice }
+
+    public func send(_ job: QueueRepository.Job) async -> SentMessage {
+        SentMessage(
+            await provider.call(
+                OutgoingCall(
+                    to: job.destination, twimlURL: publicBaseURL + "/webhooks/twilio/voice",
+                    statusCallback: publicBaseURL + "/webhooks/twilio/voice/status")))
+    }
+}
