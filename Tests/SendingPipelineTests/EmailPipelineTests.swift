@@ -217,7 +217,7 @@ import Testing
         }
     }
 
-    @Test func badAddressesAreRefusedByFieldAndQueueNothing() async throws {
+    @Test func badDestinationsAreRefusedByFieldAndEachChannelHasItsCap() async throws {
         try await Self.with("email_bad_input") { pipeline, _, _ in
             let tenant = try await pipeline.company()
             try await pipeline.api { client in
@@ -248,6 +248,16 @@ import Testing
                     [#"{"channel":"SMS","destination":"+32472306705"}"#, #"{"channel":"EMAIL","destination":"a@example.com"}"#],
                     survey: survey, headers: tenant.headers, client: client)
                 #expect(sms.status == .accepted)
+                // And calls have theirs; a call goes to a phone number only.
+                try await pipeline.superuser.withConnection { connection in
+                    try await connection.query("UPDATE companies SET daily_voice_cap = 0 WHERE company_id = \(tenant.id)")
+                }
+                let call = try await Self.send(
+                    [#"{"channel":"VOICE","destination":"+32472306799"}"#], survey: survey, headers: tenant.headers, client: client)
+                #expect(call.status == .tooManyRequests && call.body.contains("/problems/daily-voice-cap"), "\(call.body)")
+                let misdirected = try await Self.send(
+                    [#"{"channel":"VOICE","destination":"jane@example.com"}"#], survey: survey, headers: tenant.headers, client: client)
+                #expect(misdirected.status == .badRequest && misdirected.body.contains(#""field":"requests[0].destination""#))
             }
         }
     }

@@ -72,7 +72,7 @@ import Testing
             let month = String(Timestamp.format(Date()).prefix(7))
             #expect(
                 String(buffer: usage.body)
-                    == #"{"month":"\#(month)","messages":3,"segments":3,"emails":0,"dailySmsCap":10000,"smsQueuedToday":3,"dailyEmailCap":50000,"emailsQueuedToday":0}"#)
+                    == #"{"month":"\#(month)","messages":3,"segments":3,"emails":0,"calls":0,"callMinutes":0,"dailySmsCap":10000,"smsQueuedToday":3,"dailyEmailCap":50000,"emailsQueuedToday":0,"dailyVoiceCap":1000,"callsQueuedToday":0}"#)
             let bad = try await client.execute(uri: "/survey/1.0.0/usage?month=2026-13", method: .get, headers: tenant.headers)
             #expect(bad.status == .badRequest)
 

@@ -26,7 +26,8 @@ import Testing
             #expect(read.status == .ok)
             #expect(
                 Array(read.object.keys).sorted()
-                    == ["createdAt", "dailyEmailCap", "dailySmsCap", "id", "name", "quietHours", "requestRateLimit", "resurveyDays", "timezone"])
+                    == ["createdAt", "dailyEmailCap", "dailySmsCap", "dailyVoiceCap", "id", "name", "quietHours", "requestRateLimit", "resurveyDays", "timezone",
+                        "voiceCallAttempts", "voiceRetryMinutes"])
             #expect(read.object["quietHours"] as? [String: String] == ["start": "21:00", "end": "09:00"], "the default")
             #expect(read.object["timezone"] as? String == "Europe/Brussels")
 

@@ -142,7 +142,7 @@ import Testing
         try await harness.test { client in
             let created = try await client.send(.post, "/admin/companies", headers: admin, body: #"{"name":"Gaufres SA"}"#)
             #expect(created.status == .created)
-            #expect(Array(created.object.keys).sorted() == ["createdAt", "dailyEmailCap", "dailySmsCap", "id", "name", "quietHours", "requestRateLimit", "resurveyDays", "timezone", "token"])
+            #expect(Array(created.object.keys).sorted() == ["createdAt", "dailyEmailCap", "dailySmsCap", "dailyVoiceCap", "id", "name", "quietHours", "requestRateLimit", "resurveyDays", "timezone", "token", "voiceCallAttempts", "voiceRetryMinutes"])
             #expect(created.object["resurveyDays"] as? Int == 30)
             #expect(created.object["dailySmsCap"] as? Int == 10_000)
             #expect(created.text.hasPrefix(#"{"id":"#))

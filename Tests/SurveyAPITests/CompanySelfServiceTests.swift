@@ -93,14 +93,16 @@ import Testing
         try await harness.test { client in
             let read = try await client.send(.get, "\(base)/settings", headers: admin)
             #expect(read.status == .ok)
-            #expect(read.text == #"{"resurveyDays":30,"quietHours":null,"timezone":"Europe/Brussels","dailySmsCap":10000,"dailyEmailCap":50000,"requestRateLimit":null}"#)
+            #expect(read.text == #"{"resurveyDays":30,"quietHours":null,"timezone":"Europe/Brussels","dailySmsCap":10000,"dailyEmailCap":50000,"dailyVoiceCap":1000,"voiceCallAttempts":2,"voiceRetryMinutes":60,"requestRateLimit":null}"#)
             let patched = try await client.send(
                 .patch, "\(base)/settings", headers: admin,
-                body: #"{"resurveyDays":14,"quietHours":{"start":"20:00","end":"08:00"},"timezone":"Europe/Paris"}"#)
-            #expect(patched.text == #"{"resurveyDays":14,"quietHours":{"start":"20:00","end":"08:00"},"timezone":"Europe/Paris","dailySmsCap":10000,"dailyEmailCap":50000,"requestRateLimit":null}"#)
+                body: #"{"resurveyDays":14,"quietHours":{"start":"20:00","end":"08:00"},"timezone":"Europe/Paris","voiceCallAttempts":3,"voiceRetryMinutes":30}"#)
+            #expect(patched.text == #"{"resurveyDays":14,"quietHours":{"start":"20:00","end":"08:00"},"timezone":"Europe/Paris","dailySmsCap":10000,"dailyEmailCap":50000,"dailyVoiceCap":1000,"voiceCallAttempts":3,"voiceRetryMinutes":30,"requestRateLimit":null}"#)
 
             for (body, fields) in [
                 (#"{"dailySmsCap":1000000}"#, ["dailySmsCap"]), (#"{"requestRateLimit":null}"#, ["requestRateLimit"]),
+                (#"{"dailyVoiceCap":5}"#, ["dailyVoiceCap"]), (#"{"voiceCallAttempts":0,"voiceRetryMinutes":1441}"#, ["voiceCallAttempts", "voiceRetryMinutes"]),
+                (#"{"voiceCallAttempts":6}"#, ["voiceCallAttempts"]),
                 (#"{}"#, ["body"]), (#"{"resurveyDays":-1,"timezone":"Mars/Olympus"}"#, ["resurveyDays", "timezone"]),
                 (#"{"quietHours":{"start":"8pm","end":"08:00"}}"#, ["quietHours.start"]),
             ] {
