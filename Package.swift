@@ -225,7 +225,10 @@ let package = Package(
         // A fast stand-in for Twilio's Messages API, for benchmarks (bench/sending.py).
         .executableTarget(
             name: "fake-twilio",
-            dependencies: [.product(name: "Hummingbird", package: "hummingbird")],
+            dependencies: [
+                "SMSGateway", .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
             path: "bench/FakeTwilioServer",
             swiftSettings: swiftSettings
         ),
