@@ -13,16 +13,20 @@ import Synchronization
 /// as Twilio would: our TwiML fetched (signed), the `<Gather>` answered with `9`, then the
 /// status callback; each step's time is kept.
 ///
-///     fake-twilio PORT [AUTH_TOKEN ACCOUNT_SID]
+///     fake-twilio PORT [AUTH_TOKEN ACCOUNT_SID [RING_MS]]
 ///     POST /2010-04-01/Accounts/{sid}/Messages.json   → 201 {"sid", "status"}
 ///     POST /2010-04-01/Accounts/{sid}/Calls.json      → 201 {"sid", "status"}, then the call is played
 ///     GET  /received                                  → {"count": n, "arrivals": {"+32...": epochSeconds}}
-///     GET  /calls                                     → {"+32...": {"placed", "asked", "scored", "ended"}} (epoch seconds)
+///     GET  /calls                                     → {"+32...": {"placed", "answering", "asked", "keyed", "scored", "ended"}}
+///                                                       (epoch seconds: the call taken, our TwiML requested after
+///                                                       RING_MS of ringing (default 0) and answered, the digits
+///                                                       posted and answered, the status callback answered)
 ///     DELETE /received                                → forget everything
 let arguments = CommandLine.arguments
 let port = arguments.count > 1 ? Int(arguments[1]) ?? 9099 : 9099
 let authToken = arguments.count > 2 ? arguments[2] : nil
 let accountSID = arguments.count > 3 ? arguments[3] : "AC" + String(repeating: "0", count: 32)
+let ring = Duration.milliseconds(arguments.count > 4 ? Int(arguments[4]) ?? 0 : 0)
 
 final class Arrivals: Sendable {
     private let state = Mutex<(count: Int, at: [String: Double], calls: [String: [String: Double]])>((0, [:], [:]))
@@ -72,6 +76,8 @@ func gatherAction(_ document: String) -> String? {
 
 func play(sid: String, to: String, url: String, callback: String) async {
     let common = [("CallSid", sid), ("AccountSid", accountSID), ("To", to), ("ApiVersion", "2010-04-01"), ("Direction", "outbound-api")]
+    try? await Task.sleep(for: ring)
+    arrivals.call(to, "answering")
     var document = await post(url, common + [("CallStatus", "in-progress"), ("AnsweredBy", "human")])
     // The call may be answered before the worker has written it down: follow the Redirect.
     for _ in 0..<5 where document.map({ gatherAction($0) == nil && $0.contains("<Redirect") }) == true {
@@ -80,6 +86,7 @@ func play(sid: String, to: String, url: String, callback: String) async {
     }
     arrivals.call(to, "asked")
     if let document, let action = gatherAction(document) {
+        arrivals.call(to, "keyed")
         if await post(action, common + [("CallStatus", "in-progress"), ("Digits", "9"), ("FinishedOnKey", "#")]) != nil {
             arrivals.call(to, "scored")
         }
