@@ -70,7 +70,7 @@ import WebhookSender
             let survey = try await client.createSurvey(for: victim)
             let sent = try await client.send(
                 .post, "\(base)/surveys/\(survey)/send", headers: victim.headers,
-                body: #"{"requests":[{"channel":"SMS","destination":"+32470999222"},{"channel":"EMAIL","destination":"victim@example.com"}]}"#)
+                body: #"{"requests":[{"channel":"SMS","destination":"+32470999222"},{"channel":"EMAIL","destination":"victim@example.com"},{"channel":"VOICE","destination":"+32470999223"}]}"#)
             #expect(sent.status == .accepted)
             let request = try #require((sent.object["results"] as? [[String: Any]])?.first?["requestId"] as? Int)
             let endpoint = try #require(
@@ -106,7 +106,9 @@ import WebhookSender
             let requests = try await client.send(.get, "\(base)/requests?format=csv", headers: intruder.headers)
             #expect(requests.status == .ok && requests.text.components(separatedBy: "\r\n").count == 2, "only the header: \(requests.text)")
             let usage = try await client.send(.get, "\(base)/usage", headers: intruder.headers)
-            #expect(usage.object["smsQueuedToday"] as? Int == 0 && usage.object["emailsQueuedToday"] as? Int == 0)
+            #expect(
+                usage.object["smsQueuedToday"] as? Int == 0 && usage.object["emailsQueuedToday"] as? Int == 0
+                    && usage.object["callsQueuedToday"] as? Int == 0)
 
             #expect(try await snapshot(victim.id) == before, "a request of another company changed the victim's data")
         }
@@ -118,7 +120,7 @@ import WebhookSender
             let survey = try await client.createSurvey(for: tenant)
             _ = try await client.send(
                 .post, "\(base)/surveys/\(survey)/send", headers: tenant.headers.merging([HTTPField.Name("Idempotency-Key")!: "sweep"]),
-                body: #"{"requests":[{"channel":"SMS","destination":"+32470999333"},{"channel":"EMAIL","destination":"sweep@example.com"}]}"#)
+                body: #"{"requests":[{"channel":"SMS","destination":"+32470999333"},{"channel":"EMAIL","destination":"sweep@example.com"},{"channel":"VOICE","destination":"+32470999334"}]}"#)
         }
         // Tables the role may not read at all (early_replies: it only adds to them) are
         // closed to it whatever the tenant; the others must show nothing without one.
@@ -140,7 +142,7 @@ import WebhookSender
             }
         }
         // They are there: the superuser sees the tenant's rows.
-        #expect(try await harness.count("survey_requests", company: tenant.id) == 2)
+        #expect(try await harness.count("survey_requests", company: tenant.id) == 3)
         #expect(try await harness.count("idempotency_keys", company: tenant.id) == 1)
     }
 }
