@@ -50,7 +50,7 @@ extension TwilioWebhook {
         var duration: Int?
         if let text = form["CallDuration"] {
             duration = Int(text)
-            if duration == nil || duration! < 0 || duration! > 86_400 { violations.append("CallDuration", "must be seconds") }
+            if duration == nil || duration! < 0 || duration! > 99_999 { violations.append("CallDuration", "must be seconds, at most 99999") }
         }
         if let answeredBy = form["AnsweredBy"], answeredBy.count > 32 { violations.append("AnsweredBy", "is too long") }
         try violations.throwIfAny()

@@ -315,6 +315,9 @@ import Testing
             #expect(page.metric("segments") == "\(api.object["segments"] as? Int ?? -1)")
             #expect(page.textMetric("dailySmsCap") == "\(api.object["dailySmsCap"] as? Int ?? -1)")
             #expect(page.textMetric("smsQueuedToday") == "\(api.object["smsQueuedToday"] as? Int ?? -1)")
+            for channel in ["emails", "calls", "callMinutes"] {
+                #expect(page.textMetric(channel) == "\(api.object[channel] as? Int ?? -1)", "\(channel)")
+            }
         }
     }
 

@@ -220,6 +220,9 @@ struct DashboardPages: Sendable {
         var messagesValue: Int
         var segments: String
         var segmentsValue: Int
+        var emails: String
+        var calls: String
+        var callMinutes: String
         var cap: Int
         var queuedToday: Int
         var capShare: String
@@ -253,7 +256,8 @@ struct DashboardPages: Sendable {
             layout: .signedIn(title: "Usage", current: "/dashboard/usage", company: signedIn.company, secret: signedIn.secret, resources: resources),
             month: "\(Format.monthNames[parts.month! - 1]) \(parts.year!)",
             messages: Format.count(Int64(messages)), messagesValue: messages, segments: Format.count(Int64(segments)),
-            segmentsValue: segments, cap: today.cap, queuedToday: today.queuedToday,
+            segmentsValue: segments, emails: Format.count(Int64(usage.emails)), calls: Format.count(Int64(usage.calls)),
+            callMinutes: Format.count(Int64(usage.callMinutes)), cap: today.cap, queuedToday: today.queuedToday,
             capShare: SVGCharts.percent(today.queuedToday, max(today.cap, 1)),
             chart: SVGCharts.dailyBars(
                 zip(labels, days).map { (label: $0, value: $1.messages) }, limit: today.cap, id: "daily",
