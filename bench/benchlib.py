@@ -138,3 +138,19 @@ def wait_for(port, path="/", timeout=30):
 def percentile(values, fraction):
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+def stop_all(processes, timeout=15):
+    """Terminates every process, then waits for each (killing what does not stop in time)."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def cpu_model():
+    """This machine's processor, as /proc/cpuinfo names it."""
+    return bash("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()

@@ -24,6 +24,7 @@ import threading
 import time
 
 from benchlib import (
+    cpu_model, stop_all,
     ROOT, Client, Session, bash, migrate_and_create_company, private_database_url, psql, release_binaries,
     service_environment, wait_for)
 
@@ -125,15 +126,9 @@ def main():
               f"the sink counted {count['messages']} (to the last hundred) over {count['connections']} connections",
               file=sys.stderr)
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_all(processes)
 
-    cpu = bash("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
+    cpu = cpu_model()
     print()
     print(f"Machine: {os.cpu_count()} cores ({cpu}), PostgreSQL 15 with fsync and synchronous_commit on, all on loopback; "
           f"the relay is aiosmtpd (Python) with STARTTLS, AUTH and PIPELINING.")

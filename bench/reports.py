@@ -40,7 +40,7 @@ import time
 import urllib.parse
 
 import benchlib
-from benchlib import ROOT, bash, percentile, private_database_url, psql, wait_for
+from benchlib import ROOT, cpu_model, percentile, private_database_url, psql, stop_all, wait_for
 API_PORT = 18081
 DATABASE = "surveyd_reports_bench"
 HASH_KEY = "ab" * 32
@@ -579,15 +579,9 @@ def main():
     finally:
         if reference:
             reference.close()
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_all(processes)
 
-    cpu = bash("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
+    cpu = cpu_model()
     postgres = psql(url, "SHOW server_version")
     workers = psql(url, "SHOW max_parallel_workers_per_gather")
     jit = psql(url, "SHOW jit")

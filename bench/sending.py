@@ -30,7 +30,8 @@ import threading
 import time
 
 from benchlib import (
-    HASH_KEY, ROOT, Client, Session, bash, migrate_and_create_company, percentile, private_database_url, psql,
+    cpu_model, stop_all,
+    HASH_KEY, ROOT, Client, Session, migrate_and_create_company, percentile, private_database_url, psql,
     release_binaries, service_environment, wait_for)
 API_PORT = 18080
 GATEWAY_PORT = 19099
@@ -178,15 +179,9 @@ def main():
         print(f"latency: {len(latencies)} samples, p50 {results['latency_p50']:.1f} ms, p99 {results['latency_p99']:.1f} ms "
               f"(of which the send call itself: p50 {results['call_p50']:.1f} ms)", file=sys.stderr)
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_all(processes)
 
-    cpu = bash("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
+    cpu = cpu_model()
     print()
     print(f"Machine: {os.cpu_count()} cores ({cpu}), PostgreSQL 15 with fsync and synchronous_commit on, all on loopback.")
     print()

@@ -27,7 +27,8 @@ import sys
 import time
 
 from benchlib import (
-    Client, bash, migrate_and_create_company, percentile, private_database_url, psql, release_binaries,
+    cpu_model, stop_all,
+    Client, migrate_and_create_company, percentile, private_database_url, psql, release_binaries,
     service_environment, wait_for)
 
 API_PORT = 18082
@@ -88,13 +89,7 @@ def main():
             time.sleep(0.02)
         _, calls = gateway_client.request("GET", "/calls")
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_all(processes)
 
     complete = {n: c for n, c in calls.items() if {"placed", "answering", "asked", "keyed", "scored", "ended"} <= c.keys()}
     scored = int(psql(url, "SELECT count(*) FROM survey_requests WHERE channel = 'VOICE' AND score = 9 AND call_seconds = 20"))
@@ -106,7 +101,7 @@ def main():
     asked = ms([c["asked"] - c["answering"] for c in complete.values()])
     recorded = ms([c["scored"] - c["keyed"] for c in complete.values()])
     ended = ms([c["ended"] - sent_at[n] for n, c in complete.items()])
-    cpu = bash("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
+    cpu = cpu_model()
     print()
     print(f"Machine: {os.cpu_count()} cores ({cpu}), PostgreSQL 15 with fsync and synchronous_commit on, all on loopback; "
           f"{len(complete)} calls one at a time, an idle worker, {args.ring_ms} ms of ringing.")

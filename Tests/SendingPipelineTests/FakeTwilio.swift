@@ -129,8 +129,7 @@ final class FakeTwilio: Sendable {
     }
 
     private func handle(_ request: Request, context: BasicRequestContext) async throws -> Response {
-        let expected = "Basic " + Data("\(Self.accountSID):\(Self.authToken)".utf8).base64EncodedString()
-        guard request.headers[.authorization] == expected, context.parameters.get("account") == Self.accountSID else {
+        guard Self.isAuthorized(request, context) else {
             return Self.json(401, #"{"code":20003,"message":"Authenticate","status":401}"#)
         }
         let body = try await request.body.collect(upTo: 1 << 20)
@@ -167,8 +166,7 @@ final class FakeTwilio: Sendable {
     }
 
     private func handleCall(_ request: Request, context: BasicRequestContext) async throws -> Response {
-        let expected = "Basic " + Data("\(Self.accountSID):\(Self.authToken)".utf8).base64EncodedString()
-        guard request.headers[.authorization] == expected, context.parameters.get("account") == Self.accountSID else {
+        guard Self.isAuthorized(request, context) else {
             return Self.json(401, #"{"code":20003,"message":"Authenticate","status":401}"#)
         }
         let body = try await request.body.collect(upTo: 1 << 20)
@@ -254,6 +252,12 @@ final class FakeTwilio: Sendable {
             let close = document[open.upperBound...].range(of: "</Redirect>")
         else { return nil }
         return String(document[open.upperBound..<close.lowerBound]).replacingOccurrences(of: "&amp;", with: "&")
+    }
+
+    /// Basic auth with our account, for our account's resources.
+    private static func isAuthorized(_ request: Request, _ context: BasicRequestContext) -> Bool {
+        let expected = "Basic " + Data("\(accountSID):\(authToken)".utf8).base64EncodedString()
+        return request.headers[.authorization] == expected && context.parameters.get("account") == accountSID
     }
 
     private static func json(_ status: Int, _ body: String) -> Response {
