@@ -24,5 +24,10 @@ ALTER TABLE daily_sms_usage ADD COLUMN calls_queued integer NOT NULL DEFAULT 0 C
 GRANT UPDATE (calls_queued) ON daily_sms_usage TO survey_worker;
 
 -- A call's final status comes to the API (the provider's callback): it ends the job, or
--- gives it back to the queue for another call later (a call nobody answered).
-GRANT UPDATE (run_at, leased_until, lease_id, claim_position) ON sms_jobs TO survey_app;
+-- gives it back to the queue for another call later (a call nobody answered), due then:
+-- its maximum age and its retries' count from the new call's time, not the first's.
+GRANT UPDATE (run_at, due_at, leased_until, lease_id, claim_position) ON sms_jobs TO survey_app;
+-- Calls placed for the job's request (`attempts` counts claims, which a refused API call
+-- also makes): the company's `voice_call_attempts` bounds these.
+ALTER TABLE sms_jobs ADD COLUMN calls_placed integer NOT NULL DEFAULT 0 CHECK (calls_placed >= 0);
+GRANT SELECT (calls_placed), UPDATE (calls_placed) ON sms_jobs TO survey_worker;

@@ -244,7 +244,8 @@ public struct QueueRepository: Sendable {
                 -- for another call (VoiceRepository). If that status never comes, the reaper
                 -- takes the job away when this lease runs out.
                 UPDATE sms_jobs AS j
-                   SET leased_until = now() + make_interval(secs => \(Self.callLeaseSeconds)), lease_id = NULL, claim_position = NULL
+                   SET leased_until = now() + make_interval(secs => \(Self.callLeaseSeconds)), lease_id = NULL, claim_position = NULL,
+                       calls_placed = j.calls_placed + 1
                   FROM t
                  WHERE j.company_id = t.company_id AND j.job_id = t.job_id AND t.channel = 'VOICE'
             ), requests AS (
@@ -356,7 +357,10 @@ public struct QueueRepository: Sendable {
             """
             UPDATE survey_requests AS r SET status = 'failed', failure = t.reason, failed_at = now()
               FROM unnest(\(companies)::bigint[], \(requests)::bigint[], \(reasons)::text[]) AS t(company_id, request_id, reason)
-             WHERE r.company_id = t.company_id AND r.request_id = t.request_id AND r.status = 'queued'
+             WHERE r.company_id = t.company_id AND r.request_id = t.request_id
+               -- A call placed whose end never came (its job held for the call, then reaped):
+               -- nobody knows whether anyone answered.
+               AND (r.status = 'queued' OR (r.status = 'sent' AND r.channel = 'VOICE'))
             """)
     }
 

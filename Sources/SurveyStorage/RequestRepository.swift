@@ -60,6 +60,9 @@ public struct RequestRepository: Sendable {
             guard request.status == .queued || request.status == .scheduled else {
                 throw RequestNotCancellable(status: request.status)
             }
+            // Queued again for another call after one nobody answered: that call was placed
+            // (and counted); the request runs its course.
+            guard request.sentAt == nil else { throw RequestNotCancellable(status: request.status, callPlaced: true) }
             // A claimed job is being handed over (or is about to be): too late. The claim
             // locks jobs before it leases them, so a job it holds is not deleted here.
             let job = try await connection.query(

@@ -267,9 +267,14 @@ public struct SendRepository: Sendable {
             ON CONFLICT (company_id, day) DO UPDATE
                SET queued = u.queued + EXCLUDED.queued, emails_queued = u.emails_queued + EXCLUDED.emails_queued,
                    calls_queued = u.calls_queued + EXCLUDED.calls_queued
-             WHERE u.queued + EXCLUDED.queued <= (SELECT daily_sms_cap FROM companies WHERE company_id = \(company))
-               AND u.emails_queued + EXCLUDED.emails_queued <= (SELECT daily_email_cap FROM companies WHERE company_id = \(company))
-               AND u.calls_queued + EXCLUDED.calls_queued <= (SELECT daily_voice_cap FROM companies WHERE company_id = \(company))
+             -- A channel this call queues nothing on is not checked (its cap may have been
+             -- lowered below today's count: that stops it, not the others).
+             WHERE (EXCLUDED.queued = 0
+                    OR u.queued + EXCLUDED.queued <= (SELECT daily_sms_cap FROM companies WHERE company_id = \(company)))
+               AND (EXCLUDED.emails_queued = 0
+                    OR u.emails_queued + EXCLUDED.emails_queued <= (SELECT daily_email_cap FROM companies WHERE company_id = \(company)))
+               AND (EXCLUDED.calls_queued = 0
+                    OR u.calls_queued + EXCLUDED.calls_queued <= (SELECT daily_voice_cap FROM companies WHERE company_id = \(company)))
             RETURNING queued
             """)
         guard counted.isEmpty else { return }
@@ -278,7 +283,8 @@ public struct SendRepository: Sendable {
         where requested > allowances[channel].remaining {
             throw StorageError.dailyCapExceeded(channel, allowances[channel], requested: requested)
         }
-        // Another call took the room between the two statements: the first cap it passes.
-        throw StorageError.dailyCapExceeded(.sms, allowances.sms, requested: sms)
+        // Another call took the room between the two statements: the first channel asked for.
+        let (channel, requested) = [(Channel.sms, sms), (.email, emails), (.voice, calls)].first { $0.1 > 0 }!
+        throw StorageError.dailyCapExceeded(channel, allowances[channel], requested: requested)
     }
 }

@@ -92,7 +92,9 @@ public struct VoiceRepository: Sendable {
         case retry(at: Date)
         /// Nobody answered and the company's rule allows no more calls: failed with this reason.
         case failed(reason: String)
-        /// Not one of our calls, or already ended.
+        /// Already ended (the provider told us twice).
+        case alreadyEnded
+        /// Not one of our calls (or not written down yet).
         case unknown
     }
 
@@ -103,6 +105,9 @@ public struct VoiceRepository: Sendable {
     public func ended(call callSID: String, status: String, seconds: Int?, now: Date = Date()) async throws -> Ended {
         try await database.client.withTransaction(deadline: RequestDeadline.current) { connection in
             guard let call = try await Self.call(callSID, on: connection) else { return .unknown }
+            // An earlier call's late word: the request has moved on (another call is due, or
+            // under way).
+            guard call.isCurrent, call.status != "queued" else { return .alreadyEnded }
             if let seconds {
                 try await connection.query(
                     """
@@ -118,13 +123,13 @@ public struct VoiceRepository: Sendable {
             }
             guard let job = try await connection.query(
                 """
-                SELECT j.job_id, j.attempts, c.voice_call_attempts, c.voice_retry_minutes,
+                SELECT j.job_id, j.calls_placed, c.voice_call_attempts, c.voice_retry_minutes,
                        to_char(c.quiet_hours_start, 'HH24:MI'), to_char(c.quiet_hours_end, 'HH24:MI'), c.time_zone
                   FROM sms_jobs AS j JOIN companies AS c ON c.company_id = j.company_id
                  WHERE j.company_id = \(call.company) AND j.request_id = \(call.request)
                    FOR UPDATE OF j
                 """
-            ).single else { return .unknown }
+            ).single else { return .alreadyEnded }
             let (jobID, calls, attempts, minutes, quietStart, quietEnd, timeZone) =
                 try job.decode((Int64, Int, Int, Int, String?, String?, String).self)
             let schedule = CompanySettings(quietHours: CompanyRepository.quietHours(quietStart, quietEnd), timeZone: timeZone).schedule
@@ -132,7 +137,7 @@ public struct VoiceRepository: Sendable {
             if ["busy", "no-answer"].contains(status), let next = rule.nextCall(after: calls, now: now, schedule: schedule) {
                 try await connection.query(
                     """
-                    UPDATE sms_jobs SET leased_until = NULL, lease_id = NULL, claim_position = NULL, run_at = \(next)
+                    UPDATE sms_jobs SET leased_until = NULL, lease_id = NULL, claim_position = NULL, run_at = \(next), due_at = \(next)
                      WHERE company_id = \(call.company) AND job_id = \(jobID)
                     """)
                 try await connection.query(
@@ -158,8 +163,11 @@ public struct VoiceRepository: Sendable {
         var status: String
         var hash: Data
         var question: String
-        var language: String?
         /// The language the question is spoken in (`spokenLanguage`).
+        var language: String?
+        /// Whether this is the request's latest call (a late or repeated webhook of an earlier
+        /// call of the same request changes nothing).
+        var isCurrent: Bool
         /// Still asking: placed or answered, unanswered... or answered once (a new choice
         /// replaces it), within the window.
         var isOpen: Bool
@@ -174,18 +182,19 @@ public struct VoiceRepository: Sendable {
         try await Database.enterTenant(company, on: connection)
         guard let row = try await connection.query(
             """
-            SELECT r.status, r.destination_hash, q.body, r.language, q.language,
+            SELECT r.status, r.destination_hash, q.body, r.language, q.language, r.provider_message_id IS NOT DISTINCT FROM \(callSID),
                    r.status IN ('sent', 'delivered') AND (r.respond_by IS NULL OR r.respond_by > now())
               FROM survey_requests AS r JOIN questions AS q ON q.company_id = r.company_id AND q.question_id = r.question_id
              WHERE r.company_id = \(company) AND r.request_id = \(request)
                FOR UPDATE OF r
             """
         ).single else { return nil }
-        let (status, hash, question, requested, questionLanguage, isOpen) =
-            try row.decode((String, Data, String, String?, String, Bool).self)
+        let (status, hash, question, requested, questionLanguage, isCurrent, isOpen) =
+            try row.decode((String, Data, String, String?, String, Bool, Bool).self)
         return Call(
             company: company, request: request, status: status, hash: hash, question: question,
-            language: spokenLanguage(requested: requested, question: questionLanguage), isOpen: isOpen)
+            language: spokenLanguage(requested: requested, question: questionLanguage), isCurrent: isCurrent,
+            isOpen: isOpen && isCurrent)
     }
 
     /// A call that ended the request: its job and number go, and the number is free.

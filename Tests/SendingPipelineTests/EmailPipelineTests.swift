@@ -248,6 +248,17 @@ import Testing
                     [#"{"channel":"SMS","destination":"+32472306705"}"#, #"{"channel":"EMAIL","destination":"a@example.com"}"#],
                     survey: survey, headers: tenant.headers, client: client)
                 #expect(sms.status == .accepted)
+                // A cap lowered below today's count stops its own channel only.
+                try await pipeline.superuser.withConnection { connection in
+                    try await connection.query(
+                        "UPDATE companies SET daily_sms_cap = 0, daily_email_cap = 100 WHERE company_id = \(tenant.id)")
+                }
+                let stillMail = try await Self.send(
+                    [#"{"channel":"EMAIL","destination":"c@example.com"}"#], survey: survey, headers: tenant.headers, client: client)
+                #expect(stillMail.status == .accepted, "\(stillMail.body)")
+                let noSMS = try await Self.send(
+                    [#"{"channel":"SMS","destination":"+32472306798"}"#], survey: survey, headers: tenant.headers, client: client)
+                #expect(noSMS.status == .tooManyRequests && noSMS.body.contains("/problems/daily-sms-cap"))
                 // And calls have theirs; a call goes to a phone number only.
                 try await pipeline.superuser.withConnection { connection in
                     try await connection.query("UPDATE companies SET daily_voice_cap = 0 WHERE company_id = \(tenant.id)")

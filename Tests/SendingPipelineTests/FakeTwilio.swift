@@ -53,6 +53,10 @@ final class FakeTwilio: Sendable {
         var to: String
         var twiml: [String] = []
         var finished = false
+
+        /// The documents after any "wait a second" ones (the call answered before the worker
+        /// had written it down, which on a fast local gateway happens).
+        var conversation: [String] { twiml.filter { !$0.contains("<Pause") } }
     }
 
     private struct State {
@@ -204,6 +208,8 @@ final class FakeTwilio: Sendable {
                     // No key at all: Twilio goes on to the verb after the Gather (our Redirect).
                     next = await post(key == nil ? (Self.redirect(in: document) ?? action) : action, parameters, call: sid)
                 } else if let redirect = Self.redirect(in: document) {
+                    // `<Pause length="1"/>` first, as Twilio would.
+                    if document.contains("<Pause") { try? await Task.sleep(for: .seconds(1)) }
                     next = await post(redirect, common + [("CallStatus", "in-progress")], call: sid)
                 } else {
                     break

@@ -64,14 +64,15 @@ import Testing
                 try await Self.run(pipeline, calls: 1) { try await pipeline.jobsLeft() == 0 }
 
                 let call = try #require(pipeline.gateway.calls.first)
-                try #require(call.twiml.count == 3, "\(call.twiml)")
+                let twiml = call.conversation
+                try #require(twiml.count == 3, "\(call.twiml)")
                 // The question in a French voice, and the way to answer, inside the Gather.
-                #expect(call.twiml[0].contains(#"<Say language="fr-FR">Recommanderiez-vous notre garage ?</Say>"#))
-                #expect(call.twiml[0].contains(##"<Gather input="dtmf" numDigits="2" finishOnKey="#""##))
-                #expect(call.twiml[0].contains("action=\"\(Pipeline.publicBaseURL)/webhooks/twilio/voice/answer?attempt=1\""))
+                #expect(twiml[0].contains(#"<Say language="fr-FR">Recommanderiez-vous notre garage ?</Say>"#))
+                #expect(twiml[0].contains(##"<Gather input="dtmf" numDigits="2" finishOnKey="#""##))
+                #expect(twiml[0].contains("action=\"\(Pipeline.publicBaseURL)/webhooks/twilio/voice/answer?attempt=1\""))
                 // 99 is no score: asked once more; then 7 is thanked.
-                #expect(call.twiml[1].contains("Désolé") && call.twiml[1].contains("attempt=2"))
-                #expect(call.twiml[2].contains("Votre note de 7 est enregistrée") && call.twiml[2].contains("<Hangup/>"))
+                #expect(twiml[1].contains("Désolé") && twiml[1].contains("attempt=2"))
+                #expect(twiml[2].contains("Votre note de 7 est enregistrée") && twiml[2].contains("<Hangup/>"))
 
                 let request = try await pipeline.request(id)
                 #expect(request.status == "delivered" && request.score == 7 && request.badReplies == 0)
@@ -102,14 +103,14 @@ import Testing
                 let answered = try await pipeline.request(machineID)
                 #expect(answered.status == "failed" && answered.failure == "machine")
                 let machineCall = try #require(pipeline.gateway.calls.first { $0.to == machine })
-                #expect(machineCall.twiml == [#"<?xml version="1.0" encoding="UTF-8"?><Response><Hangup/></Response>"#])
+                #expect(machineCall.conversation == [#"<?xml version="1.0" encoding="UTF-8"?><Response><Hangup/></Response>"#])
 
                 let quiet = try await pipeline.request(silentID)
                 #expect(quiet.status == "delivered" && quiet.score == nil && quiet.badReplies == 1)
                 let silentCall = try #require(pipeline.gateway.calls.first { $0.to == silent })
                 // The survey has no German question: its English one, in an English voice and words.
-                #expect(silentCall.twiml.first?.contains(#"<Say language="en-US">Would you recommend our garage?</Say>"#) == true)
-                #expect(silentCall.twiml.last?.contains("Thank you for your time. Goodbye.") == true)
+                #expect(silentCall.conversation.first?.contains(#"<Say language="en-US">Would you recommend our garage?</Say>"#) == true)
+                #expect(silentCall.conversation.last?.contains("Thank you for your time. Goodbye.") == true)
                 // Both numbers are free again.
                 let open = try await pipeline.superuser.withConnection {
                     try await $0.query("SELECT count(*)::int FROM open_surveys").one().decode(Int.self)
@@ -136,10 +137,25 @@ import Testing
                 for id in [patientID, busyID] {
                     #expect(try await pipeline.request(id).status == "queued")
                 }
-                let due = try await pipeline.superuser.withConnection {
-                    try await $0.query("SELECT extract(epoch FROM min(run_at - now()))::float8 FROM sms_jobs").one().decode(Double.self)
+                let (due, dueAtMoved) = try await pipeline.superuser.withConnection {
+                    try await $0.query("SELECT extract(epoch FROM min(run_at - now()))::float8, bool_and(due_at = run_at) FROM sms_jobs")
+                        .one().decode((Double, Bool).self)
                 }
                 #expect((3500...3600).contains(due), "\(due)")
+                // Its maximum age counts from the new call's time (an hour later it would be too old).
+                #expect(dueAtMoved)
+                // A call was placed: not cancelled now.
+                let cancel = try await client.execute(uri: "/survey/1.0.0/requests/\(patientID)", method: .delete, headers: tenant.headers)
+                #expect(cancel.status == .conflict)
+                // A late word about the first call changes nothing.
+                let first = try #require(pipeline.gateway.calls.first { $0.to == patient })
+                let late = try await pipeline.webhook(
+                    "/webhooks/twilio/voice/status",
+                    [("CallSid", first.sid), ("AccountSid", FakeTwilio.accountSID), ("CallStatus", "completed"), ("CallDuration", "3")],
+                    client: client)
+                #expect(late.status == .noContent)
+                #expect(try await pipeline.request(patientID).status == "queued")
+                #expect(try await pipeline.jobsLeft() == 2)
                 let requests = try await client.execute(uri: "/survey/1.0.0/requests/\(patientID)", method: .get, headers: tenant.headers)
                 #expect(String(buffer: requests.body).contains(#""status":"queued""#))
 

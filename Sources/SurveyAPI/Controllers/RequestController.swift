@@ -42,7 +42,8 @@ struct RequestController {
         } catch let error as RequestNotCancellable {
             let stage =
                 error.handingOver
-                ? "is being handed to the provider" : "is \(error.status.rawValue)"
+                ? "is being handed to the provider"
+                : error.callPlaced ? "has had a call placed already (another is due)" : "is \(error.status.rawValue)"
             throw Problem.conflict(
                 "Request \(id) \(stage); only a scheduled or queued request that no worker has picked up can be cancelled.",
                 errors: [.init(field: "status", message: error.status.rawValue)])

@@ -18,19 +18,34 @@ import SurveyStorage
 ///   rule allows.
 extension WebhookController {
     @Sendable func callAnswered(request: Request, context: Context) async throws -> Response {
-        let event = try await callEvent(request, context: context)
+        var event = try await callEvent(request, context: context)
+        // A redirect after a wait (below) carries what the first request said of who answered,
+        // in its URL, which the provider signs.
+        let query = request.uri.queryParameters
+        if event.answeredBy == nil, let answeredBy = query["answeredBy"], answeredBy.count <= 32 {
+            event.answeredBy = String(answeredBy)
+        }
+        let waits = query["waits"].flatMap { Int($0) } ?? 0
         let outcome = try await calls.answered(call: event.callSID, byMachine: event.answeredByMachine)
         Counter(label: "voice_calls_answered_total", dimensions: [("outcome", outcome.name)]).increment()
         switch outcome {
         case .ask(let question, let language):
             return Self.twiml(Self.script(language).ask(question, action: answerURL(attempt: 1)))
-        case .notYetKnown:
+        case .notYetKnown where waits < Self.maximumWaits:
             // Answered within the moment the worker takes to write the call down: again in a second.
-            return Self.twiml(VoiceScript.wait(andReturnTo: configuration.publicBaseURL + request.uri.description))
-        case .machine, .closed:
+            var again = "\(configuration.publicBaseURL)/webhooks/twilio/voice?waits=\(waits + 1)"
+            if let answeredBy = event.answeredBy, answeredBy.allSatisfy({ $0.isASCII && ($0.isLetter || $0 == "_") }) {
+                again += "&answeredBy=\(answeredBy)"
+            }
+            return Self.twiml(VoiceScript.wait(andReturnTo: again))
+        case .notYetKnown, .machine, .closed:
             return Self.twiml(VoiceScript.hangUp)
         }
     }
+
+    /// Seconds a person waits for a call the worker has not written down (it never takes
+    /// more than a moment; a worker that died meanwhile must not keep the line open).
+    static var maximumWaits: Int { 10 }
 
     @Sendable func callKeyed(request: Request, context: Context) async throws -> Response {
         let event = try await callEvent(request, context: context)
@@ -56,7 +71,14 @@ extension WebhookController {
         let event = try await callEvent(request, context: context)
         // Only a call's final status ends it (`initiated`, `ringing`, `in-progress` say nothing here).
         guard ["completed", "busy", "no-answer", "failed", "canceled"].contains(event.status) else { return .noContent }
-        let outcome = try await calls.ended(call: event.callSID, status: event.status, seconds: event.duration)
+        // A call that fails at once (busy) can end before the worker has written it down;
+        // the provider does not call again, so the moment is waited out here.
+        var outcome = VoiceRepository.Ended.unknown
+        for attempt in 0..<25 {
+            if attempt > 0 { try await Task.sleep(for: .milliseconds(200)) }
+            outcome = try await calls.ended(call: event.callSID, status: event.status, seconds: event.duration)
+            if outcome != .unknown { break }
+        }
         context.logger.info("call ended", metadata: ["status": "\(event.status)", "outcome": "\(outcome)"])
         return .noContent
     }

@@ -125,9 +125,12 @@ public struct RequestNotCancellable: Error, Sendable, Equatable {
     public var status: RequestStatus
     /// Queued but already claimed by a worker, which may be handing it over right now.
     public var handingOver: Bool
+    /// Queued for another call, a first one having been placed (nobody answered it).
+    public var callPlaced: Bool
 
-    public init(status: RequestStatus, handingOver: Bool = false) {
+    public init(status: RequestStatus, handingOver: Bool = false, callPlaced: Bool = false) {
         self.status = status
         self.handingOver = handingOver
+        self.callPlaced = callPlaced
     }
 }

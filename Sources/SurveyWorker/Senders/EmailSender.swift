@@ -42,15 +42,18 @@ public struct EmailSender: MessageSender {
         let mail = OutgoingMail(
             from: configuration.from, to: job.destination,
             message: message.encoded(boundary: "=_" + UUID().uuidString.replacingOccurrences(of: "-", with: "")))
+        // Reasons name the reply's code or the error's kind only: a relay's text often
+        // echoes the address, and reasons are logged.
         switch await mailer.send(mail) {
         case .accepted:
             return SentMessage(.accepted(providerMessageID: message.messageID))
         case .refused(let reply, let permanent):
-            return SentMessage(permanent ? .permanent(reason: "\(reply)") : .retryable(reason: "\(reply)", retryAfter: nil))
+            let reason = "refused by the relay (\(reply.code))"
+            return SentMessage(permanent ? .permanent(reason: reason) : .retryable(reason: reason, retryAfter: nil))
         case .notHandedOver(let error):
-            return SentMessage(.retryable(reason: error.debugDescription, retryAfter: nil))
+            return SentMessage(.retryable(reason: error.description, retryAfter: nil))
         case .uncertain(let error):
-            return SentMessage(.uncertain(reason: error.debugDescription))
+            return SentMessage(.uncertain(reason: error.description))
         }
     }
 
