@@ -72,21 +72,27 @@ public struct ResponseLinkRepository: Sendable {
     /// Opts the request's address out of every company's surveys (RFC 8058 one-click, like
     /// STOP by SMS): recorded as the keyed hash only, and any survey still open to it is
     /// closed (its company told, by webhook). Valid as long as the request exists, not only
-    /// within its window: a way out must not expire. `false` for a token of no request.
-    public func unsubscribe(_ token: ResponseLinkToken) async throws -> Bool {
+    /// within its window: a way out must not expire. The request's language (for the page
+    /// that says so), or `nil` for a token of no request.
+    public func unsubscribe(_ token: ResponseLinkToken) async throws -> Unsubscribed? {
         try await database.client.withTransaction(deadline: RequestDeadline.current) { connection in
             guard let route = try await connection.query(
                 "SELECT company_id, request_id FROM route_response_token(\(token.hash))"
-            ).single else { return false }
+            ).single else { return nil }
             let (company, request) = try route.decode((CompanyID, RequestID).self)
             try await Database.enterTenant(company, on: connection)
-            guard let hash = try await connection.query(
-                "SELECT destination_hash FROM survey_requests WHERE company_id = \(company) AND request_id = \(request)"
-            ).single?.decode(Data.self) else { return false }
+            guard let row = try await connection.query(
+                "SELECT destination_hash, language FROM survey_requests WHERE company_id = \(company) AND request_id = \(request)"
+            ).single else { return nil }
+            let (hash, language) = try row.decode((Data, String?).self)
             try await connection.query("INSERT INTO opt_outs (destination_hash) VALUES (\(hash)) ON CONFLICT DO NOTHING")
             try await connection.query("SELECT release_destination_announcing(\(hash))")
-            return true
+            return Unsubscribed(language: language)
         }
+    }
+
+    public struct Unsubscribed: Sendable, Equatable {
+        public var language: String?
     }
 
     /// The request and its question, scoped to its company from the moment it is known.

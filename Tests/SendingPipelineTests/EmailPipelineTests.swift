@@ -147,8 +147,13 @@ import Testing
 
                 // One click out (RFC 8058), then the address, however written, is opted out.
                 let (_, oneClick) = Self.form("List-Unsubscribe=One-Click")
+                let confirm = try await client.execute(uri: "/u/\(token)", method: .get)
+                #expect(confirm.status == .ok && String(buffer: confirm.body).contains("Se désinscrire"))
+                #expect(try await pipeline.superuser.withConnection {
+                    try await $0.query("SELECT count(*)::int FROM opt_outs").one().decode(Int.self)
+                } == 0, "a GET of the way out opts nobody out")
                 let out = try await client.execute(uri: "/u/\(token)", method: .post, headers: headers, body: oneClick)
-                #expect(out.status == .ok)
+                #expect(out.status == .ok && String(buffer: out.body).contains("Vous êtes désinscrit."))
                 let again = try await Self.send(
                     [#"{"channel":"EMAIL","destination":"jane.doe@BÜCHER.example"}"#], survey: survey, headers: tenant.headers,
                     client: client)

@@ -64,10 +64,10 @@ struct ResponseLinkController {
     }
 
     @Sendable func confirmUnsubscribe(request: Request, context: Context) async throws -> Response {
-        guard let token = Self.token(context), try await links.find(token) != nil else {
+        guard let token = Self.token(context), let linked = try await links.find(token) else {
             return Self.page(ResponsePage.unknown, status: .notFound)
         }
-        return Self.page(ResponsePage.unsubscribe(token: token))
+        return Self.page(ResponsePage.unsubscribe(token: token, language: linked.language))
     }
 
     /// Whatever the body (RFC 8058 says `List-Unsubscribe=One-Click`, as a form or multipart;
@@ -75,11 +75,11 @@ struct ResponseLinkController {
     /// POST. The body is still read, within its bound.
     @Sendable func unsubscribe(request: Request, context: Context) async throws -> Response {
         _ = try await request.collectBody(upTo: Self.maximumFormSize)
-        guard let token = Self.token(context), try await links.unsubscribe(token) else {
+        guard let token = Self.token(context), let done = try await links.unsubscribe(token) else {
             return Self.page(ResponsePage.unknown, status: .notFound)
         }
         Counter(label: "email_unsubscribes_total").increment()
-        return Self.page(ResponsePage.unsubscribed)
+        return Self.page(ResponsePage.unsubscribed(language: done.language))
     }
 
     // MARK: Reading and writing

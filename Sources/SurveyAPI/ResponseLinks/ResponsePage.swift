@@ -59,18 +59,22 @@ enum ResponsePage {
         title: "Link not found", language: nil,
         body: "<h1>This link is not valid.</h1><p>Check that the whole link from the e-mail was opened.</p>")
 
-    static func unsubscribe(token: ResponseLinkToken) -> String {
-        page(
-            title: "Unsubscribe", language: nil,
+    static func unsubscribe(token: ResponseLinkToken, language: String?) -> String {
+        let words = ResponsePageWording.for(language)
+        return page(
+            title: words.unsubscribe, language: language,
             body: """
-                <h1>Stop receiving these surveys?</h1>
-                <form method="post" action="/u/\(token.value)"><button type="submit">Unsubscribe</button></form>
+                <h1>\(words.unsubscribeQuestion.markupEscaped)</h1>
+                <form method="post" action="/u/\(token.value)"><button type="submit">\(words.unsubscribe.markupEscaped)</button></form>
                 """)
     }
 
-    static let unsubscribed = page(
-        title: "Unsubscribed", language: nil,
-        body: "<h1>You are unsubscribed.</h1><p>No more surveys will be sent to this address.</p>")
+    static func unsubscribed(language: String?) -> String {
+        let words = ResponsePageWording.for(language)
+        return page(
+            title: words.unsubscribe, language: language,
+            body: "<h1>\(words.unsubscribed.markupEscaped)</h1><p>\(words.noMore.markupEscaped)</p>")
+    }
 
     /// The page's styles: inline, as the page loads nothing else (the policy allows them by hash).
     static let style = """
@@ -108,6 +112,10 @@ struct ResponsePageWording: Sendable {
     var previous: @Sendable (Int) -> String
     var change: String
     var closed: String
+    var unsubscribe: String
+    var unsubscribeQuestion: String
+    var unsubscribed: String
+    var noMore: String
 
     static func `for`(_ language: String?) -> ResponsePageWording {
         switch language.flatMap({ try? LanguageTag(parsing: $0) })?.primaryLanguage.lowercased() {
@@ -122,20 +130,28 @@ struct ResponsePageWording: Sendable {
         choose: "Your score:", low: "not at all likely", high: "extremely likely", send: "Send my score",
         thanks: "Thank you!", recorded: { "Your score of \($0) is recorded." },
         previous: { "You answered \($0); a new choice replaces it." }, change: "Change my score",
-        closed: "This survey has closed. Thank you all the same.")
+        closed: "This survey has closed. Thank you all the same.", unsubscribe: "Unsubscribe",
+        unsubscribeQuestion: "Stop receiving these surveys?", unsubscribed: "You are unsubscribed.",
+        noMore: "No more surveys will be sent to this address.")
     static let french = ResponsePageWording(
         choose: "Votre note :", low: "pas du tout probable", high: "extrêmement probable", send: "Envoyer ma note",
         thanks: "Merci !", recorded: { "Votre note de \($0) est enregistrée." },
         previous: { "Vous avez répondu \($0) ; un nouveau choix la remplace." }, change: "Changer ma note",
-        closed: "Cette enquête est close. Merci tout de même.")
+        closed: "Cette enquête est close. Merci tout de même.", unsubscribe: "Se désinscrire",
+        unsubscribeQuestion: "Ne plus recevoir ces enquêtes ?", unsubscribed: "Vous êtes désinscrit.",
+        noMore: "Plus aucune enquête ne sera envoyée à cette adresse.")
     static let dutch = ResponsePageWording(
         choose: "Uw score:", low: "helemaal niet waarschijnlijk", high: "zeer waarschijnlijk", send: "Mijn score versturen",
         thanks: "Bedankt!", recorded: { "Uw score van \($0) is geregistreerd." },
         previous: { "U antwoordde \($0); een nieuwe keuze vervangt die." }, change: "Mijn score wijzigen",
-        closed: "Deze enquête is afgesloten. Toch bedankt.")
+        closed: "Deze enquête is afgesloten. Toch bedankt.", unsubscribe: "Afmelden",
+        unsubscribeQuestion: "Geen enquêtes als deze meer ontvangen?", unsubscribed: "U bent afgemeld.",
+        noMore: "Naar dit adres worden geen enquêtes meer gestuurd.")
     static let german = ResponsePageWording(
         choose: "Ihre Bewertung:", low: "überhaupt nicht wahrscheinlich", high: "äußerst wahrscheinlich",
         send: "Bewertung senden", thanks: "Vielen Dank!", recorded: { "Ihre Bewertung von \($0) ist gespeichert." },
         previous: { "Sie haben \($0) gewählt; eine neue Wahl ersetzt sie." }, change: "Bewertung ändern",
-        closed: "Diese Umfrage ist geschlossen. Trotzdem vielen Dank.")
+        closed: "Diese Umfrage ist geschlossen. Trotzdem vielen Dank.", unsubscribe: "Abmelden",
+        unsubscribeQuestion: "Keine solchen Umfragen mehr erhalten?", unsubscribed: "Sie sind abgemeldet.",
+        noMore: "An diese Adresse werden keine Umfragen mehr gesendet.")
 }
