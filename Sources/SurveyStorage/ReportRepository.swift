@@ -3,12 +3,19 @@ import Postgres
 import SurveyDomain
 
 /// Reports, counted by PostgreSQL: whole UTC months and days from `report_rollups`, the
-/// rest from `survey_requests`, as `RollupPlan` lays out (docs/REPORTS.md).
+/// rest from `survey_requests`, as `RollupPlan` lays out (docs/REPORTS.md). They read from
+/// a hot standby when `reads` has a fresh one; compaction writes to the primary.
 public struct ReportRepository: Sendable {
     let database: Database
+    let reads: ReportReads
 
     public init(database: Database) {
-        self.database = database
+        self.init(reads: ReportReads(primary: database))
+    }
+
+    public init(reads: ReportReads) {
+        self.database = reads.primary
+        self.reads = reads
     }
 
     public enum Failure: Error, Equatable {
@@ -31,7 +38,7 @@ public struct ReportRepository: Sendable {
     /// from one snapshot, so the breakdown and the totals agree.
     public func report(_ query: ReportQuery, buckets: [Range<Date>], company: CompanyID) async throws -> ReportResult {
         let pieces = RollupPlan.pieces(for: buckets)
-        return try await database.withTenant(company, isolation: .repeatableRead) { connection in
+        let read = try await reads.read { database in try await database.withTenant(company, isolation: .repeatableRead) { connection in
             if let survey = query.filter.survey {
                 let found = try await connection.query(
                     "SELECT 1 FROM surveys WHERE company_id = \(company) AND survey_id = \(survey)")
@@ -51,7 +58,10 @@ public struct ReportRepository: Sendable {
                 }
             }
             return ReportResult(buckets: totals, groups: groups)
-        }
+        } }
+        var result = read.value
+        result.dataAsOf = read.asOf
+        return result
     }
 
     /// Each survey's counts in each bucket, from one statement: the whole of the dashboard's
@@ -61,7 +71,7 @@ public struct ReportRepository: Sendable {
     public func surveyTrends(_ query: ReportQuery, buckets: [Range<Date>], company: CompanyID) async throws -> [SurveyID: [ReportCounts]] {
         let pieces = RollupPlan.pieces(for: buckets)
         let limit = ReportLimits.maximumGroups * max(1, buckets.count) + 1
-        return try await database.withTenant(company, isolation: .repeatableRead) { connection in
+        return try await reads.read { database in try await database.withTenant(company, isolation: .repeatableRead) { connection in
             let rows = try await connection.query(Self.statement(query, grouping: .survey, pieces: pieces, company: company, limit: limit))
             var trends: [SurveyID: [ReportCounts]] = [:]
             for row in rows {
@@ -71,7 +81,7 @@ public struct ReportRepository: Sendable {
             }
             guard trends.count <= ReportLimits.maximumGroups else { throw Failure.tooManyGroups }
             return trends
-        }
+        } }.value
     }
 
     private static func decode(_ row: PostgresRow) throws -> (Int, String?, String?, String?, ReportCounts) {

@@ -82,6 +82,15 @@ struct Serve: AsyncParsableCommand {
         } else {
             logger.notice("TWILIO_AUTH_TOKEN is not set: the SMS webhooks (replies, delivery statuses) are disabled")
         }
+        // Reports, trends and the dashboard's overviews from a hot standby, while it is fresh.
+        if let replicaURL = Environment.value("REPORTS_DATABASE_URL") {
+            configuration.reportsReplica = .init(
+                database: Database(client: Database.applicationPool(
+                    url: replicaURL, applicationName: "surveyd-serve-reports",
+                    maximumConnections: try Environment.integer("REPORTS_DATABASE_MAX_CONNECTIONS", default: 8, range: 1...1000),
+                    maximumWaiters: waiting.maximumWaiters, waitTimeout: waiting.waitTimeout, logger: logger)),
+                maximumLag: .seconds(try Environment.double("REPORTS_REPLICA_MAX_LAG_SECONDS", default: 30, range: 0...86_400)))
+        }
         let application = buildApplication(configuration: configuration, database: database, logger: logger)
         try await ServiceGroup(
             configuration: .init(

@@ -12,6 +12,9 @@ enum EnvironmentVariables {
 
     static let all: [Variable] = [
         .init(name: "DATABASE_URL", whenUnset: "required", meaning: "libpq URI of the database (serve, worker, company, token)"),
+        .init(name: "REPORTS_DATABASE_URL", whenUnset: "reports read the primary", meaning: "libpq URI of a hot standby the reports, trends and dashboard overviews read from while it is fresh (serve)"),
+        .init(name: "REPORTS_REPLICA_MAX_LAG_SECONDS", whenUnset: "30", meaning: "a standby further behind than this is left for the primary"),
+        .init(name: "REPORTS_DATABASE_MAX_CONNECTIONS", whenUnset: "8", meaning: "pooled connections to the reports standby"),
         .init(name: "MIGRATION_DATABASE_URL", whenUnset: "DATABASE_URL", meaning: "libpq URI for migrate (a role that owns the schema)"),
         .init(name: "DATABASE_MAX_CONNECTIONS", whenUnset: "20 (serve), 4 (worker)", meaning: "pooled connections"),
         .init(name: "DATABASE_POOL_MAX_WAITERS", whenUnset: "1000", meaning: "requests that may wait for a connection (503 beyond)"),

@@ -87,8 +87,9 @@ import Testing
             #expect(results.allSatisfy { $0.1 }, "every slow connection is closed")
             #expect(results.allSatisfy { $0.0 == "HTTP/1.1 408" }, "\(Set(results.map(\.0)))")
             let latest = results.map(\.2).max() ?? .zero
-            // The bound, and room for a loaded machine to act on it.
-            #expect(latest < receiveTimeout + .seconds(3), "the last slow connection was closed after \(latest)")
+            // The bound, and room for a loaded machine to act on it (300 connections on two
+            // busy cores once took 7.5 s).
+            #expect(latest < receiveTimeout + .seconds(8), "the last slow connection was closed after \(latest)")
             let median = { (durations: [Duration]) in durations.sorted()[durations.count / 2] }
             #expect(median(during) < median(baseline) + .milliseconds(250), "baseline \(median(baseline)), during \(median(during))")
             for attacker in attackers { await attacker.close() }

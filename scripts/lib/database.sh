@@ -432,6 +432,46 @@ CREATE DATABASE :"db";
 SQL
 }
 
+# Starts (or reuses) "PRIMARY-replica": a hot standby of the private cluster PRIMARY
+# (started first), streaming from it over its socket, and prints two libpq URLs to their
+# `postgres` databases on one line: PRIMARY's, then the standby's. Copied afresh (pg_basebackup) when missing, or when PRIMARY is not the
+# cluster it was copied from (a recreated one). In a subshell: the caller's PRIVATE_PG_* and
+# PG* variables stay those of its own cluster.
+start_private_replica_postgres() (
+    primary="${1:?usage: start_private_replica_postgres PRIMARY}"
+    start_private_postgres "$primary" >/dev/null || exit 1
+    primary_socket="$PRIVATE_PG_SOCKET_DIR"
+    primary_url="$(private_database_url postgres)"
+    bin="$PRIVATE_PG_BIN"
+    system_id() { _surveyd_pg_as_owner "$bin/pg_controldata" -D "$1" 2>/dev/null | sed -n 's/^Database system identifier: *//p'; }
+    primary_id="$(system_id "$PRIVATE_PG_DATA")"
+    _surveyd_pg_choose_dir "$primary-replica" || exit 1
+    PRIVATE_PG_BIN="$bin"
+    if [[ "$(system_id "$PRIVATE_PG_DATA")" != "$primary_id" ]] || ! _surveyd_pg_as_owner test -f "$PRIVATE_PG_DATA/standby.signal"; then
+        if _surveyd_pg_pid_alive; then
+            _surveyd_pg_as_owner "$bin/pg_ctl" -D "$PRIVATE_PG_DATA" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
+        fi
+        _surveyd_pg_as_owner find "$PRIVATE_PG_DATA" -mindepth 1 -delete
+        _surveyd_log "Copying private PostgreSQL '$primary' into a standby in $PRIVATE_PG_DATA..."
+        _surveyd_pg_as_owner "$bin/pg_basebackup" -D "$PRIVATE_PG_DATA" -R -X stream -c fast \
+            -h "$primary_socket" -p "$SURVEYD_PG_PORT" -U postgres >"$PRIVATE_PG_DIR/log/basebackup.log" 2>&1 ||
+            _surveyd_pg_fail_with_log "pg_basebackup of '$primary' failed" || exit 1
+    fi
+    if ! _surveyd_pg_isready; then
+        rm -f "$PRIVATE_PG_DATA/postmaster.pid" "$PRIVATE_PG_SOCKET_DIR/.s.PGSQL.$SURVEYD_PG_PORT" \
+            "$PRIVATE_PG_SOCKET_DIR/.s.PGSQL.$SURVEYD_PG_PORT.lock"
+        _surveyd_pg_write_conf
+        _surveyd_pg_start_server >/dev/null 2>&1 </dev/null ||
+            _surveyd_pg_fail_with_log "could not start the standby of '$primary'" || exit 1
+        waited=0
+        until _surveyd_pg_isready; do
+            ((waited++ < 60)) || { _surveyd_pg_fail_with_log "the standby of '$primary' did not answer within 30 s"; exit 1; }
+            sleep 0.5
+        done
+    fi
+    printf '%s %s\n' "$primary_url" "$(private_database_url postgres)"
+)
+
 # Starts (or reuses) the private cluster "tls", which also accepts TLS connections on
 # 127.0.0.1 with a self-signed certificate made on its first start, and prints a libpq URL
 # to it with sslmode=require. The TCP port is SURVEYD_TLS_PG_PORT, else one from 40000 to

@@ -22,6 +22,21 @@ public struct APIConfiguration: Sendable {
     public var operations: Operations
     /// Enables `/dashboard`: its templates and assets; `nil` leaves it unrouted.
     public var dashboard: DashboardResources?
+    /// A hot standby the reports read from while it is fresh (`REPORTS_DATABASE_URL`);
+    /// `nil`: they read from the primary.
+    public var reportsReplica: ReportsReplica?
+
+    public struct ReportsReplica: Sendable {
+        /// Its pool (a service of the API's process).
+        public var database: Database
+        /// Further behind than this, reports read from the primary.
+        public var maximumLag: Duration
+
+        public init(database: Database, maximumLag: Duration = .seconds(30)) {
+            self.database = database
+            self.maximumLag = maximumLag
+        }
+    }
 
     /// The operator's endpoints, each enabled by what it needs (`/health` always is).
     public struct Operations: Sendable {
@@ -190,7 +205,11 @@ public func buildRouter(
         idempotency: IdempotencyRepository(database: database), hasher: configuration.destinationHasher
     ).addRoutes(to: tenantRoutes)
     UsageController(replies: ReplyRepository(database: database), companies: companies).addRoutes(to: tenantRoutes)
-    ReportController(reports: ReportRepository(database: database)).addRoutes(to: tenantRoutes)
+    let reports = ReportRepository(
+        reads: ReportReads(
+            primary: database, replica: configuration.reportsReplica?.database,
+            maximumLag: configuration.reportsReplica?.maximumLag ?? .seconds(30)))
+    ReportController(reports: reports).addRoutes(to: tenantRoutes)
     RequestController(requests: RequestRepository(database: database)).addRoutes(to: tenantRoutes)
     PrivacyController(privacy: PrivacyRepository(database: database), hasher: configuration.destinationHasher)
         .addRoutes(to: tenantRoutes)
@@ -203,7 +222,7 @@ public func buildRouter(
     if let resources = configuration.dashboard {
         let group = router.group("dashboard").add(middleware: DashboardMiddleware(resources: resources))
         let pages = DashboardPages(
-            resources: resources, surveys: SurveyRepository(database: database), reports: ReportRepository(database: database),
+            resources: resources, surveys: SurveyRepository(database: database), reports: reports,
             requests: RequestRepository(database: database), replies: ReplyRepository(database: database), companies: companies)
         DashboardController(
             resources: resources, sessions: DashboardSessionRepository(database: database), authenticator: components.authenticator,
@@ -251,6 +270,7 @@ public func buildApplication(
                 maximumPerAddress: configuration.limits.maximumConnectionsPerAddress)),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "surveyd"),
         logger: logger)
+    if let replica = configuration.reportsReplica { application.addServices(replica.database) }
     application.addServices(
         database,
         configuration.companyWebhooks.sender,

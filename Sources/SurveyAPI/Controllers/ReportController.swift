@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import HummingbirdCore
 import SurveyDomain
@@ -45,7 +46,11 @@ struct ReportController {
         }
         do {
             let result = try await reports.report(query, buckets: buckets, company: context.company)
-            return JSONReply(body: ReportResponse(query: query, buckets: trend ? buckets : nil, result: result, date: now))
+            // How fresh the numbers are: a hot standby answers with what it has replayed.
+            var headers: HTTPFields = [:]
+            if let asOf = result.dataAsOf { headers[.dataAsOf] = Timestamp.format(asOf) }
+            return JSONReply(
+                headers: headers, body: ReportResponse(query: query, buckets: trend ? buckets : nil, result: result, date: now))
         } catch ReportRepository.Failure.surveyNotFound {
             throw Problem.notFound("No survey \(survey.map { "\($0)" } ?? "").")
         } catch ReportRepository.Failure.tooManyGroups {
@@ -95,4 +100,8 @@ struct ReportController {
         }
         return id
     }
+}
+
+extension HTTPField.Name {
+    static let dataAsOf = Self("Data-As-Of")!
 }

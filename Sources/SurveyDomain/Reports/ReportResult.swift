@@ -1,3 +1,5 @@
+import Foundation
+
 /// What one entry of a breakdown stands for.
 public enum ReportGroupKey: Sendable, Hashable {
     case survey(SurveyID, name: String, interactionType: String)
@@ -13,6 +15,9 @@ public enum ReportGroupKey: Sendable, Hashable {
 public struct ReportResult: Sendable, Equatable {
     public var buckets: [ReportCounts]
     public var groups: [(key: ReportGroupKey, counts: ReportCounts)]
+    /// As of when the data read is (a hot standby replays the primary's commits a moment
+    /// later); `nil` when not known.
+    public var dataAsOf: Date?
 
     public init(buckets: [ReportCounts], groups: [(key: ReportGroupKey, counts: ReportCounts)] = []) {
         self.buckets = buckets
