@@ -74,11 +74,17 @@ import Glibc
         private let unixPath: String
         private let frozen = Atomic<Bool>(false)
         private let stopping = Atomic<Bool>(false)
+        /// Every thread of the proxy; `stop()` waits for them before closing anything, so
+        /// that each descriptor is closed once, by its owner, after its last use (a number
+        /// closed twice may by then be another part of the process's pipe).
+        private let threads = DispatchGroup()
+        private let opened = Mutex<[Int32]>([])
 
         init(unixSocket path: String) throws {
             let silent = try SilentServer(acceptsItself: false)
             (listener, port) = (silent.descriptor, silent.port)
             unixPath = path
+            threads.enter()
             Thread.detachNewThread { [self] in
                 while !stopping.load(ordering: .acquiring) {
                     let client = accept(listener, nil, nil)
@@ -87,15 +93,27 @@ import Glibc
                         continue
                     }
                     let upstream = Self.connect(unixPath)
-                    Thread.detachNewThread { self.forward(from: client, to: upstream) }
-                    Thread.detachNewThread { self.forward(from: upstream, to: client) }
+                    opened.withLock { $0 += [client, upstream] }
+                    for (source, destination) in [(client, upstream), (upstream, client)] {
+                        threads.enter()
+                        Thread.detachNewThread {
+                            self.forward(from: source, to: destination)
+                            self.threads.leave()
+                        }
+                    }
                 }
-                close(listener)
+                threads.leave()
             }
         }
 
         func freeze() { frozen.store(true, ordering: .releasing) }
-        func stop() { stopping.store(true, ordering: .releasing) }
+
+        /// Ends the partition by closing every connection (the stranded statement fails).
+        func stop() {
+            stopping.store(true, ordering: .releasing)
+            threads.wait()
+            for descriptor in opened.withLock({ $0 }) + [listener] { close(descriptor) }
+        }
 
         private func forward(from source: Int32, to destination: Int32) {
             var buffer = [UInt8](repeating: 0, count: 65_536)
@@ -116,8 +134,8 @@ import Glibc
                     written += step
                 }
             }
-            close(source)
-            close(destination)
+            // The other direction learns of the end; the descriptors are closed by `stop()`.
+            shutdown(destination, Int32(SHUT_WR))
         }
 
         private static func connect(_ path: String) -> Int32 {
