@@ -7,4 +7,9 @@ extension Duration {
         let (product, overflow) = seconds.multipliedReportingOverflow(by: 1000)
         return overflow ? (seconds < 0 ? .min : .max) : product + fraction
     }
+
+    /// The duration in seconds, fractions included (what SQL intervals and lag checks take).
+    public var secondsValue: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
 }

@@ -202,7 +202,7 @@ public struct QueueRepository: Sendable {
                     UPDATE sms_jobs AS j
                        SET leased_until = NULL, lease_id = NULL, claim_position = NULL, run_at = now() + make_interval(secs => t.delay)
                       FROM unnest(\(retried.map(\.0.company.rawValue))::bigint[], \(retried.map(\.0.id))::bigint[],
-                                  \(retried.map { Double($0.1.components.seconds) + Double($0.1.components.attoseconds) / 1e18 })::float8[],
+                                  \(retried.map(\.1.secondsValue))::float8[],
                                   \(retried.map(\.0.leaseID))::text[])
                            AS t(company_id, job_id, delay, lease_id)
                      WHERE j.company_id = t.company_id AND j.job_id = t.job_id AND j.lease_id = t.lease_id

@@ -1,6 +1,7 @@
 import Foundation
 import Metrics
 import Postgres
+import SurveyDomain
 import Synchronization
 
 /// Where the reports read (`REPORTS_DATABASE_URL`): a hot standby when one is configured
@@ -62,11 +63,11 @@ final class Replica: Sendable {
     func freshAsOf() async -> Date? {
         let now = ContinuousClock.now
         if let known = state.withLock({ $0 }), now - known.askedAt < Self.askEvery {
-            return known.lag.map { Date().addingTimeInterval(-$0.seconds) }
+            return known.lag.map { Date().addingTimeInterval(-$0.secondsValue) }
         }
         let lag = await ask()
         state.withLock { $0 = (now, lag) }
-        return lag.map { Date().addingTimeInterval(-$0.seconds) }
+        return lag.map { Date().addingTimeInterval(-$0.secondsValue) }
     }
 
     func markDown() {
@@ -87,7 +88,7 @@ final class Replica: Sendable {
                     """
                 ).one().decode(Double?.self)
             }
-            guard let lagSeconds, lagSeconds <= maximumLag.seconds else {
+            guard let lagSeconds, lagSeconds <= maximumLag.secondsValue else {
                 Counter(label: "report_replica_fallbacks_total", dimensions: [("reason", "lagging")]).increment()
                 return nil
             }
@@ -96,11 +97,5 @@ final class Replica: Sendable {
             Counter(label: "report_replica_fallbacks_total", dimensions: [("reason", "down")]).increment()
             return nil
         }
-    }
-}
-
-extension Duration {
-    fileprivate var seconds: Double {
-        Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 }

@@ -85,7 +85,7 @@ public struct RetentionRepository: Sendable {
     public func purgeBatch(_ table: Table, periods: Periods, limit: Int) async throws -> Int {
         precondition(Self.access(of: table) != .sweep, "\(table.rawValue) is swept by pages")
         let (column, kept) = Self.age(of: table, periods)
-        let seconds = Self.seconds(kept)
+        let seconds = kept.secondsValue
         // Oldest first needs the B-tree's order; under BRIN, ordering would sort every old row
         // of a backlog for each batch, so any old rows will do.
         let query: PostgresQuery =
@@ -122,7 +122,7 @@ public struct RetentionRepository: Sendable {
                 WITH gone AS (
                     DELETE FROM \(identifier: table.rawValue)
                      WHERE ctid >= \("(\(first),0)")::tid AND ctid < \("(\(end),0)")::tid
-                       AND \(identifier: column) < now() - make_interval(secs => \(Self.seconds(kept)))
+                       AND \(identifier: column) < now() - make_interval(secs => \(kept.secondsValue))
                     RETURNING 1
                 )
                 SELECT (SELECT count(*) FROM gone)::int,
@@ -131,9 +131,5 @@ public struct RetentionRepository: Sendable {
             ).one().decode((Int, Int).self)
         }
         return (row.0, end < row.1 ? end : nil)
-    }
-
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 }
