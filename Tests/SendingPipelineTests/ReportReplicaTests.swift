@@ -39,10 +39,19 @@ import Testing
         return PostgresClient(configuration: configuration, logger: TestDatabase.logger)
     }
 
+    struct NotReplayed: Error, CustomStringConvertible {
+        var description: String { "the standby did not replay the new database within 20 s" }
+    }
+
     /// A migrated database on the primary, once the standby has it too.
     static func database() async throws -> (primary: String, replica: String) {
         let name = "replica_reports_\(UInt32.random(in: 0...UInt32.max))"
         let (maintenance, standby) = try urls(database: "postgres")
+        // The standby outlives test runs: one that ended while replay was paused (killed)
+        // left it paused.
+        let standbyAdmin = superuser(standby)
+        try await standbyAdmin.withConnection { try await $0.simpleQuery("SELECT pg_wal_replay_resume()") }
+        await standbyAdmin.shutDown()
         let admin = superuser(maintenance)
         try await admin.withConnection { try await $0.simpleQuery("CREATE DATABASE \(name)") }
         await admin.shutDown()
@@ -59,12 +68,11 @@ import Testing
             if let count = try? await replica.withConnection({
                 try await $0.query("SELECT count(*)::int FROM schema_migrations").one().decode(Int.self)
             }), count == expected {
-                _ = standby
                 return urls
             }
             try await Task.sleep(for: .milliseconds(100))
         }
-        throw NotConfigured()
+        throw NotReplayed()
     }
 
     static func migrationsApplied(_ url: String) async throws -> Int {
