@@ -32,6 +32,9 @@ static inline int clibpq_tls_read_pending(PGconn *connection) {
 #ifdef __linux__
 #include <errno.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <stdint.h>
+#include <unistd.h>
 
 // epoll for the Postgres target's socket reactor. Wrapped here because `struct epoll_event`
 // is packed on x86-64, which Swift does not import field by field.
@@ -54,13 +57,37 @@ static inline int clibpq_epoll_forget(int epfd, int fd) {
     return epoll_ctl(epfd, EPOLL_CTL_DEL, fd, &event);
 }
 
-/// Waits (without a timeout) and writes the ready descriptors to `fds`; returns how many,
-/// or -1 with errno set.
-static inline int clibpq_epoll_wait(int epfd, int *fds, int capacity) {
+/// Waits up to `timeout_ms` (-1: without a limit) and writes the ready descriptors to
+/// `fds`; returns how many (0 when the time ran out), or -1 with errno set.
+static inline int clibpq_epoll_wait(int epfd, int *fds, int capacity, int timeout_ms) {
     struct epoll_event events[64];
-    int count = epoll_wait(epfd, events, capacity < 64 ? capacity : 64, -1);
+    int count = epoll_wait(epfd, events, capacity < 64 ? capacity : 64, timeout_ms);
     for (int index = 0; index < count; index++) fds[index] = events[index].data.fd;
     return count;
+}
+
+/// An eventfd in the set (level-triggered, for reading), to wake a waiting `epoll_wait`;
+/// returns the eventfd, or -1.
+static inline int clibpq_epoll_add_wakeup(int epfd) {
+    int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd < 0) return -1;
+    struct epoll_event event = {0};
+    event.events = EPOLLIN;
+    event.data.fd = fd;
+    if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event) != 0) return -1;
+    return fd;
+}
+
+/// Wakes the `epoll_wait` watching `fd` (an eventfd from `clibpq_epoll_add_wakeup`).
+static inline void clibpq_wakeup_signal(int fd) {
+    uint64_t one = 1;
+    (void)!write(fd, &one, sizeof one);
+}
+
+/// Takes the wake-up back, so the level-triggered eventfd stops being ready.
+static inline void clibpq_wakeup_drain(int fd) {
+    uint64_t count;
+    (void)!read(fd, &count, sizeof count);
 }
 #endif
 

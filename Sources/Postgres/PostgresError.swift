@@ -9,7 +9,7 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
         private enum Base: String, Sendable {
             case connectionFailed, connectionClosed, server, decoding, encoding
             case poolTimeout, poolExhausted, poolUnavailable, poolShutDown
-            case protocolViolation
+            case protocolViolation, timedOut, notPrimary
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -34,6 +34,13 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
         public static let poolShutDown = Code(.poolShutDown)
         /// The server answered something this client did not expect.
         public static let protocolViolation = Code(.protocolViolation)
+        /// The server did not answer in time (the caller's deadline, or the connection's
+        /// response timeout): a partition, or a stopped server. The connection was abandoned;
+        /// whether the statement ran is unknown.
+        public static let timedOut = Code(.timedOut)
+        /// A write reached a standby (SQLSTATE 25006 from a server in hot standby): the
+        /// primary has moved, by a failover, or the URL names a standby.
+        public static let notPrimary = Code(.notPrimary)
 
         public var description: String { base.rawValue }
     }
@@ -97,6 +104,7 @@ extension PostgresError {
         public static let featureNotSupported = "0A000"
         public static let invalidStatementName = "26000"
         public static let protocolViolation = "08P01"
+        public static let readOnlySQLTransaction = "25006"
     }
 
     /// Whether a prepared statement can no longer run as prepared: its plan no longer fits
@@ -120,11 +128,12 @@ extension PostgresError {
         return (sqlState.hasPrefix("08") && sqlState != SQLState.protocolViolation) || sqlState.hasPrefix("57P")
     }
 
-    /// Whether the database itself is unreachable or going away, as opposed to refusing
-    /// a statement: the answer a caller gives for these is "try again later" (HTTP 503).
+    /// Whether the database itself is unreachable, silent, going away or not the primary
+    /// (a failover under way), as opposed to refusing a statement: the answer a caller
+    /// gives for these is "try again later" (HTTP 503).
     public var isUnavailable: Bool {
         switch code {
-        case .connectionFailed, .poolTimeout, .poolExhausted, .poolUnavailable, .poolShutDown:
+        case .connectionFailed, .poolTimeout, .poolExhausted, .poolUnavailable, .poolShutDown, .timedOut, .notPrimary:
             return true
         default:
             return isConnectionLost

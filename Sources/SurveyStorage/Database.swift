@@ -42,8 +42,11 @@ public struct Database: Sendable {
         maximumWaiters: Int = 1000, waitTimeout: Duration = .seconds(5),
         statementTimeout: Duration = .seconds(30), logger: Logger
     ) -> PostgresClient {
+        // The client gives up on the server a little after the server's own limit would
+        // have stopped the statement: only a server that cannot answer (a partition, a
+        // stopped process) runs into it.
         var configuration = PostgresClient.Configuration(
-            connection: .init(url: url, applicationName: applicationName))
+            connection: .init(url: url, applicationName: applicationName, responseTimeout: statementTimeout + .seconds(5)))
         configuration.maximumConnections = maximumConnections
         configuration.maximumWaiters = maximumWaiters
         configuration.waitTimeout = waitTimeout

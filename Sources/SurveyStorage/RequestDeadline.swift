@@ -7,11 +7,19 @@ import SurveyDomain
 public enum RequestDeadline {
     @TaskLocal public static var current: ContinuousClock.Instant?
 
-    /// `SET LOCAL statement_timeout` for what is left of the deadline (at least 1 ms), or
-    /// nothing without a deadline.
+    /// How much sooner than the client the server stops a request's statement.
+    static let serverMargin = Duration.milliseconds(250)
+
+    /// `SET LOCAL statement_timeout` for what is left of the deadline, less a margin (at
+    /// least 1 ms), or nothing without a deadline.
+    ///
+    /// The client gives up on the server at the deadline itself (a partitioned or stopped
+    /// server must not hold the request), abandoning the connection. The margin lets the
+    /// server stop a merely slow statement first, cleanly: its error comes back in time,
+    /// the answer names the cause (`/problems/timeout`) and the connection is kept.
     static func statementTimeoutSetting(now: ContinuousClock.Instant = .now) -> String? {
         guard let deadline = current else { return nil }
-        let left = deadline - now
+        let left = deadline - now - serverMargin
         let milliseconds = max(1, left.roundedUpMilliseconds)
         return "SET LOCAL statement_timeout = \(milliseconds)"
     }

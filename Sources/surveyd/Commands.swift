@@ -27,7 +27,10 @@ struct Migrate: AsyncParsableCommand {
         let threadPool = NIOThreadPool(numberOfThreads: 1)
         threadPool.start()
         let connection = try await PostgresConnection.connect(
-            configuration: .init(url: try Environment.migrationDatabaseURL(), applicationName: "surveyd-migrate"),
+            // A migration may rewrite or index a large table, or wait for another
+            // migrator's lock: a day, not the minute a request's statement gets.
+            configuration: .init(
+                url: try Environment.migrationDatabaseURL(), applicationName: "surveyd-migrate", responseTimeout: .seconds(86_400)),
             threadPool: threadPool, ownsThreadPool: true, logger: logger)
         let applied: [String]
         do {
@@ -92,10 +95,7 @@ struct Serve: AsyncParsableCommand {
                 maximumLag: .seconds(try Environment.double("REPORTS_REPLICA_MAX_LAG_SECONDS", default: 30, range: 0...86_400)))
         }
         let application = buildApplication(configuration: configuration, database: database, logger: logger)
-        try await ServiceGroup(
-            configuration: .init(
-                services: [.init(service: application)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        ).run()
+        try await ServiceGroup.bounded([.init(service: application)], grace: try Environment.shutdownGrace(), logger: logger).run()
     }
 }
 
@@ -222,8 +222,7 @@ struct WorkerCommand: AsyncParsableCommand {
                         operations: .init(migrator: migrator, metrics: metrics.exposition),
                         database: database, logger: logger)))
         }
-        let group = ServiceGroup(
-            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let group = ServiceGroup.bounded(services, grace: try Environment.shutdownGrace(), logger: logger)
         do {
             try await group.run()
         } catch {

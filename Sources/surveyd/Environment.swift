@@ -235,6 +235,12 @@ enum Environment {
         return executable.deletingLastPathComponent().appendingPathComponent("../share/surveyd/openapi.yaml").path
     }
 
+    /// How long a graceful shutdown may take (`SHUTDOWN_GRACE_SECONDS`): below an
+    /// orchestrator's own limit (Kubernetes waits 30 s before SIGKILL).
+    static func shutdownGrace() throws -> Duration {
+        .milliseconds(Int64(try double("SHUTDOWN_GRACE_SECONDS", default: 20, range: 1...3600) * 1000))
+    }
+
     static func logger(_ label: String) -> Logger {
         _ = bootstrapLogging
         var logger = Logger(label: label)

@@ -50,6 +50,7 @@ enum EnvironmentVariables {
         .init(name: "AUTH_FAILURE_BURST", whenUnset: "20", meaning: "burst of failed authentications"),
         .init(name: "TRUST_X_FORWARDED_FOR", whenUnset: "0", meaning: "1: the client address is X-Forwarded-For's last entry"),
         .init(name: "REQUEST_TIMEOUT_SECONDS", whenUnset: "30", meaning: "a request's deadline (503 past it)"),
+        .init(name: "SHUTDOWN_GRACE_SECONDS", whenUnset: "20", meaning: "after SIGTERM, in-flight work may finish within it; then the process ends (serve, worker)"),
         .init(name: "IDLE_TIMEOUT_SECONDS", whenUnset: "60", meaning: "an idle keep-alive connection is closed after it"),
         .init(name: "REQUEST_RECEIVE_TIMEOUT_SECONDS", whenUnset: "10", meaning: "a request's head and body must arrive within it (408 then close)"),
         .init(name: "MAX_CONNECTIONS", whenUnset: "10000", meaning: "open connections to serve at once; more are refused"),

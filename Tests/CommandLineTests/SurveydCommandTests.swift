@@ -181,4 +181,61 @@ import Testing
         let help = try run(["sms", "reply", "--from", "+32470000002", "--body", "HELP"], environment: environment)
         #expect(help.standardOutput.hasPrefix("Help answered: Customer satisfaction surveys"), "\(help.standardOutput)")
     }
+
+    /// Issue 17: SIGTERM ends `serve` within its grace period even while a request waits on
+    /// a database that stopped answering (a partition: the proxy freezes). Without the
+    /// bound, the graceful shutdown waits for that request, as long as the request waits.
+    @Test(.timeLimit(.minutes(1))) func sigtermEndsServeWithinItsGraceWhileTheDatabaseIsSilent() async throws {
+        let scratch = try #require(URLComponents(string: try await TestDatabase.migratedScratchDatabase("shutdown")))
+        let proxy = try FreezingProxy(unixSocket: NetworkFaults.testDatabaseSocket().path)
+        defer { proxy.stop() }
+        let port = Int.random(in: 20_000...60_000)
+        let serve = Process()
+        serve.executableURL = Self.executable
+        serve.arguments = ["serve"]
+        serve.environment = ProcessInfo.processInfo.environment.merging([
+            "DATABASE_URL": "postgresql://postgres@127.0.0.1:\(proxy.port)\(scratch.path)", "SURVEYD_SQL_DIR": TestDatabase.sqlDirectory,
+            "DESTINATION_HASH_KEY": String(repeating: "ab", count: 32), "PORT": String(port), "HOST": "127.0.0.1",
+            "SURVEYD_OPENAPI": TestDatabase.sqlDirectory + "/../openapi.yaml", "LOG_LEVEL": "critical",
+            "SHUTDOWN_GRACE_SECONDS": "2", "REQUEST_TIMEOUT_SECONDS": "60",
+        ]) { $1 }
+        serve.standardOutput = FileHandle.nullDevice
+        serve.standardError = FileHandle.nullDevice
+        try serve.run()
+        defer { if serve.isRunning { kill(serve.processIdentifier, SIGKILL) } }
+        func curl(_ arguments: [String]) throws -> Process {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+            process.arguments = ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "60"] + arguments
+            process.standardOutput = Pipe()
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            return process
+        }
+        // Up, and through the proxy to the database.
+        var ready = false
+        for _ in 0..<100 where !ready {
+            let probe = try curl(["http://127.0.0.1:\(port)/ready"])
+            probe.waitUntilExit()
+            ready = probe.terminationStatus == 0
+                && String(decoding: (probe.standardOutput as! Pipe).fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) == "200"
+            if !ready { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        try #require(ready, "serve did not become ready")
+        proxy.freeze()
+        // A request whose token lookup now waits on the silent database.
+        let stuck = try curl(["-H", "Authorization: Bearer nps_live_" + String(repeating: "x", count: 43), "http://127.0.0.1:\(port)/survey/1.0.0/surveys"])
+        defer { stuck.terminate() }
+        try await Task.sleep(for: .milliseconds(500))
+        try #require(stuck.isRunning, "the request did not wait on the database")
+        let started = ContinuousClock.now
+        serve.terminate()
+        while serve.isRunning, started.duration(to: .now) < .seconds(20) {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let took = started.duration(to: .now)
+        #expect(!serve.isRunning, "serve still running \(took) after SIGTERM")
+        // The grace period (2 s), then a moment for cancellation, then the watchdog.
+        #expect(took < .seconds(8), "serve took \(took) to exit after SIGTERM")
+    }
 }

@@ -98,7 +98,8 @@ import Testing
 
     @Test func theLimitHoldsAcrossReplicas() async throws {
         let tenant = try await harness.company()
-        let limits = APIConfiguration.Limits(perToken: RateLimit(ratePerSecond: 0.1, burst: 4))
+        // One token a minute: slow requests on a loaded machine must not refill the bucket.
+        let limits = APIConfiguration.Limits(perToken: RateLimit(ratePerSecond: 1.0 / 60, burst: 4))
         let first = replica(limits)
         let second = replica(limits)
         let statuses = try await first.testContract { one in

@@ -6,15 +6,40 @@ import Synchronization
 /// for the socket through `SocketReactor`, reading and checking each result, and copying
 /// its rows out of libpq's memory.
 extension PostgresConnection {
-    func execute(_ query: PostgresQuery) async throws(PostgresError) -> PostgresRows {
+    func execute(_ query: PostgresQuery, until bound: ContinuousClock.Instant) async throws(PostgresError) -> PostgresRows {
         let outsideTransaction = PQtransactionStatus(handle) == PQTRANS_IDLE
         do {
-            return try await executePipeline([query])[0]
+            return try await executePipeline([query], until: bound)[0]
         } catch let error where error.isStalePreparedStatement && outsideTransaction {
             // The statement ran in a transaction of its own, which the error rolled back:
             // running it again, prepared afresh, is what the caller asked for.
-            return try await executePipeline([query])[0]
+            return try await executePipeline([query], until: bound)[0]
         }
+    }
+
+    /// Runs a script of one or more statements without parameters (the simple query
+    /// protocol), for trusted SQL such as session settings and migrations. Values never go
+    /// here: use `query(_:)`. Waits like a statement, bounded by the deadline.
+    public func simpleQuery(_ script: String) async throws {
+        guard !script.utf8.contains(0) else {
+            throw PostgresError(code: .encoding, message: "the script contains a NUL character")
+        }
+        await cancelDelivered()
+        let bound = try statementBound()
+        use.enter("a script")
+        defer { use.leave() }
+        guard !poisoned.load(ordering: .acquiring) else {
+            throw PostgresError(code: .connectionClosed, message: "the connection was left unusable by an earlier failure")
+        }
+        guard PQsendQuery(handle, script) == 1 else { throw failure(script) }
+        try await flush(until: bound, sql: script)
+        var firstError: PostgresError?
+        // Every statement of the script has a result; the NULL after the last ends it.
+        while let result = try await nextResult(until: bound, sql: script) {
+            do throws(PostgresError) { _ = try check(result, sql: script) } catch { firstError = firstError ?? error }
+            PQclear(result)
+        }
+        if let firstError { throw firstError }
     }
 
     /// What was sent, in order, so the results can be read back against it.
@@ -28,8 +53,10 @@ extension PostgresConnection {
     /// same round trip (`PreparedStatements`).
     ///
     /// The socket is non-blocking: every libpq call here returns at once, and waiting for
-    /// the server is a suspension on `SocketReactor`, which holds no thread.
-    func executePipeline(_ queries: [PostgresQuery]) async throws(PostgresError) -> [PostgresRows] {
+    /// the server is a suspension on `SocketReactor`, which holds no thread, until `bound`
+    /// at most: a server silent past it fails the statements with `timedOut`, and the
+    /// connection, its protocol state unknown, is abandoned.
+    func executePipeline(_ queries: [PostgresQuery], until bound: ContinuousClock.Instant) async throws(PostgresError) -> [PostgresRows] {
         guard !queries.isEmpty else { return [] }
         use.enter("a statement")
         defer { use.leave() }
@@ -54,7 +81,7 @@ extension PostgresConnection {
         var reading = synced
         var firstError: PostgresError?
         if reading {
-            do throws(PostgresError) { try await flush() } catch {
+            do throws(PostgresError) { try await flush(until: bound, sql: queries[0].sql) } catch {
                 firstError = error
                 reading = false
             }
@@ -66,7 +93,7 @@ extension PostgresConnection {
         for step in steps {
             var result: OpaquePointer?
             if reading {
-                do throws(PostgresError) { result = try await nextResult() } catch {
+                do throws(PostgresError) { result = try await nextResult(until: bound, sql: queries[0].sql) } catch {
                     firstError = firstError ?? error
                     reading = false
                 }
@@ -95,7 +122,7 @@ extension PostgresConnection {
             PQclear(result)
             // Each statement's results end with a NULL.
             do throws(PostgresError) {
-                while let extra = try await nextResult() { PQclear(extra) }
+                while let extra = try await nextResult(until: bound, sql: nil) { PQclear(extra) }
             } catch {
                 firstError = firstError ?? error
                 reading = false
@@ -104,7 +131,7 @@ extension PostgresConnection {
         // The sync's own result.
         if reading, PQstatus(handle) == CONNECTION_OK {
             do throws(PostgresError) {
-                if let sync = try await nextResult() { PQclear(sync) }
+                if let sync = try await nextResult(until: bound, sql: nil) { PQclear(sync) }
             } catch {
                 firstError = firstError ?? error
             }
@@ -157,24 +184,28 @@ extension PostgresConnection {
     }
 
     /// Sends what libpq still holds, waiting for the socket when its buffer is full.
-    private func flush() async throws(PostgresError) {
+    private func flush(until bound: ContinuousClock.Instant, sql: String?) async throws(PostgresError) {
         while true {
             switch PQflush(handle) {
             case 0: return
             case 1:
                 // Take in what the server sent meanwhile, so it never waits on us to read.
                 guard PQconsumeInput(handle) == 1 else { throw failure(nil) }
-                await SocketReactor.shared.wait(for: PQsocket(handle), .readableOrWritable)
+                if await SocketReactor.shared.wait(for: PQsocket(handle), .readableOrWritable, until: bound) == .timedOut {
+                    throw abandoned(sql)
+                }
             default: throw failure(nil)
             }
         }
     }
 
     /// The next result, waiting for the server until libpq has a whole one.
-    private func nextResult() async throws(PostgresError) -> OpaquePointer? {
+    private func nextResult(until bound: ContinuousClock.Instant, sql: String?) async throws(PostgresError) -> OpaquePointer? {
         while PQisBusy(handle) == 1 {
-            if clibpq_tls_read_pending(handle) == 0 {
-                await SocketReactor.shared.wait(for: PQsocket(handle), .readable)
+            if clibpq_tls_read_pending(handle) == 0,
+                await SocketReactor.shared.wait(for: PQsocket(handle), .readable, until: bound) == .timedOut
+            {
+                throw abandoned(sql)
             }
             guard PQconsumeInput(handle) == 1 else { throw failure(nil) }
         }
@@ -193,6 +224,14 @@ extension PostgresConnection {
     /// The protocol counts a statement's parameters in 16 bits.
     static let maximumParameters = Int(UInt16.max)
 
+    /// The server said nothing in time. What it is doing is unknown (a partition, a stopped
+    /// backend, a statement that ignores its timeout), and so is the protocol's state: the
+    /// connection is never used again, and closing it ends the server's side.
+    private func abandoned(_ sql: String?) -> PostgresError {
+        poisoned.store(true, ordering: .releasing)
+        return PostgresError(code: .timedOut, message: "no answer from the server in time; the connection is abandoned", query: sql)
+    }
+
     private func failure(_ sql: String?) -> PostgresError {
         PostgresError(
             code: PQstatus(handle) == CONNECTION_OK ? .protocolViolation : .connectionClosed,
@@ -210,8 +249,13 @@ extension PostgresConnection {
                 PQresultErrorField(result, Int32(code.asciiValue!)).map { String(cString: $0) }
             }
             let broken = PQstatus(handle) != CONNECTION_OK
+            // A write refused because the server is a standby: the primary moved (a failover
+            // demoted this one), or the URL names a standby. Not this statement's fault,
+            // and the connection is of no more use for writing.
+            let standby = field("C") == PostgresError.SQLState.readOnlySQLTransaction && isStandby
+            if standby { poisoned.store(true, ordering: .releasing) }
             var error = PostgresError(
-                code: broken ? .connectionClosed : .server,
+                code: broken ? .connectionClosed : standby ? .notPrimary : .server,
                 sqlState: field("C"),
                 message: field("M") ?? String(cString: PQerrorMessage(handle)),
                 detail: field("D"), hint: field("H"), constraint: field("n"), query: sql)
@@ -221,6 +265,12 @@ extension PostgresConnection {
             throw PostgresError(
                 code: .protocolViolation, message: "unexpected result status \(PQresultStatus(result))", query: sql)
         }
+    }
+
+    /// Whether the server is a hot standby, as it last reported (`in_hot_standby`, sent by
+    /// PostgreSQL 14 and later at connection start and whenever it changes).
+    var isStandby: Bool {
+        PQparameterStatus(handle, "in_hot_standby").map { String(cString: $0) == "on" } ?? false
     }
 
     private func copyRows(_ result: OpaquePointer) -> PostgresRows {

@@ -7,8 +7,9 @@ import Synchronization
 /// One connection to PostgreSQL through libpq.
 ///
 /// Statements run on a non-blocking socket: the caller sends, suspends while the server
-/// works, and is resumed by `SocketReactor`. The libpq calls that block (connecting,
-/// `PQexec`, closing) run on the injected `NIOThreadPool`. None runs on an event loop or
+/// works, and is resumed by `SocketReactor`, or given up at a deadline. The libpq calls
+/// that block (connecting, bounded by `connect_timeout`, and closing) run on the injected
+/// `NIOThreadPool`. None runs on an event loop or
 /// on Swift's cooperative pool.
 ///
 /// `@unchecked Sendable`: the `PGconn` is not thread-safe, and it is used by one holder at a
@@ -18,17 +19,43 @@ import Synchronization
 /// object; `inFlight` (a mutex) makes sure it only hits the statement it is for.
 public final class PostgresConnection: @unchecked Sendable {
     public struct Configuration: Sendable {
-        /// A libpq connection URI or `key=value` string.
+        /// A libpq connection URI or `key=value` string. It may name several hosts
+        /// (`postgresql://h1:5432,h2:5432/db?target_session_attrs=read-write`): libpq tries
+        /// them in turn, and a new connection finds the primary after a failover.
         public var url: String
         /// Shown in `pg_stat_activity.application_name`; overrides one in `url`.
         public var applicationName: String
-        /// Seconds to wait for the server when connecting, unless `url` says otherwise.
+        /// Seconds to wait for the server when connecting (per host), unless `url` says otherwise.
         public var connectTimeoutSeconds: Int
+        /// How long sent data may go unacknowledged before the kernel gives the connection
+        /// up (`tcp_user_timeout`), unless `url` says otherwise. With the keepalives, it is
+        /// what ends an idle connection to a server that vanished (a LISTEN connection).
+        public var tcpUserTimeout: Duration
+        /// The longest a statement waits for the server's answer. Past it the connection is
+        /// abandoned and the statement fails with `timedOut`: a partitioned network or a
+        /// stopped server must not hold the caller forever. Set it above the server's
+        /// `statement_timeout`, which ends slow statements first, cleanly.
+        public var responseTimeout: Duration
+        /// The longest `BEGIN`, `COMMIT` or `ROLLBACK` waits, whatever the caller's deadline:
+        /// a commit sent just before it still learns whether it committed.
+        public var transactionControlTimeout: Duration
+        /// The longest the next statement waits for a cancel request to reach the server
+        /// (`PQcancel` opens a connection of its own, and can block). Past it, the
+        /// connection is abandoned: the late cancel could stop a later statement.
+        public var cancelTimeout: Duration
 
-        public init(url: String, applicationName: String, connectTimeoutSeconds: Int = 5) {
+        public init(
+            url: String, applicationName: String, connectTimeoutSeconds: Int = 5, tcpUserTimeout: Duration = .seconds(15),
+            responseTimeout: Duration = .seconds(60), transactionControlTimeout: Duration = .seconds(5),
+            cancelTimeout: Duration = .seconds(2)
+        ) {
             self.url = url
             self.applicationName = applicationName
             self.connectTimeoutSeconds = connectTimeoutSeconds
+            self.tcpUserTimeout = tcpUserTimeout
+            self.responseTimeout = responseTimeout
+            self.transactionControlTimeout = transactionControlTimeout
+            self.cancelTimeout = cancelTimeout
         }
     }
 
@@ -49,6 +76,16 @@ public final class PostgresConnection: @unchecked Sendable {
     private let ownsThreadPool: Bool
     /// Only touched by the one holder's calls, which run one after another.
     var statements = PreparedStatements(capacity: 256)
+    /// The holder's deadline (a request's), set by the pool for the length of a lease:
+    /// statements wait for the server until then at most. Only touched by the holder.
+    var deadline: ContinuousClock.Instant?
+    let timeouts: Timeouts
+
+    struct Timeouts {
+        var response: Duration
+        var transactionControl: Duration
+        var cancel: Duration
+    }
 
     /// What cancellation needs to know, so that a cancel request only ever interrupts the
     /// statement it was made for.
@@ -60,6 +97,8 @@ public final class PostgresConnection: @unchecked Sendable {
         /// A cancel request on its way to the server. The next statement waits until it
         /// has landed; otherwise it could be the one interrupted.
         var delivering = false
+        /// Counts cancel requests, so that the end of one is never taken for another's.
+        var deliveries: UInt64 = 0
         var waitingForDelivery: [CheckedContinuation<Void, Never>] = []
     }
 
@@ -67,8 +106,11 @@ public final class PostgresConnection: @unchecked Sendable {
     public let backendPID: Int32
     let logger: Logger
 
-    private init(handle: OpaquePointer, threadPool: NIOThreadPool, ownsThreadPool: Bool, logger: Logger) {
+    private init(handle: OpaquePointer, configuration: Configuration, threadPool: NIOThreadPool, ownsThreadPool: Bool, logger: Logger) {
         self.handle = handle
+        self.timeouts = Timeouts(
+            response: configuration.responseTimeout, transactionControl: configuration.transactionControlTimeout,
+            cancel: configuration.cancelTimeout)
         self.ownsThreadPool = ownsThreadPool
         self.cancelHandle = PQgetCancel(handle)
         self.threadPool = threadPool
@@ -100,14 +142,16 @@ public final class PostgresConnection: @unchecked Sendable {
         let connection = try await threadPool.runBlocking { () throws(PostgresError) -> PostgresConnection in
             // Later keywords override earlier ones, and the URL expands in place of `dbname`:
             // so the URL may override the timeout, and our application_name overrides the URL's.
-            // TCP keepalives notice a peer that vanished without closing (a half-open
-            // connection); they do not apply to Unix sockets.
+            // TCP keepalives and the user timeout notice a peer that vanished without
+            // closing (a half-open connection) within about half a minute; they do not
+            // apply to Unix sockets.
             let keywords = [
                 "connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
-                "gssencmode", "dbname", "application_name", "client_encoding",
+                "tcp_user_timeout", "gssencmode", "dbname", "application_name", "client_encoding",
             ]
             let values = [
-                String(configuration.connectTimeoutSeconds), "1", "30", "10", "3", "disable", configuration.url,
+                String(configuration.connectTimeoutSeconds), "1", "10", "5", "3",
+                String(configuration.tcpUserTimeout.nanoseconds / 1_000_000), "disable", configuration.url,
                 configuration.applicationName, "UTF8",
             ]
             let handle = withCStringArray(keywords) { keywords in
@@ -133,13 +177,13 @@ public final class PostgresConnection: @unchecked Sendable {
                     message: "GSSAPI encryption is not supported; use TLS (sslmode) and gssencmode=disable")
             }
             // Statements go through `SocketReactor` and must never block the caller's thread.
-            // (`PQexec`, for `simpleQuery`, blocks whatever this says; it runs on the pool.)
             guard PQsetnonblocking(handle, 1) == 0 else {
                 let message = String(cString: PQerrorMessage(handle))
                 PQfinish(handle)
                 throw PostgresError(code: .connectionFailed, message: message)
             }
-            return PostgresConnection(handle: handle, threadPool: threadPool, ownsThreadPool: ownsThreadPool, logger: logger)
+            return PostgresConnection(
+                handle: handle, configuration: configuration, threadPool: threadPool, ownsThreadPool: ownsThreadPool, logger: logger)
         }
         do {
             try await connection.simpleQuery(
@@ -153,10 +197,12 @@ public final class PostgresConnection: @unchecked Sendable {
 
     /// Runs one parameterised statement and returns its rows.
     ///
-    /// Cancelling the calling task cancels the statement on the server (`PQcancel`).
+    /// Cancelling the calling task cancels the statement on the server (`PQcancel`). The
+    /// answer is waited for until the holder's deadline or the response timeout, whichever
+    /// comes first; past it the statement fails with `timedOut` and the connection is abandoned.
     @discardableResult
     public func query(_ query: PostgresQuery) async throws -> PostgresRows {
-        try await cancellably { () async throws(PostgresError) in try await self.execute(query) }
+        try await cancellably { () async throws(PostgresError) in try await self.execute(query, until: try self.statementBound()) }
     }
 
     /// Sends `queries` in one round trip (libpq's pipeline mode) and returns each one's rows,
@@ -166,7 +212,19 @@ public final class PostgresConnection: @unchecked Sendable {
     /// One round trip instead of one per statement: on a short request, each saved round
     /// trip is a network exchange and a wake-up.
     public func pipeline(_ queries: [PostgresQuery]) async throws -> [PostgresRows] {
-        try await cancellably { () async throws(PostgresError) in try await self.executePipeline(queries) }
+        try await cancellably { () async throws(PostgresError) in try await self.executePipeline(queries, until: try self.statementBound()) }
+    }
+
+    /// When the answer to a statement sent now must have come: the holder's deadline or
+    /// the response timeout, whichever is sooner. A deadline already past sends nothing.
+    func statementBound() throws(PostgresError) -> ContinuousClock.Instant {
+        let now = ContinuousClock.now
+        let bound = now.advanced(by: timeouts.response)
+        guard let deadline else { return bound }
+        guard deadline > now else {
+            throw PostgresError(code: .timedOut, message: "the caller's deadline passed before the statement was sent")
+        }
+        return min(bound, deadline)
     }
 
     /// Runs `work`; cancelling the calling task cancels what runs on the server
@@ -200,12 +258,13 @@ public final class PostgresConnection: @unchecked Sendable {
 
     /// Runs transaction control (`BEGIN` with its settings, `COMMIT`, `ROLLBACK`) as one
     /// pipeline: without blocking a thread, like any statement, but whatever the calling
-    /// task's cancellation, since the end of an open transaction must never be skipped. A
-    /// cancel request still on its way to the server is waited for first, so it cannot
-    /// land on these.
+    /// task's cancellation or deadline, since the end of an open transaction must never be
+    /// skipped; bounded by the transaction control timeout instead. A cancel request still
+    /// on its way to the server is waited for first, so it cannot land on these.
     func control(_ statements: [PostgresQuery]) async throws(PostgresError) {
         await cancelDelivered()
-        _ = try await executePipeline(statements)
+        let bound = ContinuousClock.now.advanced(by: min(timeouts.transactionControl, timeouts.response))
+        _ = try await executePipeline(statements, until: bound)
     }
 
     /// Ends the transaction open on this connection, discarding its work. Not cancellable.
@@ -214,7 +273,8 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     /// Suspends until no cancel request is on its way to the server, if one is: what is
-    /// sent next must not be what it stops. (Returns at once in the usual case.)
+    /// sent next must not be what it stops. (Returns at once in the usual case.) Bounded
+    /// by the cancel timeout (`endDelivery(_:overdue:)`).
     func cancelDelivered() async {
         guard inFlight.withLock({ $0.delivering }) else { return }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
@@ -224,22 +284,6 @@ public final class PostgresConnection: @unchecked Sendable {
                 return false
             }
             if landed { continuation.resume() }
-        }
-    }
-
-    /// Runs a script of one or more statements without parameters, for trusted SQL such as
-    /// migrations. Values never go here: use `query(_:)`.
-    public func simpleQuery(_ script: String) async throws {
-        await cancelDelivered()
-        use.enter("a script")
-        defer { use.leave() }
-        try await threadPool.runBlocking { () throws(PostgresError) in
-            guard !script.utf8.contains(0) else {
-                throw PostgresError(code: .encoding, message: "the script contains a NUL character")
-            }
-            let result = PQexec(self.handle, script)
-            defer { PQclear(result) }
-            _ = try self.check(result, sql: script)
         }
     }
 
@@ -294,29 +338,48 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Asks the server to stop the statement `ticket`, from a thread of its own:
     /// `PQcancel` opens a connection and waits for the server, and the caller is whatever
     /// thread cancelled the task (often one of the cooperative pool's). Nothing waits on
-    /// that thread but the connection's next statement, which suspends until it is done.
+    /// that thread but the connection's next statement, which suspends until it is done,
+    /// or until the cancel timeout: `PQcancel` has no limit of its own (a server that
+    /// accepts and never answers holds it), and a connection cannot wait on it forever.
     func cancel(ticket: UInt64) {
         guard cancelHandle != nil else { return }
-        let deliver = inFlight.withLock { state -> Bool in
+        let delivery = inFlight.withLock { state -> UInt64? in
             guard state.running == ticket else {
                 state.cancelledBeforeStart = ticket
-                return false
+                return nil
             }
-            guard !state.delivering else { return false }
+            guard !state.delivering else { return nil }
             state.delivering = true
-            return true
+            state.deliveries += 1
+            return state.deliveries
         }
-        guard deliver else { return }
+        guard let delivery else { return }
         Thread.detachNewThread {
             var buffer = [CChar](repeating: 0, count: 256)
             _ = PQcancel(self.cancelHandle, &buffer, Int32(buffer.count))
-            let waiting = self.inFlight.withLock { state in
-                state.delivering = false
-                defer { state.waitingForDelivery = [] }
-                return state.waitingForDelivery
-            }
-            for continuation in waiting { continuation.resume() }
+            self.endDelivery(delivery, overdue: false)
         }
+        Task { [timeout = timeouts.cancel] in
+            try? await Task.sleep(for: timeout)
+            self.endDelivery(delivery, overdue: true)
+        }
+    }
+
+    /// The cancel request `delivery` has reached the server, or is overdue: either way the
+    /// statements waiting for it go on. An overdue one might still land, on whatever runs
+    /// then, so the connection is abandoned (those statements fail; the pool replaces it).
+    private func endDelivery(_ delivery: UInt64, overdue: Bool) {
+        let (ended, waiting) = inFlight.withLock { state -> (Bool, [CheckedContinuation<Void, Never>]) in
+            guard state.delivering, state.deliveries == delivery else { return (false, []) }
+            if overdue { poisoned.store(true, ordering: .releasing) }
+            state.delivering = false
+            defer { state.waitingForDelivery = [] }
+            return (true, state.waitingForDelivery)
+        }
+        if ended, overdue {
+            logger.warning("a cancel request did not reach the server in time; abandoning the connection", metadata: ["backend_pid": "\(backendPID)"])
+        }
+        for continuation in waiting { continuation.resume() }
     }
 }
 

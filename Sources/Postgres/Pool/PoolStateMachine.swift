@@ -49,6 +49,9 @@ struct PoolStateMachine<Clock: _Concurrency.Clock> where Clock.Duration == Durat
     let configuration: Configuration
     private var idle: [(id: ConnectionID, since: Instant)] = []
     private(set) var leased: Set<ConnectionID> = []
+    /// Leased connections to a server that has since gone away or stopped being the
+    /// primary (`serverChanged`): closed when they come back, never handed out again.
+    private var stale: Set<ConnectionID> = []
     private(set) var connecting = 0
     private var waiters: Deque<Waiter> = []
     /// When the pending `scheduleDeadlines` is due, if one is.
@@ -136,7 +139,7 @@ struct PoolStateMachine<Clock: _Concurrency.Clock> where Clock.Duration == Durat
     /// inside a transaction, in which case it is closed and never handed out again.
     mutating func connectionReleased(_ connection: ConnectionID, reusable: Bool, now: Instant) -> [Action] {
         guard leased.remove(connection) != nil else { return [] }
-        if !reusable || isShutDown {
+        if !reusable || isShutDown || stale.remove(connection) != nil {
             var actions: [Action] = [.close(connection)]
             if !isShutDown, !waiters.isEmpty, connecting < waiters.count {
                 if isBackingOff(at: now) {
@@ -149,6 +152,17 @@ struct PoolStateMachine<Clock: _Concurrency.Clock> where Clock.Duration == Durat
             return actions
         }
         return handOver(connection, now: now)
+    }
+
+    /// A connection found the server gone, silent or no longer the primary (a restart, a
+    /// partition, a failover): the others, opened to the same server, are likely no
+    /// better. The idle ones close now, the leased ones when they come back; new ones
+    /// find the server afresh (with several hosts in the URL, the new primary).
+    mutating func serverChanged() -> [Action] {
+        stale = leased
+        let actions = idle.map { Action.close($0.id) }
+        idle.removeAll()
+        return actions
     }
 
     /// A `scheduleDeadlines(at: scheduled)` came due: the waiters whose deadline has passed

@@ -63,8 +63,8 @@ public final class PostgresClient: Service, Sendable {
             idleTimeout: configuration.idleTimeout,
             initialBackoff: configuration.initialBackoff,
             maximumBackoff: configuration.maximumBackoff))))
-        // For what still blocks (connecting, `simpleQuery` for session setup and migrations,
-        // closing); statements do not use it. One thread per connection, so reconnecting
+        // For what still blocks (connecting, within its `connect_timeout`, and closing);
+        // statements do not use it. One thread per connection, so reconnecting
         // the whole pool at once after an outage never queues behind itself.
         self.threadPool = NIOThreadPool(numberOfThreads: configuration.maximumConnections)
         self.threadPool.start()
@@ -101,11 +101,11 @@ public final class PostgresClient: Service, Sendable {
             } catch let error as PostgresError
                 where retryingIfLost && (error.isConnectionLost || error.isStalePreparedStatement) && attempt < maximumRetries
             {
-                release(connection)
+                release(connection, after: error)
                 attempt += 1
                 logger.debug("connection lost, or a prepared statement gone stale, before the work was done; running it again", metadata: ["attempt": "\(attempt)"])
             } catch {
-                release(connection)
+                release(connection, after: error)
                 throw error
             }
         }
@@ -139,18 +139,18 @@ public final class PostgresClient: Service, Sendable {
             do {
                 try await connection.begin(isolation: isolation, prelude: prelude())
             } catch let error as PostgresError where error.isConnectionLost && attempt < maximumRetries {
-                release(connection)
+                release(connection, after: error)
                 attempt += 1
                 continue
             } catch {
-                release(connection)
+                release(connection, after: error)
                 throw error
             }
             let result: Result
             do {
                 result = try await connection.rollingBackOnError(body)
             } catch {
-                release(connection)
+                release(connection, after: error)
                 // A statement prepared before a migration changed its result type fails
                 // once per connection, at Bind, before it ran: also worth running again.
                 if retryingIfLost, let error = error as? PostgresError, error.isConnectionLost || error.isStalePreparedStatement,
@@ -162,9 +162,14 @@ public final class PostgresClient: Service, Sendable {
                 }
                 throw error
             }
-            defer { release(connection) }
             // Never retried: a connection lost during COMMIT may have committed.
-            try await connection.commit()
+            do {
+                try await connection.commit()
+            } catch {
+                release(connection, after: error)
+                throw error
+            }
+            release(connection)
             return result
         }
     }
@@ -242,8 +247,14 @@ public final class PostgresClient: Service, Sendable {
         // here without a round trip and replaced; bounded so a flapping server cannot spin us.
         for _ in 0...configuration.maximumConnections {
             let connection = try await lease(deadline: deadline)
-            if connection.looksAlive() { return connection }
-            logger.info("postgres connection found dead in pool; replacing it", metadata: ["backend_pid": "\(connection.backendPID)"])
+            if connection.looksAlive() {
+                connection.deadline = deadline
+                return connection
+            }
+            // The server went away (a restart, a failover): the other idle connections are
+            // as dead as this one, and are dropped with it.
+            logger.info("postgres connection found dead in pool; reconnecting", metadata: ["backend_pid": "\(connection.backendPID)"])
+            perform(state.withLock { $0.machine.serverChanged() })
             release(connection)
         }
         throw PostgresError(code: .poolUnavailable, message: "no live connection could be leased")
@@ -272,7 +283,22 @@ public final class PostgresClient: Service, Sendable {
         return connection
     }
 
+    /// Gives `connection` back after `body` failed with `error`. An error that says the
+    /// server is gone, silent or no longer the primary drops the pool's other connections
+    /// to it too (`serverChanged`), so that the next requests find the server afresh, the
+    /// new primary after a failover, instead of failing one dead connection at a time.
+    private func release(_ connection: PostgresConnection, after error: any Error) {
+        if let error = error as? PostgresError, error.isConnectionLost || error.code == .timedOut || error.code == .notPrimary {
+            logger.warning(
+                "postgres server lost, silent or no longer the primary; dropping its connections",
+                metadata: ["error": "\(error.debugDescription)"])
+            perform(state.withLock { $0.machine.serverChanged() })
+        }
+        release(connection)
+    }
+
     private func release(_ connection: PostgresConnection) {
+        connection.deadline = nil
         let reusable = connection.isReusable
         if !reusable {
             logger.debug("closing postgres connection returned broken or inside a transaction")

@@ -1,0 +1,145 @@
+import Foundation
+import Postgres
+import TestSupport
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Issue 17: every wait on the database has a limit. A server that stops answering without
+/// closing (a network partition, a backend stopped with SIGSTOP, a listener that accepts and
+/// says nothing) must not hold a caller past its deadline. Each case runs against a real
+/// server behind a real TCP proxy that stops forwarding; without the limit, each hangs
+/// (the time limit ends it as a failure).
+@Suite(.timeLimit(.minutes(1))) struct BoundedWaitTests {
+    /// A pool of one connection through `proxy` to the test database.
+    func pool(through proxy: FreezingProxy, _ adjust: (inout PostgresConnection.Configuration) -> Void = { _ in }) throws -> PostgresClient {
+        let (_, name) = try NetworkFaults.testDatabaseSocket()
+        var connection = PostgresConnection.Configuration(
+            url: "postgresql://postgres@127.0.0.1:\(proxy.port)/\(name)?connect_timeout=5", applicationName: "bounded-wait-test")
+        adjust(&connection)
+        var configuration = PostgresClient.Configuration(connection: connection)
+        configuration.maximumConnections = 1
+        return PostgresClient(configuration: configuration, logger: TestDatabase.logger)
+    }
+
+    func proxy() throws -> FreezingProxy {
+        try FreezingProxy(unixSocket: NetworkFaults.testDatabaseSocket().path)
+    }
+
+    /// Runs `body`, expecting it to fail with `code`; returns how long it took.
+    func failure(_ code: PostgresError.Code, _ body: () async throws -> Void) async -> Duration {
+        let started = ContinuousClock.now
+        do {
+            try await body()
+            Issue.record("expected \(code), but it succeeded")
+        } catch let error as PostgresError {
+            #expect(error.code == code, "\(String(reflecting: error))")
+            #expect(error.isUnavailable, "a silent server is 'try again later' for the layers above")
+        } catch {
+            Issue.record("expected \(code), got \(error)")
+        }
+        return started.duration(to: .now)
+    }
+
+    @Test func aStatementThroughAPartitionFailsAtTheCallersDeadline() async throws {
+        let proxy = try proxy()
+        defer { proxy.stop() }
+        let client = try pool(through: proxy)
+        try await client.withConnection { try await $0.query("SELECT 1") }
+        proxy.freeze()
+        let took = await failure(.timedOut) {
+            try await client.withConnection(deadline: .now + .seconds(1)) { _ = try await $0.query("SELECT 1") }
+        }
+        #expect(took >= .milliseconds(900) && took < .milliseconds(2500), "gave up after \(took)")
+        // The connection is abandoned, not handed out again.
+        #expect(client.statistics.idle == 0 && client.statistics.leased == 0)
+        await client.shutDown()
+    }
+
+    @Test func withoutADeadlineTheResponseTimeoutBoundsTheWait() async throws {
+        let proxy = try proxy()
+        defer { proxy.stop() }
+        let client = try pool(through: proxy) { $0.responseTimeout = .seconds(1) }
+        try await client.withConnection { try await $0.query("SELECT 1") }
+        proxy.freeze()
+        let took = await failure(.timedOut) {
+            try await client.withConnection { _ = try await $0.query("SELECT 1") }
+        }
+        #expect(took < .milliseconds(2500), "gave up after \(took)")
+        await client.shutDown()
+    }
+
+    @Test func aCommitTheServerNeverAnswersIsBounded() async throws {
+        let proxy = try proxy()
+        defer { proxy.stop() }
+        let client = try pool(through: proxy) { $0.transactionControlTimeout = .seconds(1) }
+        let started = ContinuousClock.now
+        await #expect(throws: PostgresError.self) {
+            try await client.withTransaction { connection in
+                try await connection.query("SELECT 1")
+                // The partition comes between the work and its COMMIT.
+                proxy.freeze()
+            }
+        }
+        let took = started.duration(to: .now)
+        #expect(took < .milliseconds(2500), "COMMIT waited \(took)")
+        await client.shutDown()
+    }
+
+    @Test func aStoppedBackendIsGivenUpAtTheDeadline() async throws {
+        var configuration = PostgresClient.Configuration(
+            connection: .init(url: try TestDatabase.url(), applicationName: "bounded-wait-test"))
+        configuration.maximumConnections = 1
+        let client = PostgresClient(configuration: configuration, logger: TestDatabase.logger)
+        let took = await failure(.timedOut) {
+            try await client.withConnection(deadline: .now + .seconds(1)) { connection in
+                // SIGSTOP: the server's socket stays open and its kernel acknowledges what
+                // is sent; nobody reads it. Its own statement_timeout cannot fire either.
+                #expect(kill(connection.backendPID, SIGSTOP) == 0)
+                defer { kill(connection.backendPID, SIGCONT) }
+                try await connection.query("SELECT 1")
+            }
+        }
+        #expect(took < .milliseconds(2500), "gave up after \(took)")
+        await client.shutDown()
+    }
+
+    @Test func aCancelThatCannotReachTheServerDoesNotHoldTheConnection() async throws {
+        let proxy = try proxy()
+        defer { proxy.stop() }
+        let client = try pool(through: proxy) { $0.cancelTimeout = .seconds(1) }
+        try await client.withConnection { connection in
+            let statement = Task { try await connection.query("SELECT pg_sleep(0.5)") }
+            try await Task.sleep(for: .milliseconds(100))
+            // `PQcancel` connects to the same address, and now meets a listener that
+            // accepts and never answers: it blocks, with no limit of its own.
+            proxy.stallNewConnections()
+            statement.cancel()
+            // The cancel never arrived: the statement ran to its end.
+            _ = try? await statement.value
+            let started = ContinuousClock.now
+            // The next statement waits for the cancel request (it must not be the one it
+            // stops), but not forever: past the cancel timeout the connection is abandoned.
+            await #expect(throws: PostgresError.self) { try await connection.query("SELECT 1") }
+            let took = started.duration(to: .now)
+            #expect(took < .milliseconds(2500), "the next statement waited \(took) for a cancel request")
+            #expect(!connection.isReusable)
+        }
+        await client.shutDown()
+    }
+
+    @Test func aSessionScriptThroughAPartitionIsBounded() async throws {
+        let proxy = try proxy()
+        defer { proxy.stop() }
+        let client = try pool(through: proxy)
+        try await client.withConnection { try await $0.query("SELECT 1") }
+        proxy.freeze()
+        let took = await failure(.timedOut) {
+            try await client.withConnection(deadline: .now + .seconds(1)) { try await $0.simpleQuery("SET jit = off") }
+        }
+        #expect(took < .milliseconds(2500), "gave up after \(took)")
+        await client.shutDown()
+    }
+}
