@@ -88,6 +88,21 @@ def port_is_free(port):
             return False
 
 
+def free_block(number):
+    """The first of five free ports, in a block of ten in 56000-56099, starting with the run's
+    own block (a port in the range may be busy for a moment as another connection's
+    ephemeral source port: then the next block, or a second later)."""
+    deadline = time.time() + 30
+    while True:
+        for step in range(10):
+            base = BASE_PORT + 10 * ((number - 1 + step) % 10)
+            if all(port_is_free(port) for port in range(base, base + 5)):
+                return base
+        if time.time() > deadline:
+            raise RuntimeError("no five free ports in 56000-56099 (a --keep run left running? stop it first)")
+        time.sleep(1)
+
+
 def alive(pid):
     try:
         os.kill(pid, 0)
@@ -562,11 +577,7 @@ def retrying(what, action, timeout=30):
 
 
 def run_once(number, args, bin_dir, cleanups):
-    base = BASE_PORT + 10 * (number - 1)
-    ports = list(range(base, base + 5))
-    busy = [port for port in ports if not port_is_free(port)]
-    if busy:
-        raise RuntimeError(f"ports {busy} are in use (a --keep run left running? stop it first)")
+    base = free_block(number)
     directory = tempfile.mkdtemp(prefix="failover-bench-", dir="/tmp")
     os.chmod(directory, 0o755)
     formation = Formation(directory, base)

@@ -228,28 +228,32 @@ public struct SendWorker: Service {
         }
     }
 
-    /// Records a batch's outcomes (and marks `next` as started), retrying a few times if
-    /// the database blips. If it never succeeds the leases run out: the started jobs fail as
-    /// uncertain, never sent twice, and `next` goes back to the queue unsent.
+    /// Records a batch's outcomes (and marks `next` as started), retrying while the
+    /// database is away, for up to a quarter of the lease: long enough to ride out a
+    /// failover (the outcomes are known here, and would otherwise be lost as `uncertain`),
+    /// short enough that the lease, half of which may already be spent sending, still
+    /// holds. If it never succeeds the leases run out: the started jobs fail as uncertain,
+    /// never sent twice, and `next` goes back to the queue unsent.
     @discardableResult
     func record(
         _ outcomes: [(QueueRepository.Job, QueueRepository.Outcome)], starting next: [QueueRepository.Job] = [],
         recheckOptOuts: Bool = true
     ) async throws -> QueueRepository.Marked {
+        let clock = ContinuousClock()
+        let giveUp = clock.now + configuration.lease / 4
         var delay = Duration.milliseconds(100)
-        for attempt in 1...5 {
+        while true {
             do {
                 let marked = try await queue.complete(outcomes, starting: next, recheckOptOuts: recheckOptOuts)
                 metrics.count(outcomes.map(\.1))
                 return marked
             } catch {
-                if attempt == 5 { throw error }
+                if clock.now + delay >= giveUp { throw error }
                 logger.warning("recording outcomes failed; retrying", metadata: ["error": "\(String(reflecting: error))"])
                 try? await Task.sleep(for: delay)
-                delay *= 2
+                delay = min(delay * 2, .seconds(2))
             }
         }
-        preconditionFailure("the fifth attempt returns or throws")
     }
 }
 

@@ -252,7 +252,7 @@ extension PostgresConnection {
             // A write refused because the server is a standby: the primary moved (a failover
             // demoted this one), or the URL names a standby. Not this statement's fault,
             // and the connection is of no more use for writing.
-            let standby = field("C") == PostgresError.SQLState.readOnlySQLTransaction && isStandby
+            let standby = field("C") == PostgresError.SQLState.readOnlySQLTransaction && serverIsReadOnly
             if standby { poisoned.store(true, ordering: .releasing) }
             var error = PostgresError(
                 code: broken ? .connectionClosed : standby ? .notPrimary : .server,
@@ -267,10 +267,16 @@ extension PostgresConnection {
         }
     }
 
-    /// Whether the server is a hot standby, as it last reported (`in_hot_standby`, sent by
-    /// PostgreSQL 14 and later at connection start and whenever it changes).
-    var isStandby: Bool {
-        PQparameterStatus(handle, "in_hot_standby").map { String(cString: $0) == "on" } ?? false
+    /// Whether the server takes no writes at all, as it last reported: a hot standby
+    /// (`in_hot_standby`), or a primary made read-only (`default_transaction_read_only`, as
+    /// failover managers do while they demote one). PostgreSQL 14 and later report both at
+    /// connection start and whenever they change. A write refused inside one of our own
+    /// `BEGIN READ ONLY` transactions is neither: a bug, not a failover.
+    var serverIsReadOnly: Bool {
+        func on(_ parameter: String) -> Bool {
+            PQparameterStatus(handle, parameter).map { String(cString: $0) == "on" } ?? false
+        }
+        return on("in_hot_standby") || on("default_transaction_read_only")
     }
 
     private func copyRows(_ result: OpaquePointer) -> PostgresRows {
