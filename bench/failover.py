@@ -831,6 +831,7 @@ def main():
     def terminate(signum, _frame):
         raise KeyboardInterrupt(f"signal {signum}")
     signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGINT, terminate)  # even where a shell started us with SIGINT ignored
 
     bin_dir = release_binaries("surveyd", "fake-twilio")
     results, failed, settings = [], False, None
@@ -839,11 +840,15 @@ def main():
         try:
             result, checks, settings = run_once(number, args, bin_dir, cleanups)
         finally:
+            # Not interrupted by a second Ctrl-C: the clusters must go.
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN), signal.signal(signal.SIGTERM, signal.SIG_IGN)
             for cleanup in reversed(cleanups):
                 try:
                     cleanup()
                 except Exception as error:  # noqa: BLE001 - the other cleanups still run
                     log(f"cleanup: {error}")
+            signal.signal(signal.SIGINT, previous[0])
+            signal.signal(signal.SIGTERM, previous[1])
         results.append(result)
         failed |= not all(checks.values())
         print(describe(result, checks), flush=True)
