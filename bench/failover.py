@@ -587,7 +587,10 @@ def run_once(number, args, bin_dir, cleanups):
     def cleanup():
         stop_processes(processes)
         if args.keep:
-            log(f"kept: {directory} (stop with: pg_autoctl stop --pgdata {directory}/<monitor|node1|node2>, as postgres)")
+            stop = (f"for node in node1 node2 monitor; do runuser -u postgres -- env PATH={PG_BIN}:$PATH "
+                    f"XDG_CONFIG_HOME={directory}/config XDG_DATA_HOME={directory}/share "
+                    f"pg_autoctl stop --pgdata {directory}/$node; done")
+            log(f"kept: {directory}; the service's URL: {formation.service_url()}\n  stop it with: {stop}")
             return
         formation.stop()
         formation.remove_data()
@@ -868,4 +871,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt as interruption:
+        log(f"interrupted ({interruption or 'Ctrl-C'}); everything started was stopped")
+        sys.exit(130)
