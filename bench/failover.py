@@ -14,10 +14,11 @@ Each run, on fresh clusters under /tmp/failover-bench-*:
   bench/FakeTwilioServer) on the multi-host URL
   `postgresql://postgres@127.0.0.1:P1,127.0.0.1:P2/surveyd?target_session_attrs=read-write&connect_timeout=2`;
 - a steady load: `--clients` threads send one SMS survey each to a new number, `--rate`
-  per second in all, each with its own `Idempotency-Key` (a send answered anything but
-  202 is retried with the same key and number, after its `Retry-After`, at most 1 s); and
-  the customers' replies: every number that reaches the gateway answers with a score
-  2 s later, as a signed Twilio webhook (retried with the same `MessageSid`);
+  per second in all, each with its own `Idempotency-Key` (a send answered 5xx, 408, 429
+  or not at all is retried with the same key and number after its `Retry-After`, at most
+  1 s, jittered; another 4xx ends it, "abandoned"); and the customers' replies: every
+  number that reaches the gateway answers with a score 2 s later, as a signed Twilio
+  webhook (retried alike, with the same `MessageSid`);
 - after `--warmup` seconds, SIGKILL of the primary's postmaster (the first line of its
   `postmaster.pid`); the load goes on until a send started after the kill is answered
   202, and `--after` seconds more; then the worker drains the queue (at most 60 s).
@@ -25,20 +26,27 @@ Each run, on fresh clusters under /tmp/failover-bench-*:
 It reports, from every HTTP request's start, end and status:
 - the time from the kill to the first successful write (the first 202 of a send started
   after the kill);
-- the requests answered 503 from the kill on (and how many carried `Retry-After`);
-- any other status or transport error (a defect);
+- the requests in flight at the kill or later answered 503 (and how many carried
+  `Retry-After`), by half second;
+- any other status or transport error (a defect), with its problem detail;
 - accepted sends missing afterwards: every request id answered 202 looked up on the new
   primary (must be 0);
 - SMS sent twice: the gateway's count against its distinct numbers (must be 0), and
   requests stored twice for one number;
 - requests ended `uncertain`, the longest request in flight at or after the kill, and
-  scored replies whose score is not stored.
-And what pg_auto_failover did: its monitor's events from the kill on.
+  scored replies whose score is not stored;
+- writes stored although a failure was answered (seen when the retry replays the 202 or
+  the reply's retry is a duplicate), and `Idempotency-Key` claims left without a response.
+And what pg_auto_failover did (its monitor's events from the kill on), the settings it ran
+with, and the serve and worker log lines counted by message. Every request is written to
+the run's requests.jsonl, times relative to the kill.
 
-Exits non-zero when a check fails. Needs root (the clusters run as `postgres`) and ports
-56000-56100 free. `--keep` leaves the last run's clusters running for debugging
-(stop them with `pg_autoctl stop --pgdata DIR`, as printed); the logs of pg_autoctl, serve,
-worker and gateway are always kept in the run's folder.
+Exits non-zero when a check fails. Needs root (the clusters run as `postgres`), and five
+free ports in 56000-56099 per run. The worker runs with SMS_LEASE_SECONDS=15 (`--lease`)
+so that a stranded claim comes back within the drain. Everything started is stopped on
+exit, Ctrl-C and SIGTERM included; `--keep` (with one run) leaves the clusters running
+for debugging and prints how to stop them. The logs of pg_autoctl, serve, worker and
+gateway stay in the run's folder either way.
 """
 import argparse
 import base64
@@ -680,8 +688,7 @@ def run_once(number, args, bin_dir, cleanups):
     records = sorted(load.records, key=lambda r: r.start)
     sends = [r for r in records if r.kind == "send"]
     replies = [r for r in records if r.kind == "reply"]
-    after_kill = [r for r in records if r.start >= killed]
-    touched = [r for r in records if r.end >= killed]  # in flight at the kill, or started after it
+    after_kill = [r for r in records if r.end >= killed]  # in flight at the kill, or started after it
     failures_after = [r for r in after_kill if not r.ok]
 
     def by_label(rows):
@@ -721,7 +728,7 @@ def run_once(number, args, bin_dir, cleanups):
     # What the clients saw from the kill on, by half second (by when each request ended).
     timeline = collections.defaultdict(collections.Counter)
     horizon = (first_write - killed if first_write else args.max_outage) + 1
-    for r in touched:
+    for r in after_kill:
         if r.end - killed <= horizon:
             timeline[int((r.end - killed) / 0.5)][r.label] += 1
     result = {
@@ -740,7 +747,7 @@ def run_once(number, args, bin_dir, cleanups):
         "other_statuses": by_label(other),
         "failures_started_after_first_write": len([r for r in failures_after if first_write and r.start >= first_write]),
         "last_failure_after_seconds": round(max((r.end for r in failures_after), default=killed) - killed, 2),
-        "longest_request_after_kill_seconds": round(max((r.end - r.start for r in touched), default=0), 2),
+        "longest_request_after_kill_seconds": round(max((r.end - r.start for r in after_kill), default=0), 2),
         "accepted_sends": len(accepted), "accepted_sends_missing": len(ids) - found + sum(1 for v in accepted.values() if v is None),
         "sends_abandoned": len(load.abandoned),
         # Stored although a failure was answered: the retry with the same key replayed the 202,
@@ -783,8 +790,8 @@ def describe(result, checks):
         f"standbys {r['standbys']}; after the run: {r['synchronous_after']!r}",
         f"  first successful write {('+%.2f s' % r['first_write_after_seconds']) if r['first_write_after_seconds'] is not None else 'NEVER'} after the kill; "
         f"last failure +{r['last_failure_after_seconds']} s; longest request in flight at or after the kill {r['longest_request_after_kill_seconds']} s",
-        f"  {r['requests']} requests ({r['sends']} send attempts, {r['replies']} reply attempts); from the kill on: {r['after_kill']}",
-        f"  503 from the kill on: {r['answered_503_after_kill']} ({r['answered_503_with_retry_after']} with Retry-After); "
+        f"  {r['requests']} requests ({r['sends']} send attempts, {r['replies']} reply attempts); ended after the kill: {r['after_kill']}",
+        f"  503 after the kill: {r['answered_503_after_kill']} ({r['answered_503_with_retry_after']} with Retry-After); "
         f"other statuses (whole run): {r['other_statuses'] or 'none'}; failures started after the first write: {r['failures_started_after_first_write']}",
         f"  accepted sends {r['accepted_sends']}, missing afterwards {r['accepted_sends_missing']}; abandoned (never 202) {r['sends_abandoned']}; "
         f"replayed after a failure {r['sends_replayed_after_a_failure']}; Idempotency-Key claims left without a response {r['idempotency_claims_stranded']}",

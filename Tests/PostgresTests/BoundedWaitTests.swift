@@ -143,3 +143,30 @@ import Glibc
         await client.shutDown()
     }
 }
+
+extension BoundedWaitTests {
+    /// A deadline that passed before a statement was sent says nothing about the server:
+    /// nothing is sent, the connection stays in the pool, and the others are kept. (Taking
+    /// it for a lost server dropped every connection, and the next request had to wait for
+    /// a new one past its deadline.)
+    @Test func aDeadlinePassedBeforeSendingKeepsTheConnections() async throws {
+        var configuration = PostgresClient.Configuration(
+            connection: .init(url: try TestDatabase.url(), applicationName: "bounded-wait-test"))
+        configuration.maximumConnections = 2
+        let client = PostgresClient(configuration: configuration, logger: TestDatabase.logger)
+        try await client.withConnection { first in
+            try await client.withConnection { second in _ = try await second.query("SELECT 1") }
+            _ = try await first.query("SELECT 1")
+        }
+        #expect(client.statistics.idle == 2)
+        let error = await #expect(throws: PostgresError.self) {
+            try await client.withConnection(deadline: .now + .milliseconds(50)) { connection in
+                try await Task.sleep(for: .milliseconds(100))
+                _ = try await connection.query("SELECT 1")
+            }
+        }
+        #expect(error?.code == .timedOut)
+        #expect(client.statistics.idle == 2, "\(client.statistics)")
+        await client.shutDown()
+    }
+}

@@ -288,7 +288,11 @@ public final class PostgresClient: Service, Sendable {
     /// to it too (`serverChanged`), so that the next requests find the server afresh, the
     /// new primary after a failover, instead of failing one dead connection at a time.
     private func release(_ connection: PostgresConnection, after error: any Error) {
-        if let error = error as? PostgresError, error.isConnectionLost || error.code == .timedOut || error.code == .notPrimary {
+        // Only when the connection itself is done for: a deadline that passed before a
+        // statement was sent (also `timedOut`) says nothing about the server.
+        if let error = error as? PostgresError, error.isConnectionLost || error.code == .timedOut || error.code == .notPrimary,
+            !connection.isReusable
+        {
             logger.warning(
                 "postgres server lost, silent or no longer the primary; dropping its connections",
                 metadata: ["error": "\(error.debugDescription)"])
