@@ -70,7 +70,7 @@ import urllib.parse
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import migrate_and_create_company, psql, release_binaries, service_environment, wait_for  # noqa: E402
+from benchlib import migrate_and_create_company, psql, release_binaries, service_environment  # noqa: E402
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
 BASE_PORT = 56000
@@ -561,6 +561,29 @@ def start_process(command, env, log_path):
     return process
 
 
+def start_listener(command, environment, port, spare_ports, log_path, path):
+    """Starts `command(port)` and waits until it answers `path`; on a port it cannot bind,
+    again on the next free spare port. (process, port)."""
+    for _ in range(5):
+        process = start_process(command(port), environment(port), log_path)
+        deadline = time.time() + 30
+        while process.poll() is None and time.time() < deadline:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+                connection.request("GET", path)
+                connection.getresponse().read()
+                connection.close()
+                return process, port
+            except OSError:
+                time.sleep(0.1)
+        if process.poll() is None:
+            stop_processes([process])
+            raise RuntimeError(f"{command(port)[0]} does not answer on {port}: see {log_path}")
+        log(f"  {os.path.basename(command(port)[0])} could not start on {port} (exit {process.returncode}); trying another port")
+        port = next(port for port in spare_ports if port_is_free(port))
+    raise RuntimeError(f"{command(port)[0]} could not start: see {log_path}")
+
+
 def stop_processes(processes, timeout=15):
     for process in processes:
         if process.poll() is None:
@@ -620,13 +643,19 @@ def run_once(number, args, bin_dir, cleanups):
     surveyd = os.path.join(bin_dir, "surveyd")
     token, company_id = migrate_and_create_company(surveyd, env, name="failover")
 
-    processes.append(start_process([os.path.join(bin_dir, "fake-twilio"), str(gateway_port)], env, os.path.join(directory, "gateway.log")))
-    processes.append(start_process([surveyd, "serve"], env, os.path.join(directory, "serve.log")))
+    # The listeners' ports are in the kernel's ephemeral range: one may be some other
+    # connection's source port by now, so a listener that cannot bind moves on.
+    spare = iter(range(BASE_PORT + 99, BASE_PORT - 1, -1))
+    gateway, gateway_port = start_listener(lambda port: [os.path.join(bin_dir, "fake-twilio"), str(port)], lambda port: env,
+                                           gateway_port, spare, os.path.join(directory, "gateway.log"), "/received")
+    processes.append(gateway)
+    serve, api_port = start_listener(lambda port: [surveyd, "serve"], lambda port: dict(env, PORT=str(port),
+                                     PUBLIC_BASE_URL=f"http://127.0.0.1:{port}"), api_port, spare,
+                                     os.path.join(directory, "serve.log"), "/health")
+    processes.append(serve)
     worker_env = dict(env, SMS_PROVIDER="twilio", SMS_RATE_LIMIT="100000", TWILIO_API_BASE_URL=f"http://127.0.0.1:{gateway_port}",
                       SMS_SENDER=SENDER, SMS_LEASE_SECONDS=str(args.lease), DATABASE_MAX_CONNECTIONS="4")
     processes.append(start_process([surveyd, "worker"], worker_env, os.path.join(directory, "worker.log")))
-    wait_for(gateway_port, "/received")
-    wait_for(api_port, "/health")
 
     def create_survey():
         client = HTTP(api_port, 10)
