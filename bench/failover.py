@@ -653,8 +653,9 @@ def run_once(number, args, bin_dir, cleanups):
                                      PUBLIC_BASE_URL=f"http://127.0.0.1:{port}"), api_port, spare,
                                      os.path.join(directory, "serve.log"), "/health")
     processes.append(serve)
-    worker_env = dict(env, SMS_PROVIDER="twilio", SMS_RATE_LIMIT="100000", TWILIO_API_BASE_URL=f"http://127.0.0.1:{gateway_port}",
-                      SMS_SENDER=SENDER, SMS_LEASE_SECONDS=str(args.lease), DATABASE_MAX_CONNECTIONS="4")
+    worker_env = dict(env, PORT=str(api_port), PUBLIC_BASE_URL=f"http://127.0.0.1:{api_port}", SMS_PROVIDER="twilio",
+                      SMS_RATE_LIMIT="100000", TWILIO_API_BASE_URL=f"http://127.0.0.1:{gateway_port}", SMS_SENDER=SENDER,
+                      SMS_LEASE_SECONDS=str(args.lease), DATABASE_MAX_CONNECTIONS="4")
     processes.append(start_process([surveyd, "worker"], worker_env, os.path.join(directory, "worker.log")))
 
     def create_survey():
