@@ -9,7 +9,7 @@ public struct IdempotencyRepository: Sendable {
 
     /// How long a key is remembered.
     public static let retention = 24 * 3600
-    /// How long a claim by a request still running holds before it is presumed dead.
+    /// How long a claim without a response holds before it is presumed dead.
     public static let claimSeconds = 120
 
     public init(database: Database) {
@@ -23,41 +23,49 @@ public struct IdempotencyRepository: Sendable {
         case replay(status: Int, body: String)
         /// Seen before with another request.
         case mismatch
-        /// The first request with this key is still running.
+        /// A claim without a response that has not run out: only a claim committed apart from
+        /// its work leaves one (as versions before the claim joined the work's transaction did).
         case inProgress
     }
 
-    /// Claims `key` for a request whose fingerprint is `requestHash`, in a transaction of its own
-    /// so a concurrent request with the same key sees the claim at once.
-    public func claim(_ key: String, requestHash: Data, company: CompanyID) async throws -> Claim {
-        try await database.withTenant(company) { connection in
-            // Keys past their 24 hours are forgotten (their fingerprints with them).
-            try await connection.query(
-                """
-                DELETE FROM idempotency_keys
-                 WHERE company_id = \(company) AND created_at < now() - make_interval(secs => \(Self.retention))
-                   AND key <> \(key)
-                """)
-            let claimed = try await connection.query(
-                """
-                INSERT INTO idempotency_keys (company_id, key, request_hash, locked_until)
-                VALUES (\(company), \(key), \(requestHash), now() + make_interval(secs => \(Self.claimSeconds)))
-                ON CONFLICT (company_id, key) DO UPDATE
-                   SET request_hash = EXCLUDED.request_hash, locked_until = EXCLUDED.locked_until,
-                       status = NULL, body = NULL, created_at = now()
-                 WHERE idempotency_keys.created_at < now() - make_interval(secs => \(Self.retention))
-                    OR (idempotency_keys.status IS NULL AND idempotency_keys.locked_until < now())
-                RETURNING 1
-                """)
-            if !claimed.isEmpty { return .proceed }
-            let row = try await connection.query(
-                "SELECT request_hash, status, body FROM idempotency_keys WHERE company_id = \(company) AND key = \(key)"
-            ).one()
-            let (storedHash, status, body) = try row.decode((Data, Int?, String?).self)
-            guard storedHash == requestHash else { return .mismatch }
-            guard let status, let body else { return .inProgress }
-            return .replay(status: status, body: body)
-        }
+    /// Claims `key` for a request whose fingerprint is `requestHash`, in the transaction
+    /// (on `connection`) that then does the work and stores the response.
+    ///
+    /// In that one transaction, a claim can never outlive the work: if the work fails, or
+    /// the database goes away before it commits (a failover), the claim goes with it, and
+    /// the client's retry with the same key proceeds. (A claim committed on its own, and
+    /// released after a failure, was left behind whenever the release could not reach the
+    /// database either: the retries got 409 for the claim's two minutes.) A concurrent
+    /// request with the same key waits on the uncommitted row, then replays the response.
+    public func claim(
+        _ key: String, requestHash: Data, company: CompanyID, on connection: PostgresConnection
+    ) async throws -> Claim {
+        // Keys past their 24 hours are forgotten (their fingerprints with them).
+        try await connection.query(
+            """
+            DELETE FROM idempotency_keys
+             WHERE company_id = \(company) AND created_at < now() - make_interval(secs => \(Self.retention))
+               AND key <> \(key)
+            """)
+        let claimed = try await connection.query(
+            """
+            INSERT INTO idempotency_keys (company_id, key, request_hash, locked_until)
+            VALUES (\(company), \(key), \(requestHash), now() + make_interval(secs => \(Self.claimSeconds)))
+            ON CONFLICT (company_id, key) DO UPDATE
+               SET request_hash = EXCLUDED.request_hash, locked_until = EXCLUDED.locked_until,
+                   status = NULL, body = NULL, created_at = now()
+             WHERE idempotency_keys.created_at < now() - make_interval(secs => \(Self.retention))
+                OR (idempotency_keys.status IS NULL AND idempotency_keys.locked_until < now())
+            RETURNING 1
+            """)
+        if !claimed.isEmpty { return .proceed }
+        let row = try await connection.query(
+            "SELECT request_hash, status, body FROM idempotency_keys WHERE company_id = \(company) AND key = \(key)"
+        ).one()
+        let (storedHash, status, body) = try row.decode((Data, Int?, String?).self)
+        guard storedHash == requestHash else { return .mismatch }
+        guard let status, let body else { return .inProgress }
+        return .replay(status: status, body: body)
     }
 
     /// Stores the response for a claimed key, on the connection (and so in the transaction)
@@ -70,12 +78,4 @@ public struct IdempotencyRepository: Sendable {
             """)
     }
 
-    /// Releases a claim whose request failed without a response worth replaying, so the
-    /// client can retry with the same key.
-    public func release(_ key: String, company: CompanyID) async throws {
-        try await database.withTenant(company) { connection in
-            try await connection.query(
-                "DELETE FROM idempotency_keys WHERE company_id = \(company) AND key = \(key) AND status IS NULL")
-        }
-    }
 }

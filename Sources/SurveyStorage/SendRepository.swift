@@ -27,17 +27,20 @@ public struct SendRepository: Sendable {
     }
 
     /// Queues what the rules allow and returns one result per item, in input order. Every
-    /// queued request is committed with its job before this returns. `record` runs inside
-    /// the same transaction with the results (to store an idempotent response atomically).
+    /// queued request is committed with its job before this returns. `first` runs at the
+    /// start of the transaction (to claim an idempotency key: throwing ends it with nothing
+    /// done), `record` at its end with the results (to store the idempotent response), so
+    /// that the claim, the work and the response commit or vanish together.
     public func enqueue(
         _ items: [Item], survey surveyID: SurveyID, company: CompanyID,
+        first: (@Sendable (PostgresConnection) async throws -> Void)? = nil,
         record: (@Sendable ([SendResult], PostgresConnection) async throws -> Void)? = nil
     ) async throws -> [SendResult] {
         // Lock order is by hash everywhere, but a deadlock with some other writer stays
         // possible in principle; the transaction is safe to run again from the start.
         do {
             return try await Database.retryingConflicts {
-                try await enqueueOnce(items, survey: surveyID, company: company, record: record)
+                try await enqueueOnce(items, survey: surveyID, company: company, first: first, record: record)
             }
         } catch let error as PostgresError where error.sqlState == PostgresError.SQLState.foreignKeyViolation {
             // The survey was deleted while this call ran.
@@ -47,9 +50,11 @@ public struct SendRepository: Sendable {
 
     private func enqueueOnce(
         _ items: [Item], survey surveyID: SurveyID, company: CompanyID,
+        first: (@Sendable (PostgresConnection) async throws -> Void)?,
         record: (@Sendable ([SendResult], PostgresConnection) async throws -> Void)?
     ) async throws -> [SendResult] {
         try await database.withTenant(company) { connection in
+            try await first?(connection)
             guard let survey = try await SurveyRepository(database: database)
                 .survey(surveyID, company: company, on: connection)
             else { throw StorageError.notFound }

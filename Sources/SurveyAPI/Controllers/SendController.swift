@@ -34,34 +34,44 @@ struct SendController {
         // because the body holds phone numbers.
         var call = Data("\(surveyID)\n".utf8)
         call.append(contentsOf: body.readableBytesView)
-        switch try await idempotency.claim(key, requestHash: hasher.fingerprint(call), company: context.company) {
-        case .replay(let status, let stored):
-            var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
-            headers[.idempotentReplayed] = "true"
-            return Response(
-                status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: stored)))
-        case .mismatch:
-            throw Problem(
-                status: .unprocessableContent, type: "/problems/idempotency-key-reused", title: "Idempotency-Key reused",
-                detail: "This Idempotency-Key was used with a different request in the last 24 hours.")
-        case .inProgress:
-            throw Problem.conflict("A request with this Idempotency-Key is still being processed; retry shortly.")
-        case .proceed:
-            break
-        }
+        let fingerprint = hasher.fingerprint(call)
+        let idempotency = self.idempotency
+        let company = context.company
         do {
-            let idempotency = self.idempotency
-            let company = context.company
-            let results = try await sends.enqueue(items, survey: surveyID, company: company) { results, connection in
-                try await idempotency.store(
-                    key, status: 202, body: Self.resultsJSON(results, drafts: drafts).serialized(), company: company,
-                    on: connection)
-            }
+            // The claim, the work and the stored response in one transaction.
+            let results = try await sends.enqueue(
+                items, survey: surveyID, company: company,
+                first: { connection in
+                    let claim = try await idempotency.claim(key, requestHash: fingerprint, company: company, on: connection)
+                    if claim != .proceed { throw AlreadyClaimed(claim: claim) }
+                },
+                record: { results, connection in
+                    try await idempotency.store(
+                        key, status: 202, body: Self.resultsJSON(results, drafts: drafts).serialized(), company: company,
+                        on: connection)
+                })
             return Self.accepted(results, drafts: drafts)
-        } catch {
-            try? await idempotency.release(key, company: context.company)
-            throw error
+        } catch let claimed as AlreadyClaimed {
+            switch claimed.claim {
+            case .replay(let status, let stored):
+                var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
+                headers[.idempotentReplayed] = "true"
+                return Response(
+                    status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: stored)))
+            case .mismatch:
+                throw Problem(
+                    status: .unprocessableContent, type: "/problems/idempotency-key-reused", title: "Idempotency-Key reused",
+                    detail: "This Idempotency-Key was used with a different request in the last 24 hours.")
+            case .inProgress, .proceed:
+                throw Problem.conflict("A request with this Idempotency-Key is still being processed; retry shortly.")
+            }
         }
+    }
+
+    /// Ends the send's transaction when its key was used before: nothing is done, and the
+    /// earlier answer (or the reason there is none) is given instead.
+    private struct AlreadyClaimed: Error {
+        let claim: IdempotencyRepository.Claim
     }
 
     private func idempotencyKey(_ request: Request) throws -> String? {
