@@ -119,7 +119,7 @@ public struct SendWorker: Service {
                 }
                 try await sendAndRecord(jobs, stopping: stopping)
             } catch {
-                logger.error("worker cycle failed", metadata: ["error": "\(String(reflecting: error))"])
+                logger.cycleFailed("worker cycle failed", error: error)
                 await wakeup.wait(timeout: configuration.pollInterval)
             }
         }

@@ -101,7 +101,7 @@ public struct WebhookDispatcher: Service {
                 claimed = try await deliveries.claim(
                     limit: limit, perEndpoint: configuration.perEndpoint, perCompany: configuration.perCompany, lease: configuration.lease)
             } catch {
-                logger.error("claiming webhook deliveries failed", metadata: ["error": "\(String(reflecting: error))"])
+                logger.cycleFailed("claiming webhook deliveries failed", error: error)
                 await work.wait(timeout: configuration.pollInterval)
                 continue
             }
@@ -156,9 +156,9 @@ public struct WebhookDispatcher: Service {
             do {
                 count([attempt], disabled: try await deliveries.record([attempt], failureLimit: configuration.failureLimit))
             } catch {
-                logger.error(
-                    "recording a webhook attempt failed; it will be made again when its lease runs out",
-                    metadata: ["delivery_id": "\(attempt.delivery.id)", "error": "\(String(reflecting: error))"])
+                logger.cycleFailed(
+                    "recording a webhook attempt failed; it will be made again when its lease runs out", error: error,
+                    metadata: ["delivery_id": "\(attempt.delivery.id)"])
             }
         }
     }
