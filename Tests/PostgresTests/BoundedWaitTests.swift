@@ -1,5 +1,6 @@
 import Foundation
-import Postgres
+import NIOPosix
+@testable import Postgres
 import TestSupport
 import Testing
 
@@ -168,5 +169,35 @@ extension BoundedWaitTests {
         #expect(error?.code == .timedOut)
         #expect(client.statistics.idle == 2, "\(client.statistics)")
         await client.shutDown()
+    }
+}
+
+/// An idle connection to a server that vanished (a LISTEN connection across a partition)
+/// is ended by the kernel, not by a statement's deadline: TCP keepalives and the user
+/// timeout. Their effect takes the kernel's timers, tens of seconds, and a peer that drops
+/// packets, which a test cannot make without the firewall; so this checks that every TCP
+/// connection carries them, as a partition would need.
+@Suite struct SilentPeerSocketTests {
+    @Test func everyTCPConnectionCarriesKeepalivesAndAUserTimeout() async throws {
+        let proxy = try FreezingProxy(unixSocket: NetworkFaults.testDatabaseSocket().path)
+        defer { proxy.stop() }
+        let (_, name) = try NetworkFaults.testDatabaseSocket()
+        let threads = NIOThreadPool(numberOfThreads: 1)
+        threads.start()
+        let connection = try await PostgresConnection.connect(
+            configuration: .init(url: "postgresql://postgres@127.0.0.1:\(proxy.port)/\(name)", applicationName: "keepalive-test"),
+            threadPool: threads, ownsThreadPool: true, logger: TestDatabase.logger)
+        func option(_ level: Int32, _ name: Int32) -> Int32 {
+            var value: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            #expect(getsockopt(connection.socket, level, name, &value, &length) == 0)
+            return value
+        }
+        #expect(option(SOL_SOCKET, SO_KEEPALIVE) == 1)
+        #expect(option(Int32(IPPROTO_TCP), TCP_KEEPIDLE) == 10)
+        #expect(option(Int32(IPPROTO_TCP), TCP_KEEPINTVL) == 5)
+        #expect(option(Int32(IPPROTO_TCP), TCP_KEEPCNT) == 3)
+        #expect(option(Int32(IPPROTO_TCP), TCP_USER_TIMEOUT) == 15_000)
+        await connection.close()
     }
 }

@@ -301,6 +301,9 @@ public final class PostgresConnection: @unchecked Sendable {
         if ownsThreadPool { try? await threadPool.shutdownGracefully() }
     }
 
+    /// The connection's socket (for tests that look at its options).
+    var socket: Int32 { PQsocket(handle) }
+
     /// Whether the connection can go back to a pool: open, and not inside a transaction.
     /// Reads libpq's local state only, so it does not block.
     public var isReusable: Bool {
