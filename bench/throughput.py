@@ -10,11 +10,16 @@ With `--reference`, the same rounds also run against `bench/reference-postgres-n
 transaction served by Hummingbird with vapor/postgres-nio (a separate package, built here in
 release mode; its first build takes about 10 minutes), as a point of comparison.
 
-It ends with PostgreSQL alone: pgbench runs the route's transaction, and the script prints
-the best ratio the machine allows if `serve` spent nothing beyond what `/health` costs.
+It ends with PostgreSQL alone: pgbench runs the route's transaction flat out, and the
+script prints the best ratio the machine allows if `serve` spent nothing beyond what
+`/health` costs (the bound); then pgbench again, paced at the rate each surveys round
+reached, to compare the route's costs with PostgreSQL's for the same work at the same rate.
 
-Targets (issue 5, this 2-core machine): the surveys route at >= 50 % of the ceiling's
-requests/s, its p99 <= 20 ms at 64 connections, RSS <= 150 MB under load, <= 64 MB idle.
+Targets (issue 18, replacing issue 5's ratio; this 2-core machine): what `serve` spends per
+surveys request beyond `/health` <= 2x PostgreSQL's CPU per paced pgbench transaction;
+PostgreSQL's CPU per surveys request <= 2x the same; the surveys route at >= 50 % of the
+bound, and (with --reference) >= 3x the reference's requests/s; p99 <= 20 ms at 64
+connections; RSS <= 150 MB under load, <= 64 MB idle.
 """
 import argparse
 import os
@@ -82,20 +87,26 @@ COMMIT;
 """
 
 
-def postgres_alone(url, company, duration, clients=20):
+def postgres_alone(url, company, duration, clients=20, rate=None):
     """PostgreSQL's own CPU per surveys transaction, without `serve`: pgbench runs the same
     pipeline, every statement prepared (our client prepares all but the two `SET LOCAL`s,
     so this is a floor), with as many clients as the pool has connections. pgbench's
     backends come and go with it, so PostgreSQL's share is read from its processes, the
-    exited backends included (`postgres_cpu_seconds`)."""
+    exited backends included (`postgres_cpu_seconds`).
+
+    With `rate`, pgbench paces itself to that many transactions a second (`-R`), as the
+    route's requests arrive: PostgreSQL's CPU per transaction depends on the rate on this
+    virtual machine (every transaction that finds its backend asleep pays for the wake-up),
+    so the route's cost is compared with pgbench's at the rate the route reached."""
     script = os.path.join("/tmp", f"surveys-transaction-{os.getpid()}.sql")
     with open(script, "w") as out:
         out.write(SURVEYS_TRANSACTION.format(company=company))
     env = dict(os.environ, PGOPTIONS="-c role=survey_app")
     postmaster = postmaster_pid(url)
     before = postgres_cpu_seconds(postmaster)
+    pacing = ["-R", str(int(rate))] if rate else []
     finished = subprocess.run(["/usr/bin/time", "-f", "%U %S", "pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", "2",
-                               "-T", str(duration), "-f", script, url], check=True, capture_output=True, text=True, env=env)
+                               *pacing, "-T", str(duration), "-f", script, url], check=True, capture_output=True, text=True, env=env)
     used = postgres_cpu_seconds(postmaster) - before
     os.remove(script)
     count = int(re.search(r"number of transactions actually processed: (\d+)", finished.stdout).group(1))
@@ -145,6 +156,8 @@ def main():
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2, help="alternations of the two routes")
     parser.add_argument("--reference", action="store_true", help="also measure bench/reference-postgres-nio")
+    parser.add_argument("--profile", metavar="FILE", help="perf record -g of serve during the first surveys round, into FILE")
+    parser.add_argument("--surveyd", metavar="PATH", help="run this surveyd binary instead of building the tree's (an older build, side by side)")
     args = parser.parse_args()
     reference_dir = os.path.join(ROOT, "bench", "reference-postgres-nio")
     if args.reference:
@@ -153,11 +166,14 @@ def main():
 
     subprocess.run(["bash", "-c", "source scripts/lib/database.sh && { command -v wrk >/dev/null && [ -x /usr/bin/time ]; } || ensure_apt_packages wrk time"],
                    cwd=ROOT, check=True)
-    print("building (release)...", file=sys.stderr)
-    subprocess.run(["swift", "build", "-c", "release", "--product", "surveyd"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    bin_dir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True, capture_output=True,
-                             text=True).stdout.strip()
-    surveyd = os.path.join(bin_dir, "surveyd")
+    if args.surveyd:
+        surveyd = os.path.abspath(args.surveyd)
+    else:
+        print("building (release)...", file=sys.stderr)
+        subprocess.run(["swift", "build", "-c", "release", "--product", "surveyd"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        bin_dir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True, capture_output=True,
+                                 text=True).stdout.strip()
+        surveyd = os.path.join(bin_dir, "surveyd")
     url = private_database_url("surveyd_http")
     env = dict(os.environ, DATABASE_URL=url, DESTINATION_HASH_KEY=HASH_KEY, PORT=str(PORT), HOST="127.0.0.1",
                LOG_LEVEL="warning", SURVEYD_SQL_DIR=os.path.join(ROOT, "sql"), SURVEYD_OPENAPI=os.path.join(ROOT, "openapi.yaml"),
@@ -209,9 +225,15 @@ def main():
             runs.update({"reference health": [], "reference surveys": []})
         sampler = threading.Thread(target=sample)
         sampler.start()
-        for _ in range(args.rounds):
+        for round in range(args.rounds):
             runs["health"].append(wrk("/health", None, args.duration, args.connections, serve.pid))
+            # The profile costs CPU: that round's figures are not comparable with the others'.
+            profiler = subprocess.Popen(
+                ["perf", "record", "-F", "499", "-g", "-p", str(serve.pid), "-o", args.profile, "--", "sleep", str(args.duration)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if args.profile and round == 0 else None
             runs["surveys"].append(wrk("/survey/1.0.0/surveys", token, args.duration, args.connections, serve.pid))
+            if profiler:
+                profiler.wait()
             if reference:
                 runs["reference health"].append(wrk("/health", None, args.duration, args.connections, reference.pid,
                                                     port=REFERENCE_PORT))
@@ -256,9 +278,26 @@ def main():
           f"{alone['pg_us']:.0f} µs of PostgreSQL CPU per transaction (pgbench itself {alone['pgbench_us']:.0f} µs)")
     print(f"bound: /health costs {health_us:.0f} µs of CPU per request; with PostgreSQL's {alone['pg_us']:.0f} µs and nothing else, "
           f"the surveys route could reach at most {health_us / (health_us + alone['pg_us']):.0%} of the ceiling")
+    # Issue 18's targets, against pgbench paced at the rate each surveys round reached (the
+    # two measured alike: the same transaction, the same rate, PostgreSQL's CPU read the same way).
+    paced = [postgres_alone(url, company, args.duration, rate=run["rate"]) for run in runs["surveys"]]
+    beyond = [s["serve_us"] - h["serve_us"] for h, s in zip(runs["health"], runs["surveys"])]
+    for index, (run, at_rate, extra) in enumerate(zip(runs["surveys"], paced, beyond)):
+        print(f"round {index + 1}: pgbench paced at {run['rate']:,.0f} tps ({at_rate['tps']:,.0f} reached): "
+              f"{at_rate['pg_us']:.0f} µs of PostgreSQL CPU per transaction; serve beyond /health {extra:.0f} µs "
+              f"({extra / at_rate['pg_us']:.1f}x), PostgreSQL per surveys request {run['pg_us']:.0f} µs "
+              f"({run['pg_us'] / at_rate['pg_us']:.1f}x)")
+    bound = health_us / (health_us + alone["pg_us"])
     checks = {
-        "surveys >= 50 % of the ceiling (every round)": min(ratios) >= 0.5,
+        "serve beyond /health <= 2x PostgreSQL per paced pgbench transaction (every round)":
+            all(extra <= 2 * at_rate["pg_us"] for extra, at_rate in zip(beyond, paced)),
+        "PostgreSQL per surveys request <= 2x per paced pgbench transaction (every round)":
+            all(run["pg_us"] <= 2 * at_rate["pg_us"] for run, at_rate in zip(runs["surveys"], paced)),
+        "surveys >= 50 % of the bound (every round)": min(ratios) >= 0.5 * bound,
         "surveys p99 <= 20 ms (every round)": worst_p99 <= 20,
+        **({"surveys >= 3x the reference's req/s (every round)": all(
+            ours["rate"] >= 3 * theirs["rate"] for ours, theirs in zip(runs["surveys"], runs["reference surveys"]))}
+           if reference else {}),
         "no errors": all(run["non2xx"] == 0 and not run["socket_errors"] for name in runs for run in runs[name]),
         "RSS <= 150 MB under load": peak[0] <= 150,
         "RSS <= 64 MB idle": idle <= 64,

@@ -29,8 +29,11 @@ struct GuardedHTTP1Channel: ServerChildChannel {
         }
     }
 
+    /// Each connection's requests are handled on its own event loop (`EventLoopTaskExecutor`).
     func handle(value: Value, logger: Logger) async {
-        await base.handle(value: value, logger: logger)
+        await withTaskExecutorPreference(EventLoopTaskExecutor(value.channel.eventLoop)) {
+            await base.handle(value: value, logger: logger)
+        }
     }
 }
 
