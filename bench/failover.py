@@ -70,7 +70,7 @@ import urllib.parse
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import migrate_and_create_company, psql, release_binaries, service_environment  # noqa: E402
+from benchlib import migrate_and_create_company, psql, release_binaries, service_environment, stop_all  # noqa: E402
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
 BASE_PORT = 56000
@@ -577,23 +577,11 @@ def start_listener(command, environment, port, spare_ports, log_path, path):
             except OSError:
                 time.sleep(0.1)
         if process.poll() is None:
-            stop_processes([process])
+            stop_all([process])
             raise RuntimeError(f"{command(port)[0]} does not answer on {port}: see {log_path}")
         log(f"  {os.path.basename(command(port)[0])} could not start on {port} (exit {process.returncode}); trying another port")
         port = next(port for port in spare_ports if port_is_free(port))
     raise RuntimeError(f"{command(port)[0]} could not start: see {log_path}")
-
-
-def stop_processes(processes, timeout=15):
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def retrying(what, action, timeout=30):
@@ -616,7 +604,7 @@ def run_once(number, args, bin_dir, cleanups):
     processes = []
 
     def cleanup():
-        stop_processes(processes)
+        stop_all(processes)
         if args.keep:
             stop = (f"for node in node1 node2 monitor; do runuser -u postgres -- env PATH={PG_BIN}:$PATH "
                     f"XDG_CONFIG_HOME={directory}/config XDG_DATA_HOME={directory}/share "
