@@ -107,6 +107,13 @@ def postgres_alone(url, company, duration, clients=20, rate=None):
     pacing = ["-R", str(int(rate))] if rate else []
     finished = subprocess.run(["/usr/bin/time", "-f", "%U %S", "pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", "2",
                                *pacing, "-T", str(duration), "-f", script, url], check=True, capture_output=True, text=True, env=env)
+    # pgbench's backends' CPU reaches the postmaster's account only once they have exited
+    # and been reaped: wait for that, or a run's figure can come out near zero.
+    for _ in range(50):
+        if psql(url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbench'") == "0":
+            break
+        time.sleep(0.1)
+    time.sleep(0.3)
     used = postgres_cpu_seconds(postmaster) - before
     os.remove(script)
     count = int(re.search(r"number of transactions actually processed: (\d+)", finished.stdout).group(1))
@@ -119,6 +126,19 @@ def postgres_pids():
     return [int(pid) for pid in found]
 
 
+def context_switches(pid):
+    """Context switches so far of every thread of `pid` (voluntary and not): each is a
+    thread going to sleep or being preempted, the cost of hand-offs between threads."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/status") as status:
+                total += sum(int(line.split()[1]) for line in status if "ctxt_switches:" in line)
+        except FileNotFoundError:
+            pass  # a thread that ended meanwhile
+    return total
+
+
 def wrk(path, token, duration, connections, serve_pid, threads=2, port=PORT):
     command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency"]
     if token:
@@ -127,9 +147,11 @@ def wrk(path, token, duration, connections, serve_pid, threads=2, port=PORT):
     # run), and of wrk itself: on a shared machine a steadier figure than requests/s.
     pg = postgres_pids()
     before = cpu_seconds([serve_pid]), cpu_seconds(pg)
+    switches = context_switches(serve_pid)
     finished = subprocess.run(["/usr/bin/time", "-f", "%U %S"] + command + [f"http://127.0.0.1:{port}{path}"], check=True,
                               capture_output=True, text=True)
     after = cpu_seconds([serve_pid]), cpu_seconds(pg)
+    switches = context_switches(serve_pid) - switches
     output = finished.stdout
     wrk_cpu = sum(map(float, finished.stderr.strip().splitlines()[-1].split()))
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
@@ -145,7 +167,7 @@ def wrk(path, token, duration, connections, serve_pid, threads=2, port=PORT):
     return {
         "rate": rate, "p50": latency("50"), "p99": latency("99"),
         "serve_us": (after[0] - before[0]) / count * 1e6, "pg_us": max(0.0, after[1] - before[1]) / count * 1e6,
-        "wrk_us": wrk_cpu / count * 1e6,
+        "wrk_us": wrk_cpu / count * 1e6, "switches": switches / count,
         "non2xx": int(errors.group(1)) if errors else 0, "socket_errors": socket_errors.group(1) if socket_errors else "",
     }
 
@@ -256,6 +278,7 @@ def main():
         for index, run in enumerate(runs[name]):
             print(f"{name:17} round {index + 1}: {run['rate']:>9,.0f} req/s  p50 {run['p50']:6.2f} ms  p99 {run['p99']:6.2f} ms"
                   f"  CPU per request: serve {run['serve_us']:5.0f} µs, postgres {run['pg_us']:5.0f} µs, wrk {run['wrk_us']:4.0f} µs"
+                  f"  serve's context switches per request {run['switches']:.2f}"
                   f"  non-2xx {run['non2xx']}  {run['socket_errors']}")
     ratios = [s["rate"] / h["rate"] for h, s in zip(runs["health"], runs["surveys"])]
     worst_p99 = max(run["p99"] for run in runs["surveys"])

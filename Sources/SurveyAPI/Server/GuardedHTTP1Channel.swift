@@ -29,11 +29,8 @@ struct GuardedHTTP1Channel: ServerChildChannel {
         }
     }
 
-    /// Each connection's requests are handled on its own event loop (`EventLoopTaskExecutor`).
     func handle(value: Value, logger: Logger) async {
-        await withTaskExecutorPreference(EventLoopTaskExecutor(value.channel.eventLoop)) {
-            await base.handle(value: value, logger: logger)
-        }
+        await base.handle(value: value, logger: logger)
     }
 }
 
