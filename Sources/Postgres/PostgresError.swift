@@ -9,7 +9,7 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
         private enum Base: String, Sendable {
             case connectionFailed, connectionClosed, server, decoding, encoding
             case poolTimeout, poolExhausted, poolUnavailable, poolShutDown
-            case protocolViolation, timedOut, notPrimary
+            case protocolViolation, timedOut, notPrimary, connectionAbandoned
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -41,6 +41,9 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
         /// A write reached a standby (SQLSTATE 25006 from a server in hot standby): the
         /// primary has moved, by a failover, or the URL names a standby.
         public static let notPrimary = Code(.notPrimary)
+        /// The connection had been given up by an earlier failure on it (a timeout, a cancel
+        /// request that never arrived); nothing was sent, and another connection may succeed.
+        public static let connectionAbandoned = Code(.connectionAbandoned)
 
         public var description: String { base.rawValue }
     }
@@ -59,6 +62,10 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
     /// The server function that raised it (libpq's `PG_DIAG_SOURCE_FUNCTION`): for telling
     /// errors apart where the SQLSTATE is shared and the message may be translated.
     var routine: String?
+    /// For `timedOut`: the server was silent past the connection's own limits (the response
+    /// or the transaction control timeout), not merely past the caller's deadline, which a
+    /// healthy server blocked on a lock can also miss.
+    var unresponsive = false
 
     public init(
         code: Code, sqlState: String? = nil, message: String? = nil, detail: String? = nil,
@@ -120,7 +127,7 @@ extension PostgresError {
     /// Whether the connection this came from is gone (closed, its backend terminated or
     /// the server shutting down): another connection may well succeed.
     public var isConnectionLost: Bool {
-        if code == .connectionClosed { return true }
+        if code == .connectionClosed || code == .connectionAbandoned { return true }
         guard let sqlState else { return false }
         // Class 08 (connection exception) but not 08P01: the server also reports a
         // statement's wrong parameter count as a protocol violation, on a connection that
@@ -128,12 +135,25 @@ extension PostgresError {
         return (sqlState.hasPrefix("08") && sqlState != SQLState.protocolViolation) || sqlState.hasPrefix("57P")
     }
 
+    /// Whether the server the connection reached is gone, unresponsive or no longer the
+    /// primary, so that the pool's other connections to it are no better: not a caller's
+    /// deadline passed, nor a connection given up for its own earlier failure.
+    var saysServerChanged: Bool {
+        switch code {
+        case .notPrimary: true
+        case .timedOut: unresponsive
+        case .connectionAbandoned: false
+        default: isConnectionLost
+        }
+    }
+
     /// Whether the database itself is unreachable, silent, going away or not the primary
     /// (a failover under way), as opposed to refusing a statement: the answer a caller
     /// gives for these is "try again later" (HTTP 503).
     public var isUnavailable: Bool {
         switch code {
-        case .connectionFailed, .poolTimeout, .poolExhausted, .poolUnavailable, .poolShutDown, .timedOut, .notPrimary:
+        case .connectionFailed, .poolTimeout, .poolExhausted, .poolUnavailable, .poolShutDown, .timedOut, .notPrimary,
+            .connectionAbandoned:
             return true
         default:
             return isConnectionLost

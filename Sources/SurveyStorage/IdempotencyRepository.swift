@@ -40,12 +40,17 @@ public struct IdempotencyRepository: Sendable {
     public func claim(
         _ key: String, requestHash: Data, company: CompanyID, on connection: PostgresConnection
     ) async throws -> Claim {
-        // Keys past their 24 hours are forgotten (their fingerprints with them).
+        // Keys past their 24 hours are forgotten (their fingerprints with them), a few at a
+        // time and only those no other send is forgetting: this runs in the send's
+        // transaction, whose row locks last until it commits, and two sends of one company
+        // must not queue behind each other for it.
         try await connection.query(
             """
             DELETE FROM idempotency_keys
-             WHERE company_id = \(company) AND created_at < now() - make_interval(secs => \(Self.retention))
-               AND key <> \(key)
+             WHERE ctid IN (SELECT ctid FROM idempotency_keys
+                             WHERE company_id = \(company) AND created_at < now() - make_interval(secs => \(Self.retention))
+                               AND key <> \(key)
+                             LIMIT 100 FOR UPDATE SKIP LOCKED)
             """)
         let claimed = try await connection.query(
             """

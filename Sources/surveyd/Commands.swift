@@ -30,7 +30,8 @@ struct Migrate: AsyncParsableCommand {
             // A migration may rewrite or index a large table, or wait for another
             // migrator's lock: a day, not the minute a request's statement gets.
             configuration: .init(
-                url: try Environment.migrationDatabaseURL(), applicationName: "surveyd-migrate", responseTimeout: .seconds(86_400)),
+                url: try Environment.migrationDatabaseURL(), applicationName: "surveyd-migrate", responseTimeout: .seconds(86_400),
+                transactionControlTimeout: .seconds(86_400)),
             threadPool: threadPool, ownsThreadPool: true, logger: logger)
         let applied: [String]
         do {

@@ -76,14 +76,16 @@ import Glibc
         let proxy = try proxy()
         defer { proxy.stop() }
         let client = try pool(through: proxy) { $0.transactionControlTimeout = .seconds(1) }
+        try await client.withConnection { _ = try await $0.query("SELECT 1") }  // connected before the clock starts
         let started = ContinuousClock.now
-        await #expect(throws: PostgresError.self) {
+        let error = await #expect(throws: PostgresError.self) {
             try await client.withTransaction { connection in
                 try await connection.query("SELECT 1")
                 // The partition comes between the work and its COMMIT.
                 proxy.freeze()
             }
         }
+        #expect(error?.code == .timedOut)
         let took = started.duration(to: .now)
         #expect(took < .milliseconds(2500), "COMMIT waited \(took)")
         await client.shutDown()
@@ -199,5 +201,48 @@ extension BoundedWaitTests {
         #expect(option(Int32(IPPROTO_TCP), TCP_KEEPCNT) == 3)
         #expect(option(Int32(IPPROTO_TCP), TCP_USER_TIMEOUT) == 15_000)
         await connection.close()
+    }
+}
+
+extension BoundedWaitTests {
+    /// A healthy server that merely keeps a statement past the caller's deadline (blocked on
+    /// a lock here, with no `statement_timeout` of its own) is not a lost server: the
+    /// statement is cancelled on the server, its connection is given up, and the pool's
+    /// other connections stay. (Taken for a lost server, every such request dropped the
+    /// whole pool, and left its statement running for nobody.)
+    @Test func aStatementPastTheCallersDeadlineIsCancelledAndTheOthersKept() async throws {
+        let name = "bounded-lock-\(UInt32.random(in: 0...UInt32.max))"
+        var configuration = PostgresClient.Configuration(connection: .init(url: try TestDatabase.url(), applicationName: name))
+        configuration.maximumConnections = 2
+        let client = PostgresClient(configuration: configuration, logger: TestDatabase.logger)
+        let table = "bounded_lock_\(UInt32.random(in: 0...UInt32.max))"
+        let holder = try await TestDatabase.connect(url: try TestDatabase.url())
+        try await holder.simpleQuery("CREATE TABLE \(table) (id int)")
+        try await holder.simpleQuery("BEGIN; LOCK TABLE \(table) IN ACCESS EXCLUSIVE MODE")
+        try await client.withConnection { first in
+            try await client.withConnection { second in _ = try await second.query("SELECT 1") }
+            _ = try await first.query("SELECT 1")
+        }
+        let error = await #expect(throws: PostgresError.self) {
+            try await client.withConnection(deadline: .now + .milliseconds(500)) { connection in
+                _ = try await connection.query(PostgresQuery(unsafeSQL: "SELECT count(*) FROM \(table)"))
+            }
+        }
+        #expect(error?.code == .timedOut)
+        #expect(client.statistics.idle == 1, "the other connection stays: \(client.statistics)")
+        // The blocked statement does not wait on for nobody.
+        var waiting = 1
+        for _ in 0..<50 where waiting > 0 {
+            try await Task.sleep(for: .milliseconds(100))
+            waiting = try await TestDatabase.superuser().withConnection { connection in
+                try await connection.query(
+                    "SELECT count(*)::int FROM pg_stat_activity WHERE application_name = \(name) AND wait_event_type = 'Lock'"
+                ).one().decode(Int.self)
+            }
+        }
+        #expect(waiting == 0)
+        try await holder.simpleQuery("ROLLBACK; DROP TABLE \(table)")
+        await holder.close()
+        await client.shutDown()
     }
 }

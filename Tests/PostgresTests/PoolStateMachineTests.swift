@@ -177,4 +177,34 @@ struct ManualClock: Clock {
         #expect(pool.isDrained)
         #expect(pool.leaseRequested(3, now: t0) == [.fail(3, .shutDown)])
     }
+
+    /// Issue 17: a connection that finds the server changed drops the others opened before
+    /// (idle ones at once, leased ones when they come back), but news from a connection
+    /// already known to be to the old server drops nothing more: the connections made to
+    /// the new primary meanwhile stay.
+    @Test func aChangedServerDropsTheOlderConnectionsOnce() {
+        var pool = machine(max: 3)
+        _ = pool.leaseRequested(1, now: t0)
+        _ = pool.leaseRequested(2, now: t0)
+        _ = pool.leaseRequested(3, now: t0)
+        _ = pool.connectionEstablished(100, now: t0)
+        _ = pool.connectionEstablished(101, now: t0)
+        _ = pool.connectionEstablished(102, now: t0)
+        #expect(pool.connectionReleased(102, reusable: true, now: t0) == [])
+        // 100 finds the server gone: idle 102 closes now; leased 101 is stale.
+        #expect(pool.serverChanged(seenBy: 100) == [.close(102)])
+        #expect(pool.connectionReleased(100, reusable: false, now: t0) == [.close(100)])
+        // A new connection, to the new server.
+        _ = pool.leaseRequested(4, now: t0)
+        #expect(pool.connectionEstablished(103, now: t0) == [.lease(103, to: 4)])
+        #expect(pool.connectionReleased(103, reusable: true, now: t0) == [])
+        // 101, of the old server, fails in its turn: nothing more is dropped.
+        #expect(pool.serverChanged(seenBy: 101) == [])
+        // Though it looks reusable, 101 is closed as it comes back; 103 is handed out.
+        #expect(pool.connectionReleased(101, reusable: true, now: t0) == [.close(101)])
+        #expect(pool.leaseRequested(5, now: t0) == [.lease(103, to: 5)])
+        // News from 103 (of the new generation) drops again.
+        #expect(pool.serverChanged(seenBy: 103) == [])
+        #expect(pool.connectionReleased(103, reusable: true, now: t0) == [.close(103)])
+    }
 }

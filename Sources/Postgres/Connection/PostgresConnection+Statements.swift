@@ -29,7 +29,7 @@ extension PostgresConnection {
         use.enter("a script")
         defer { use.leave() }
         guard !poisoned.load(ordering: .acquiring) else {
-            throw PostgresError(code: .connectionClosed, message: "the connection was left unusable by an earlier failure")
+            throw PostgresError(code: .connectionAbandoned, message: "the connection was left unusable by an earlier failure")
         }
         guard PQsendQuery(handle, script) == 1 else { throw failure(script) }
         try await flush(until: bound, sql: script)
@@ -61,7 +61,7 @@ extension PostgresConnection {
         use.enter("a statement")
         defer { use.leave() }
         guard !poisoned.load(ordering: .acquiring) else {
-            throw PostgresError(code: .connectionClosed, message: "the connection was left unusable by an earlier failure")
+            throw PostgresError(code: .connectionAbandoned, message: "the connection was left unusable by an earlier failure")
         }
         // Refused here, before anything is sent: were libpq to refuse one statement, the
         // ones queued before it would still be synced, and commit, as an implicit transaction.
@@ -192,7 +192,7 @@ extension PostgresConnection {
                 // Take in what the server sent meanwhile, so it never waits on us to read.
                 guard PQconsumeInput(handle) == 1 else { throw failure(nil) }
                 if await SocketReactor.shared.wait(for: PQsocket(handle), .readableOrWritable, until: bound) == .timedOut {
-                    throw abandoned(sql)
+                    throw abandoned(sql, at: bound)
                 }
             default: throw failure(nil)
             }
@@ -205,7 +205,7 @@ extension PostgresConnection {
             if clibpq_tls_read_pending(handle) == 0,
                 await SocketReactor.shared.wait(for: PQsocket(handle), .readable, until: bound) == .timedOut
             {
-                throw abandoned(sql)
+                throw abandoned(sql, at: bound)
             }
             guard PQconsumeInput(handle) == 1 else { throw failure(nil) }
         }
@@ -224,12 +224,30 @@ extension PostgresConnection {
     /// The protocol counts a statement's parameters in 16 bits.
     static let maximumParameters = Int(UInt16.max)
 
-    /// The server said nothing in time. What it is doing is unknown (a partition, a stopped
-    /// backend, a statement that ignores its timeout), and so is the protocol's state: the
-    /// connection is never used again, and closing it ends the server's side.
-    private func abandoned(_ sql: String?) -> PostgresError {
+    /// The server said nothing by `bound`. What it is doing is unknown (a partition, a
+    /// stopped backend, a statement blocked on a lock past the caller's deadline), and so is
+    /// the protocol's state: the connection is never used again, and closing it ends the
+    /// server's side. When it was the caller's deadline (the server may be healthy, the
+    /// statement merely slow), the statement is also cancelled, so that it does not run on
+    /// for nobody until its own timeout.
+    private func abandoned(_ sql: String?, at bound: ContinuousClock.Instant) -> PostgresError {
         poisoned.store(true, ordering: .releasing)
-        return PostgresError(code: .timedOut, message: "no answer from the server in time; the connection is abandoned", query: sql)
+        let callersDeadline = deadline.map { bound >= $0 } ?? false
+        if callersDeadline, cancelHandle != nil {
+            // The thread holds the connection (and its cancel object) until PQcancel returns.
+            Thread.detachNewThread {
+                var buffer = [CChar](repeating: 0, count: 256)
+                _ = PQcancel(self.cancelHandle, &buffer, Int32(buffer.count))
+            }
+        }
+        var error = PostgresError(
+            code: .timedOut,
+            message: callersDeadline
+                ? "the caller's deadline passed before the server answered; the statement was cancelled and the connection abandoned"
+                : "no answer from the server within the connection's limits; the connection is abandoned",
+            query: sql)
+        error.unresponsive = !callersDeadline
+        return error
     }
 
     private func failure(_ sql: String?) -> PostgresError {

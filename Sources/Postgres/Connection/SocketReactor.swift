@@ -125,9 +125,13 @@ final class SocketReactor: Sendable {
                         next = waiter.deadline
                     }
                 }
-                state.sleepingUntil = next
+                // With no deadline sooner, wake up in a second anyway: a new wait whose
+                // deadline is later than that (most: a request has seconds) then needs no
+                // wake-up of its own, which would cost a write and a wake per statement.
+                let wake = min(next ?? now.advanced(by: .seconds(1)), now.advanced(by: .seconds(1)))
+                state.sleepingUntil = wake
                 // Rounded up to the next millisecond, so an early wake does not spin.
-                return next.map { Int32(clamping: (($0 - now).nanoseconds + 999_999) / 1_000_000) } ?? -1
+                return Int32(clamping: ((wake - now).nanoseconds + 999_999) / 1_000_000)
             }
             for (continuation, outcome) in resumed { continuation.resume(returning: outcome) }
         }

@@ -52,6 +52,12 @@ struct PoolStateMachine<Clock: _Concurrency.Clock> where Clock.Duration == Durat
     /// Leased connections to a server that has since gone away or stopped being the
     /// primary (`serverChanged`): closed when they come back, never handed out again.
     private var stale: Set<ConnectionID> = []
+    /// Counts the times the server was found changed; each open connection remembers the
+    /// count when it was opened, so that news from a connection already known to be to the
+    /// old server (they fail one by one, over a request timeout) does not drop again the
+    /// connections just made to the new one.
+    private var generation = 0
+    private var generations: [ConnectionID: Int] = [:]
     private(set) var connecting = 0
     private var waiters: Deque<Waiter> = []
     /// When the pending `scheduleDeadlines` is due, if one is.
@@ -117,6 +123,7 @@ struct PoolStateMachine<Clock: _Concurrency.Clock> where Clock.Duration == Durat
         consecutiveFailures = 0
         retryNotBefore = nil
         if isShutDown { return [.close(connection)] }
+        generations[connection] = generation
         return handOver(connection, now: now)
     }
 
@@ -139,7 +146,9 @@ struct PoolStateMachine<Clock: _Concurrency.Clock> where Clock.Duration == Durat
     /// inside a transaction, in which case it is closed and never handed out again.
     mutating func connectionReleased(_ connection: ConnectionID, reusable: Bool, now: Instant) -> [Action] {
         guard leased.remove(connection) != nil else { return [] }
-        if !reusable || isShutDown || stale.remove(connection) != nil {
+        let wasStale = stale.remove(connection) != nil
+        if !reusable || isShutDown || wasStale {
+            generations[connection] = nil
             var actions: [Action] = [.close(connection)]
             if !isShutDown, !waiters.isEmpty, connecting < waiters.count {
                 if isBackingOff(at: now) {
@@ -154,13 +163,18 @@ struct PoolStateMachine<Clock: _Concurrency.Clock> where Clock.Duration == Durat
         return handOver(connection, now: now)
     }
 
-    /// A connection found the server gone, silent or no longer the primary (a restart, a
-    /// partition, a failover): the others, opened to the same server, are likely no
-    /// better. The idle ones close now, the leased ones when they come back; new ones
-    /// find the server afresh (with several hosts in the URL, the new primary).
-    mutating func serverChanged() -> [Action] {
+    /// `connection` found the server gone, silent or no longer the primary (a restart, a
+    /// partition, a failover): the others opened before it learned so, to the same server,
+    /// are likely no better. The idle ones close now, the leased ones when they come back;
+    /// new ones find the server afresh (with several hosts in the URL, the new primary).
+    /// Nothing happens when `connection` was opened before an earlier such news: the pool
+    /// has already moved on.
+    mutating func serverChanged(seenBy connection: ConnectionID) -> [Action] {
+        guard generations[connection] == generation else { return [] }
+        generation += 1
         stale = leased
         let actions = idle.map { Action.close($0.id) }
+        for entry in idle { generations[entry.id] = nil }
         idle.removeAll()
         return actions
     }
@@ -213,6 +227,7 @@ struct PoolStateMachine<Clock: _Concurrency.Clock> where Clock.Duration == Durat
             oldest.since.advanced(by: configuration.idleTimeout) <= now
         {
             idle.removeFirst()
+            generations[oldest.id] = nil
             actions.append(.close(oldest.id))
         }
         if !isBackingOff(at: now) {
@@ -233,6 +248,7 @@ struct PoolStateMachine<Clock: _Concurrency.Clock> where Clock.Duration == Durat
         var actions: [Action] = waiters.map { .fail($0.id, .shutDown) }
         waiters.removeAll()
         actions += idle.map { .close($0.id) }
+        for entry in idle { generations[entry.id] = nil }
         idle.removeAll()
         return actions
     }

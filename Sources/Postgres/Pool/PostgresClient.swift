@@ -247,6 +247,12 @@ public final class PostgresClient: Service, Sendable {
         // here without a round trip and replaced; bounded so a flapping server cannot spin us.
         for _ in 0...configuration.maximumConnections {
             let connection = try await lease(deadline: deadline)
+            // Given up while idle (a cancel request that never arrived): not the server's
+            // fault, closed quietly.
+            guard connection.isReusable else {
+                release(connection)
+                continue
+            }
             if connection.looksAlive() {
                 connection.deadline = deadline
                 return connection
@@ -254,7 +260,7 @@ public final class PostgresClient: Service, Sendable {
             // The server went away (a restart, a failover): the other idle connections are
             // as dead as this one, and are dropped with it.
             logger.info("postgres connection found dead in pool; reconnecting", metadata: ["backend_pid": "\(connection.backendPID)"])
-            perform(state.withLock { $0.machine.serverChanged() })
+            serverChanged(seenBy: connection)
             release(connection)
         }
         throw PostgresError(code: .poolUnavailable, message: "no live connection could be leased")
@@ -284,21 +290,25 @@ public final class PostgresClient: Service, Sendable {
     }
 
     /// Gives `connection` back after `body` failed with `error`. An error that says the
-    /// server is gone, silent or no longer the primary drops the pool's other connections
-    /// to it too (`serverChanged`), so that the next requests find the server afresh, the
-    /// new primary after a failover, instead of failing one dead connection at a time.
+    /// server is gone, unresponsive or no longer the primary drops the pool's other
+    /// connections to it too (`serverChanged`), so that the next requests find the server
+    /// afresh, the new primary after a failover, instead of failing one dead connection at
+    /// a time.
     private func release(_ connection: PostgresConnection, after error: any Error) {
-        // Only when the connection itself is done for: a deadline that passed before a
-        // statement was sent (also `timedOut`) says nothing about the server.
-        if let error = error as? PostgresError, error.isConnectionLost || error.code == .timedOut || error.code == .notPrimary,
-            !connection.isReusable
-        {
+        if let error = error as? PostgresError, error.saysServerChanged, !connection.isReusable {
             logger.warning(
-                "postgres server lost, silent or no longer the primary; dropping its connections",
+                "postgres server lost, unresponsive or no longer the primary; dropping its connections",
                 metadata: ["error": "\(error.debugDescription)"])
-            perform(state.withLock { $0.machine.serverChanged() })
+            serverChanged(seenBy: connection)
         }
         release(connection)
+    }
+
+    private func serverChanged(seenBy connection: PostgresConnection) {
+        perform(state.withLock { state in
+            guard let id = state.ids[ObjectIdentifier(connection)] else { return [] }
+            return state.machine.serverChanged(seenBy: id)
+        })
     }
 
     private func release(_ connection: PostgresConnection) {
