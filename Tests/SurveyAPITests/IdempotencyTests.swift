@@ -63,22 +63,58 @@ import Testing
 
     /// Two sends with one key at once: the second waits for the first's transaction (the
     /// claim's uncommitted row), then replays its answer. One request is made, not two, and
-    /// neither client gets 409.
-    @Test func twoSendsWithOneKeyAtOnceMakeOneRequest() async throws {
-        let harness = try await Harness()
-        let tenant = try await harness.company()
-        try await harness.test { client in
-            let survey = try await client.createSurvey(for: tenant)
-            var headers = tenant.headers
-            headers[HTTPField.Name("Idempotency-Key")!] = "together-\(UInt32.random(in: 0...UInt32.max))"
-            let payload = #"{"requests":[{"channel":"SMS","destination":"+3247\#(UInt32.random(in: 1_000_000...9_999_999))"}]}"#
+    /// neither client gets 409. The overlap is made certain: the first send is held inside
+    /// its transaction (a lock on the job table) until the second is seen waiting too.
+    @Test(.timeLimit(.minutes(1))) func twoSendsWithOneKeyAtOnceMakeOneRequest() async throws {
+        let url = try await TestDatabase.migratedScratchDatabase("idempotencytogether")
+        let name = "idempotency-together-\(UInt32.random(in: 0...UInt32.max))"
+        let database = Database(client: Database.applicationPool(
+            url: url, applicationName: name, maximumConnections: 4, logger: TestDatabase.logger))
+        let (_, _, token) = try await CompanyRepository(database: database).create(name: "Together", settings: .alwaysOpen)
+        let application = Application(router: buildRouter(configuration: Harness.configuration(), database: database))
+        let holder = try await TestDatabase.connect(url: url)
+        let observer = try await TestDatabase.connect(url: url)
+        @Sendable func waitingOnLocks() async throws -> Int {
+            try await observer.query(
+                "SELECT count(*)::int FROM pg_stat_activity WHERE application_name = \(name) AND wait_event_type = 'Lock'"
+            ).one().decode(Int.self)
+        }
+        try await application.testContract { client in
+            var headers: HTTPFields = [.authorization: "Bearer \(token.secret)", .contentType: "application/json"]
+            let created = try await client.send(
+                .post, "\(base)/surveys", headers: headers,
+                body: #"{"name":"support","interactionType":"care","questions":[{"body":"How likely?","language":"en"}]}"#)
+            let survey = try #require(created.object["id"] as? Int, "\(created.text)")
+            headers[HTTPField.Name("Idempotency-Key")!] = "together"
+            let payload = #"{"requests":[{"channel":"SMS","destination":"+32470123456"}]}"#
+            // Sends insert jobs; a SHARE lock on their table holds the first one there,
+            // after its claim.
+            try await holder.simpleQuery("BEGIN; LOCK TABLE sms_jobs IN SHARE MODE")
             async let first = client.send(.post, "\(base)/surveys/\(survey)/send", headers: headers, body: payload)
+            var waiting = 0
+            for _ in 0..<100 where waiting < 1 {
+                try await Task.sleep(for: .milliseconds(50))
+                waiting = try await waitingOnLocks()
+            }
+            try #require(waiting == 1, "the first send never reached the lock")
+            // The second waits on the first's uncommitted claim.
             async let second = client.send(.post, "\(base)/surveys/\(survey)/send", headers: headers, body: payload)
+            for _ in 0..<100 where waiting < 2 {
+                try await Task.sleep(for: .milliseconds(50))
+                waiting = try await waitingOnLocks()
+            }
+            #expect(waiting == 2, "the second send did not wait for the first")
+            try await holder.simpleQuery("COMMIT")
             let responses = try await [first, second]
             #expect(responses.map(\.status) == [.accepted, .accepted], "\(responses.map(\.text))")
-            #expect(responses.filter { $0.headers[HTTPField.Name("Idempotent-Replayed")!] == "true" }.count == 1)
+            #expect(responses[0].headers[HTTPField.Name("Idempotent-Replayed")!] == nil)
+            #expect(responses[1].headers[HTTPField.Name("Idempotent-Replayed")!] == "true")
             #expect(responses[0].text == responses[1].text)
         }
-        #expect(try await harness.count("survey_requests", company: tenant.id) == 1)
+        let requests = try await observer.query("SELECT count(*)::int FROM survey_requests").one().decode(Int.self)
+        #expect(requests == 1)
+        await holder.close()
+        await observer.close()
+        await database.client.shutDown()
     }
 }
