@@ -34,12 +34,15 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
         public static let poolShutDown = Code(.poolShutDown)
         /// The server answered something this client did not expect.
         public static let protocolViolation = Code(.protocolViolation)
-        /// The server did not answer in time (the caller's deadline, or the connection's
-        /// response timeout): a partition, or a stopped server. The connection was abandoned;
-        /// whether the statement ran is unknown.
+        /// Out of time: the caller's deadline passed before the statement was sent (nothing
+        /// sent, the connection kept), or the server did not answer by the caller's deadline
+        /// or the connection's own limits (a partition, a stopped server, a statement blocked
+        /// on a lock): the connection was then abandoned, and whether the statement ran is
+        /// unknown.
         public static let timedOut = Code(.timedOut)
-        /// A write reached a standby (SQLSTATE 25006 from a server in hot standby): the
-        /// primary has moved, by a failover, or the URL names a standby.
+        /// A write reached a server that takes none (SQLSTATE 25006 from a hot standby, or
+        /// from a primary made read-only while a failover manager demotes it): the primary
+        /// has moved, or the URL names a standby.
         public static let notPrimary = Code(.notPrimary)
         /// The connection had been given up by an earlier failure on it (a timeout, a cancel
         /// request that never arrived); nothing was sent, and another connection may succeed.

@@ -2,19 +2,16 @@ import Foundation
 import Postgres
 import SurveyDomain
 
-/// `Idempotency-Key` for calls that create things: the first response to a key is stored
-/// with what it created, in the same transaction, and replayed for 24 hours.
+/// `Idempotency-Key` for calls that create things: the key is claimed, and the first
+/// response stored, in the transaction that does the work; the response is replayed for 24
+/// hours. Every statement runs on the caller's connection, so this holds no database.
 public struct IdempotencyRepository: Sendable {
-    let database: Database
-
     /// How long a key is remembered.
     public static let retention = 24 * 3600
     /// How long a claim without a response holds before it is presumed dead.
     public static let claimSeconds = 120
 
-    public init(database: Database) {
-        self.database = database
-    }
+    public init() {}
 
     public enum Claim: Equatable, Sendable {
         /// First use (or an expired one): go ahead, then `store` the response.
@@ -82,5 +79,4 @@ public struct IdempotencyRepository: Sendable {
              WHERE company_id = \(company) AND key = \(key)
             """)
     }
-
 }

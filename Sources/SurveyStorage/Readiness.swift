@@ -1,5 +1,5 @@
-import Synchronization
 import Postgres
+import Synchronization
 
 /// What `GET /ready` reports: whether this process can serve requests now.
 public struct Readiness: Sendable, Equatable {

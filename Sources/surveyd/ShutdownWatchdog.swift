@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServiceLifecycle
+import SurveyDomain
 import UnixSignals
 
 /// Ends the process when a graceful shutdown outlasts its grace period.
@@ -23,7 +24,7 @@ struct ShutdownWatchdog: Service {
         let limit = grace + cancellation
         let logger = logger
         Thread.detachNewThread {
-            Thread.sleep(forTimeInterval: Double(limit.components.seconds) + Double(limit.components.attoseconds) / 1e18)
+            Thread.sleep(forTimeInterval: limit.secondsValue)
             logger.critical("graceful shutdown did not end within its grace period; exiting", metadata: ["grace": "\(limit)"])
             _exit(1)
         }

@@ -42,10 +42,7 @@ import Testing
         let application = Application(router: buildRouter(configuration: Harness.configuration(), database: database))
         try await application.testContract { client in
             var headers: HTTPFields = [.authorization: "Bearer \(token.secret)", .contentType: "application/json"]
-            let created = try await client.send(
-                .post, "\(base)/surveys", headers: headers,
-                body: #"{"name":"support","interactionType":"care","questions":[{"body":"How likely?","language":"en"}]}"#)
-            let survey = try #require(created.object["id"] as? Int, "\(created.text)")
+            let survey = try await Self.createSurvey(client, headers: headers)
             headers[HTTPField.Name("Idempotency-Key")!] = "order-1"
             let payload = #"{"requests":[{"channel":"SMS","destination":"+32470123456"}]}"#
             let failed = try await client.send(.post, "\(base)/surveys/\(survey)/send", headers: headers, body: payload)
@@ -81,10 +78,7 @@ import Testing
         }
         try await application.testContract { client in
             var headers: HTTPFields = [.authorization: "Bearer \(token.secret)", .contentType: "application/json"]
-            let created = try await client.send(
-                .post, "\(base)/surveys", headers: headers,
-                body: #"{"name":"support","interactionType":"care","questions":[{"body":"How likely?","language":"en"}]}"#)
-            let survey = try #require(created.object["id"] as? Int, "\(created.text)")
+            let survey = try await Self.createSurvey(client, headers: headers)
             headers[HTTPField.Name("Idempotency-Key")!] = "together"
             let payload = #"{"requests":[{"channel":"SMS","destination":"+32470123456"}]}"#
             // Sends insert jobs; a SHARE lock on their table holds the first one there,
@@ -116,5 +110,13 @@ import Testing
         await holder.close()
         await observer.close()
         await database.client.shutDown()
+    }
+
+    /// A survey with one English question, made through the API.
+    static func createSurvey(_ client: some TestClientProtocol, headers: HTTPFields) async throws -> Int {
+        let created = try await client.send(
+            .post, "\(base)/surveys", headers: headers,
+            body: #"{"name":"support","interactionType":"care","questions":[{"body":"How likely?","language":"en"}]}"#)
+        return try #require(created.object["id"] as? Int, "\(created.text)")
     }
 }

@@ -256,7 +256,7 @@ import Testing
             fingerprint.append(Data(payload2.utf8))
             let claimedFingerprint = Harness.hasher.fingerprint(fingerprint)
             _ = try await harness.database.withTenant(tenant.id) { connection in
-                try await IdempotencyRepository(database: harness.database).claim(
+                try await IdempotencyRepository().claim(
                     running, requestHash: claimedFingerprint, company: tenant.id, on: connection)
             }
             headers[HTTPField.Name("Idempotency-Key")!] = running

@@ -70,14 +70,22 @@ extension PostgresConnection {
         }
         guard let delivery else { return }
         Thread.detachNewThread {
-            var buffer = [CChar](repeating: 0, count: 256)
-            _ = PQcancel(self.cancelHandle, &buffer, Int32(buffer.count))
+            self.sendCancelRequest()
             self.endDelivery(delivery, overdue: false)
         }
         Task { [timeout = timeouts.cancel] in
             try? await Task.sleep(for: timeout)
             self.endDelivery(delivery, overdue: true)
         }
+    }
+
+    /// Asks the server to stop what runs on this connection now (`PQcancel`: a connection of
+    /// its own to the server, and a wait for its answer). Blocks: call it from a thread of
+    /// its own, which also keeps the connection, and so its cancel object, alive meanwhile.
+    func sendCancelRequest() {
+        guard let cancelHandle else { return }
+        var buffer = [CChar](repeating: 0, count: 256)
+        _ = PQcancel(cancelHandle, &buffer, Int32(buffer.count))
     }
 
     /// The cancel request `delivery` has reached the server, or is overdue: either way the

@@ -233,13 +233,7 @@ extension PostgresConnection {
     private func abandoned(_ sql: String?, at bound: ContinuousClock.Instant) -> PostgresError {
         poisoned.store(true, ordering: .releasing)
         let callersDeadline = deadline.map { bound >= $0 } ?? false
-        if callersDeadline, cancelHandle != nil {
-            // The thread holds the connection (and its cancel object) until PQcancel returns.
-            Thread.detachNewThread {
-                var buffer = [CChar](repeating: 0, count: 256)
-                _ = PQcancel(self.cancelHandle, &buffer, Int32(buffer.count))
-            }
-        }
+        if callersDeadline { Thread.detachNewThread { self.sendCancelRequest() } }
         var error = PostgresError(
             code: .timedOut,
             message: callersDeadline

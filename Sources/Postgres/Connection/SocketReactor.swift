@@ -39,8 +39,9 @@ final class SocketReactor: Sendable {
 
     private struct State {
         var waiters: [Int32: Waiter] = [:]
-        /// When the reactor's thread wakes up by itself next, if it is asleep with a limit.
-        /// A waiter due earlier must wake it (`wakeup`) so it can time that one out.
+        /// When the reactor's thread wakes up by itself next (at most a second ahead; `nil`
+        /// before its first wait). A waiter due earlier must wake it (`wakeup`) so it can
+        /// time that one out.
         var sleepingUntil: ContinuousClock.Instant?
     }
 
@@ -128,7 +129,8 @@ final class SocketReactor: Sendable {
                 // With no deadline sooner, wake up in a second anyway: a new wait whose
                 // deadline is later than that (most: a request has seconds) then needs no
                 // wake-up of its own, which would cost a write and a wake per statement.
-                let wake = min(next ?? now.advanced(by: .seconds(1)), now.advanced(by: .seconds(1)))
+                let inASecond = now.advanced(by: .seconds(1))
+                let wake = min(next ?? inASecond, inASecond)
                 state.sleepingUntil = wake
                 // Rounded up to the next millisecond, so an early wake does not spin.
                 return Int32(clamping: ((wake - now).nanoseconds + 999_999) / 1_000_000)

@@ -202,7 +202,7 @@ public func buildRouter(
     SurveyController(surveys: SurveyRepository(database: database)).addRoutes(to: tenantRoutes)
     SendController(
         sends: SendRepository(database: database, policy: configuration.sendingPolicy),
-        idempotency: IdempotencyRepository(database: database), hasher: configuration.destinationHasher
+        idempotency: IdempotencyRepository(), hasher: configuration.destinationHasher
     ).addRoutes(to: tenantRoutes)
     UsageController(replies: ReplyRepository(database: database), companies: companies).addRoutes(to: tenantRoutes)
     let reports = ReportRepository(
