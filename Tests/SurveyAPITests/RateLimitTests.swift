@@ -166,11 +166,15 @@ import Testing
         let repository = RateLimitRepository(database: harness.database)
         // A bucket that refills one token per 100 s: empty means empty for this whole test.
         let slow = "test:\(UInt64.random(in: 0...UInt64.max))"
+        let emptied = ContinuousClock.now
         let first = try await repository.take(10, from: slow, rate: 0.01, burst: 5)
         #expect(first.granted == 5, "a new bucket is full, and grants at most the burst")
         let empty = try await repository.take(1, from: slow, rate: 0.01, burst: 5)
+        let between = emptied.duration(to: .now)
         #expect(empty.granted == 0)
-        #expect(empty.retryAfter > .seconds(90) && empty.retryAfter <= .seconds(100))
+        // The next token is 100 s after the bucket was emptied, less what has refilled since
+        // (a loaded machine once took more than 10 s between these two calls).
+        #expect(empty.retryAfter > .seconds(100) - between - .seconds(1) && empty.retryAfter <= .seconds(100), "\(empty.retryAfter) after \(between)")
         // One that refills at 2/s, bounded both ways by the time that really elapsed.
         let fast = "test:\(UInt64.random(in: 0...UInt64.max))"
         let start = ContinuousClock.now

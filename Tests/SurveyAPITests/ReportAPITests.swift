@@ -330,6 +330,15 @@ import Testing
         let database = Database(client: Database.applicationPool(
             url: url, applicationName: name, maximumConnections: 2, logger: TestDatabase.logger))
         let (_, _, token) = try await CompanyRepository(database: database).create(name: "Slow", settings: .alwaysOpen)
+        // Both connections open before the clock starts: on a loaded machine, opening one
+        // within the request took more than its half second, and the request then ended
+        // waiting for a connection (503 unavailable), not on its statement.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<2 {
+                group.addTask { try await database.client.withConnection { _ in try await Task.sleep(for: .milliseconds(200)) } }
+            }
+            try await group.waitForAll()
+        }
         let blocker = try await TestDatabase.connect(url: url)
         try await blocker.simpleQuery("BEGIN; LOCK TABLE report_rollups IN ACCESS EXCLUSIVE MODE")
         var configuration = Harness.configuration()

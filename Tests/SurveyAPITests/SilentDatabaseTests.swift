@@ -27,7 +27,13 @@ import Testing
         let application = Application(router: buildRouter(configuration: configuration, database: database))
         try await application.testContract { client in
             let headers: HTTPFields = [.authorization: "Bearer \(token.secret)"]
-            #expect(try await client.send(.get, "\(base)/surveys", headers: headers).status == .ok)
+            // Served while the database answers: on a loaded machine the first tries, which
+            // open connections through the proxy, can miss the 1 s deadline.
+            var status = HTTPResponse.Status.serviceUnavailable
+            for _ in 0..<10 where status != .ok {
+                status = try await client.send(.get, "\(base)/surveys", headers: headers).status
+            }
+            #expect(status == .ok)
             proxy.freeze()
             let started = ContinuousClock.now
             let response = try await client.send(.get, "\(base)/surveys", headers: headers)
