@@ -3,8 +3,9 @@ import Postgres
 import SurveyDomain
 
 /// The SMS job queue, as the worker (role `survey_worker`) sees it: claim a batch with a
-/// lease, record outcomes in one transaction per batch, and give up on jobs whose lease
-/// ran out (their outcome is unknown, so they are never sent again).
+/// lease, mark windows of it as started, record outcomes (`QueueRepository+Recording`),
+/// and give up on jobs whose lease ran out (their outcome is unknown, so they are never
+/// sent again).
 public struct QueueRepository: Sendable {
     let database: Database
     let policy: SendingPolicy
@@ -152,128 +153,10 @@ public struct QueueRepository: Sendable {
         return marked
     }
 
-    /// Records a batch of outcomes in one transaction: sent and failed jobs leave the queue
-    /// (and their numbers with them), retried ones go back with a later `run_at`. Marks
-    /// `next` as started in the same transaction (one commit for both, which is what a
-    /// window of sends costs the database), as `markStarted` does.
-    @discardableResult
-    public func complete(
-        _ outcomes: [(Job, Outcome)], starting next: [Job] = [], recheckOptOuts: Bool = true
-    ) async throws -> Marked {
-        guard !outcomes.isEmpty else { return try await markStarted(next, recheckOptOuts: recheckOptOuts) }
-        var sent: [(Job, String, Int?)] = []
-        var failed: [(Job, String)] = []
-        var retried: [(Job, Duration)] = []
-        var released: [Job] = []
-        // Rows of open_surveys are locked in hash order everywhere (sends too), so a batch
-        // and a concurrent send can never deadlock.
-        let outcomes = outcomes.sorted { $0.0.destinationHash.lexicographicallyPrecedes($1.0.destinationHash) }
-        for (job, outcome) in outcomes {
-            switch outcome {
-            case .sent(let id, let segments): sent.append((job, id, segments))
-            case .failed(let reason): failed.append((job, reason))
-            case .retry(let delay): retried.append((job, delay))
-            case .release: released.append(job)
-            }
-        }
-        let windowSeconds = Int(policy.responseWindow.components.seconds)
-        if failed.isEmpty, retried.isEmpty, released.isEmpty {
-            // The common case: the record and the next window's mark as one pipeline, which
-            // is one implicit transaction, one round trip and one commit.
-            return try await database.client.withConnection { connection in
-                let results = try await connection.pipeline(
-                    [Self.recordSentQuery(sent, windowSeconds: windowSeconds)]
-                        + (next.isEmpty ? [] : Self.markStartedQueries(next, recheck: recheckOptOuts)))
-                return next.isEmpty ? Marked() : try Self.marked(results.dropFirst())
-            }
-        }
-        return try await database.client.withTransaction { connection in
-            if !sent.isEmpty { try await connection.query(Self.recordSentQuery(sent, windowSeconds: windowSeconds)) }
-            if !failed.isEmpty {
-                let companies = failed.map(\.0.company.rawValue)
-                let requests = failed.map(\.0.request.rawValue)
-                try await deleteJobs(failed.map(\.0), on: connection)
-                try await markFailed(companies: companies, requests: requests, reasons: failed.map(\.1), on: connection)
-                try await freeDestinations(failed.map(\.0.destinationHash), companies: companies, requests: requests, on: connection)
-            }
-            if !retried.isEmpty {
-                try await connection.query(
-                    """
-                    UPDATE sms_jobs AS j
-                       SET leased_until = NULL, lease_id = NULL, claim_position = NULL, run_at = now() + make_interval(secs => t.delay)
-                      FROM unnest(\(retried.map(\.0.company.rawValue))::bigint[], \(retried.map(\.0.id))::bigint[],
-                                  \(retried.map(\.1.secondsValue))::float8[],
-                                  \(retried.map(\.0.leaseID))::text[])
-                           AS t(company_id, job_id, delay, lease_id)
-                     WHERE j.company_id = t.company_id AND j.job_id = t.job_id AND j.lease_id = t.lease_id
-                    """)
-            }
-            if !released.isEmpty {
-                try await connection.query(
-                    """
-                    UPDATE sms_jobs AS j
-                       SET leased_until = NULL, lease_id = NULL, claim_position = NULL, attempts = greatest(j.attempts - 1, 0)
-                      FROM unnest(\(released.map(\.company.rawValue))::bigint[], \(released.map(\.id))::bigint[],
-                                  \(released.map(\.leaseID))::text[]) AS t(company_id, job_id, lease_id)
-                     WHERE j.company_id = t.company_id AND j.job_id = t.job_id AND j.lease_id = t.lease_id
-                    """)
-            }
-            guard !next.isEmpty else { return Marked() }
-            var results: [PostgresRows] = []
-            for query in Self.markStartedQueries(next, recheck: recheckOptOuts) { results.append(try await connection.query(query)) }
-            return try Self.marked(results)
-        }
-    }
-
-    /// Sent jobs leave the queue, their requests become `sent`, their message ids are
-    /// indexed for delivery callbacks, and their numbers stay busy for the response window:
-    /// one statement, so the arrays are parsed once and the four changes travel together.
-    static func recordSentQuery(_ sent: [(Job, String, Int?)], windowSeconds: Int) -> PostgresQuery {
-        """
-            WITH t AS (
-                SELECT * FROM unnest(\(sent.map(\.0.company.rawValue))::bigint[], \(sent.map(\.0.id))::bigint[],
-                                     \(sent.map(\.0.request.rawValue))::bigint[], \(sent.map(\.0.destinationHash))::bytea[],
-                                     \(sent.map(\.1))::text[], \(sent.map(\.2))::int[], \(sent.map(\.0.channel.rawValue))::text[])
-                       AS t(company_id, job_id, request_id, hash, message_id, segments, channel)
-            ), done AS (
-                DELETE FROM sms_jobs AS j USING t
-                 WHERE j.company_id = t.company_id AND j.job_id = t.job_id AND t.channel <> 'VOICE'
-            ), calling AS (
-                -- A call is not over when the provider takes it: its job (and number) stays,
-                -- out of every claim, until the call's final status ends it or gives it back
-                -- for another call (VoiceRepository). If that status never comes, the reaper
-                -- takes the job away when this lease runs out.
-                UPDATE sms_jobs AS j
-                   SET leased_until = now() + make_interval(secs => \(Self.callLeaseSeconds)), lease_id = NULL, claim_position = NULL,
-                       calls_placed = j.calls_placed + 1
-                  FROM t
-                 WHERE j.company_id = t.company_id AND j.job_id = t.job_id AND t.channel = 'VOICE'
-            ), requests AS (
-                -- A request reaped as `uncertain` meanwhile gets the truth now we know it.
-                UPDATE survey_requests AS r
-                   SET status = 'sent', failure = NULL, failed_at = NULL, sent_at = now(),
-                       provider_message_id = t.message_id, sms_segments = t.segments,
-                       respond_by = now() + make_interval(secs => \(windowSeconds))
-                  FROM t
-                 WHERE r.company_id = t.company_id AND r.request_id = t.request_id
-                   AND (r.status = 'queued' OR (r.status = 'failed' AND r.failure = 'uncertain'))
-            ), messages AS (
-                -- Delivery callbacks (and a call's webhooks) find their request by the
-                -- provider's id; e-mail has none.
-                INSERT INTO provider_messages (provider_message_id, company_id, request_id)
-                SELECT message_id, company_id, request_id FROM t WHERE channel <> 'EMAIL'
-                ON CONFLICT DO NOTHING
-            )
-            -- The number stays busy for the response window, from now.
-            UPDATE open_surveys AS o SET expires_at = now() + make_interval(secs => \(windowSeconds))
-              FROM t
-             WHERE o.destination_hash = t.hash AND o.company_id = t.company_id AND o.request_id = t.request_id
-            """
-    }
-
     /// Jobs whose lease ran out: their worker died (or lost the database) between the claim
-    /// and the record of their outcome. Those it had started sending may or may not have
-    /// gone out: they fail as `uncertain` and are never sent again. Those it never started
+    /// and the record of their outcome. Those it noted as sent are recorded as sent. Those
+    /// it had started sending otherwise may or may not have gone out: they fail as
+    /// `uncertain` and are never sent again. Those it never started
     /// go back to the queue as they were. Jobs never claimed within the maximum age fail as
     /// `expired`. Returns how many failed and how many went back.
     @discardableResult
@@ -289,6 +172,8 @@ public struct QueueRepository: Sendable {
                    FOR UPDATE
                 """
             ).map { try $0.decode((String, Int).self) }
+            // Sent, and noted before the worker died: recorded as sent.
+            try await connection.query(Self.applyNotedQuery(claims.map(\.0), windowSeconds: windowSeconds))
             // Never started (marks commit before their calls): back to the queue.
             let returned = try await connection.query(
                 """
@@ -321,10 +206,14 @@ public struct QueueRepository: Sendable {
         }
     }
 
-    /// A claim done with (every job recorded or released): its progress row goes.
+    /// A claim done with (every job's outcome known, noted or released): what it noted is
+    /// recorded in full and its progress row goes, in one commit.
     public func finish(claim leaseID: String) async throws {
         try await database.client.withConnection { connection in
-            try await connection.query("DELETE FROM sms_claims WHERE lease_id = \(leaseID)")
+            _ = try await connection.pipeline([
+                Self.applyNotedQuery([leaseID], windowSeconds: windowSeconds),
+                "DELETE FROM sms_claims WHERE lease_id = \(leaseID)",
+            ])
         }
     }
 
@@ -343,7 +232,7 @@ public struct QueueRepository: Sendable {
         }
     }
 
-    private func deleteJobs(_ jobs: [Job], on connection: PostgresConnection) async throws {
+    func deleteJobs(_ jobs: [Job], on connection: PostgresConnection) async throws {
         try await connection.query(
             """
             DELETE FROM sms_jobs AS j
@@ -352,7 +241,7 @@ public struct QueueRepository: Sendable {
             """)
     }
 
-    private func markFailed(companies: [Int64], requests: [Int64], reasons: [String], on connection: PostgresConnection) async throws {
+    func markFailed(companies: [Int64], requests: [Int64], reasons: [String], on connection: PostgresConnection) async throws {
         try await connection.query(
             """
             UPDATE survey_requests AS r SET status = 'failed', failure = t.reason, failed_at = now()
@@ -365,7 +254,7 @@ public struct QueueRepository: Sendable {
     }
 
     /// A failed request no longer holds its number.
-    private func freeDestinations(_ hashes: [Data], companies: [Int64], requests: [Int64], on connection: PostgresConnection) async throws {
+    func freeDestinations(_ hashes: [Data], companies: [Int64], requests: [Int64], on connection: PostgresConnection) async throws {
         try await connection.query(
             """
             DELETE FROM open_surveys AS o

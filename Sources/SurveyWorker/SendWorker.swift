@@ -32,6 +32,10 @@ public struct SendWorker: Service {
         /// Claim-send-record loops running side by side, so one batch's database work
         /// overlaps another's sending.
         public var lanes = 2
+        /// How long SMS that went out may stay only noted on their claim (durable, but their
+        /// requests still `queued` and their message ids unknown to delivery callbacks)
+        /// before they are recorded in full; a claim's end records them at once.
+        public var fullRecordInterval: Duration = .milliseconds(250)
 
         public init() {}
     }
@@ -141,10 +145,13 @@ public struct SendWorker: Service {
     /// Sends a claimed batch a window of `laneBudget` jobs at a time, in claim order: the
     /// claim's progress is moved past a window just before its provider calls, in the same
     /// transaction that records the previous window's outcomes (one commit per window; half
-    /// windows, overlapping, measured a fifth slower). If the worker is stopping, or half
-    /// the lease is gone, jobs not yet started go back to the queue untouched. A worker
-    /// killed meanwhile leaves its unstarted jobs to return to the queue when the lease runs
-    /// out; only the started ones are uncertain.
+    /// windows, overlapping, measured a fifth slower). SMS that went out are only noted on
+    /// the claim then, and recorded in full every `fullRecordInterval` and at the claim's
+    /// end: the full record has a fixed cost of milliseconds of the database's CPU, better
+    /// paid once a claim than once a window. If the worker is stopping, or half the lease
+    /// is gone, jobs not yet started go back to the queue untouched. A worker killed
+    /// meanwhile leaves its unstarted jobs to return to the queue when the lease runs out;
+    /// only the started ones that it had not noted or recorded are uncertain.
     func sendAndRecord(_ jobs: [QueueRepository.Job], stopping: StopFlag) async throws {
         let clock = ContinuousClock()
         let claimed = clock.now
@@ -173,6 +180,9 @@ public struct SendWorker: Service {
 
             // The claim looked at the opt-outs; after a second, each window looks again.
             var recheck: Bool { clock.now - claimed > .seconds(1) }
+            // SMS that went out are noted per window and recorded in full now and then.
+            let noting = sender.channel == .sms
+            var notedSince: ContinuousClock.Instant?
             let first = nextWindow(free: laneBudget)
             start(first, marked: try await queue.markStarted(first, recheckOptOuts: recheck))
             while inFlight > 0 {
@@ -182,9 +192,14 @@ public struct SendWorker: Service {
                 }
                 guard unrecorded.count >= laneBudget || inFlight == 0 else { continue }
                 let next = nextWindow(free: laneBudget - inFlight)
-                let marked = try await record(unrecorded, starting: next, recheckOptOuts: recheck)
+                let marked = try await record(unrecorded, starting: next, recheckOptOuts: recheck, noting: noting)
+                if noting, notedSince == nil { notedSince = clock.now }
                 unrecorded.removeAll(keepingCapacity: true)
                 start(next, marked: marked)
+                if let since = notedSince, clock.now - since >= configuration.fullRecordInterval, let leaseID = jobs.first?.leaseID {
+                    await recordNoted(claim: leaseID)
+                    notedSince = nil
+                }
             }
             // Not started: back to the queue as they were.
             if !pending.isEmpty { try await record(pending.map { ($0, .release) }) }
@@ -237,14 +252,14 @@ public struct SendWorker: Service {
     @discardableResult
     func record(
         _ outcomes: [(QueueRepository.Job, QueueRepository.Outcome)], starting next: [QueueRepository.Job] = [],
-        recheckOptOuts: Bool = true
+        recheckOptOuts: Bool = true, noting: Bool = false
     ) async throws -> QueueRepository.Marked {
         let clock = ContinuousClock()
         let giveUp = clock.now + configuration.lease / 4
         var delay = Duration.milliseconds(100)
         while true {
             do {
-                let marked = try await queue.complete(outcomes, starting: next, recheckOptOuts: recheckOptOuts)
+                let marked = try await queue.complete(outcomes, starting: next, recheckOptOuts: recheckOptOuts, noting: noting)
                 metrics.count(outcomes.map(\.1))
                 return marked
             } catch {
@@ -253,6 +268,18 @@ public struct SendWorker: Service {
                 try? await Task.sleep(for: delay)
                 delay = min(delay * 2, .seconds(2))
             }
+        }
+    }
+}
+
+extension SendWorker {
+    /// Records what the claim noted so far. A failure only delays it: the claim's end, or
+    /// the reaper if this worker dies, records the notes.
+    func recordNoted(claim leaseID: String) async {
+        do {
+            try await queue.applyNoted(claim: leaseID)
+        } catch {
+            logger.warning("recording noted sends failed; the claim's end will", metadata: ["error": "\(String(reflecting: error))"])
         }
     }
 }

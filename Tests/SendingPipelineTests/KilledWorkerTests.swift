@@ -69,12 +69,15 @@ import Testing
             try await Task.sleep(for: .milliseconds(Int.random(in: 250...600)))
             kill(worker.processIdentifier, round.isMultiple(of: 2) ? SIGKILL : SIGTERM)
             await waitForExit(worker)
-            // What this worker started and did not record: what its death leaves uncertain.
+            // What this worker started and neither recorded nor noted as sent: what its death
+            // leaves uncertain (the reaper records noted sends as sent).
             leftUncertain.append(try await pipeline.superuser.withConnection { connection in
                 try await connection.query(
                     """
                     SELECT count(*)::int FROM sms_jobs AS j JOIN sms_claims AS c ON c.lease_id = j.lease_id
                      WHERE c.claimed_at >= \(started) AND j.claim_position <= c.started_through
+                       AND NOT EXISTS (SELECT 1 FROM sms_claim_sent AS n
+                                        WHERE n.lease_id = c.lease_id AND j.job_id = ANY(n.job_ids))
                     """
                 ).one().decode(Int.self)
             })

@@ -41,4 +41,78 @@ import Testing
         #expect(try await queue.markStarted(live).claimHeld)
         await pipeline.close()
     }
+
+    /// Sends noted on their claim (`complete(noting:)`) wait for the claim's full record;
+    /// a worker that dies before it leaves them to the reaper, which records them as sent,
+    /// not `uncertain`. A note made after the reaper took the claim is recorded in full at
+    /// once, so the requests it failed as `uncertain` get the truth.
+    @Test func aDeadWorkersNotedSendsAreRecordedAsSent() async throws {
+        let pipeline = try await Pipeline.make("noted")
+        let tenant = try await pipeline.company()
+        let ids = try await pipeline.api { client in
+            try await pipeline.send(to: [phone(), phone(), phone(), phone()], headers: tenant.headers, client: client)
+        }
+        let queue = QueueRepository(database: Database(client: pipeline.workerPool), policy: SendingPolicy())
+        let jobs = try await queue.claim(limit: 10, lease: .seconds(60))
+        #expect(jobs.count == 4)
+        #expect(try await queue.markStarted(jobs).claimHeld)
+        let sids = jobs.map { _ in Pipeline.messageSID() }
+        // Three noted; the fourth's outcome never comes (the worker dies mid-call).
+        let noted = try await queue.complete(
+            zip(jobs.prefix(3), sids).map { ($0, .sent(providerMessageID: $1, segments: 1)) }, noting: true)
+        #expect(!noted.claimHeld && noted.optedOut.isEmpty)
+        let byRequest = Dictionary(uniqueKeysWithValues: jobs.map { ($0.request.rawValue, $0) })
+        for id in ids { #expect(try await pipeline.request(id).status == "queued") }
+
+        try await pipeline.superuser.withConnection { connection in
+            try await connection.query("UPDATE sms_jobs SET leased_until = now() - interval '1 second'")
+        }
+        #expect(try await queue.failExpiredLeases() == (failed: 1, returned: 0))
+        for id in ids {
+            let job = try #require(byRequest[Int64(id)])
+            let request = try await pipeline.request(id)
+            if job.id == jobs[3].id {
+                #expect(request.status == "failed" && request.failure == "uncertain")
+            } else {
+                #expect(request.status == "sent" && request.messageID == sids[jobs.firstIndex(of: job)!])
+            }
+        }
+        #expect(try await pipeline.jobsLeft() == 0)
+
+        // The stalled worker's last outcome comes in after the reaper: recorded at once.
+        #expect(try await queue.complete([(jobs[3], .sent(providerMessageID: sids[3], segments: 1))], noting: true).claimHeld == false)
+        let last = try await pipeline.request(Int(jobs[3].request.rawValue))
+        #expect(last.status == "sent" && last.failure == nil && last.messageID == sids[3])
+        let notes = try await pipeline.superuser.withConnection { connection in
+            try await connection.query("SELECT count(*)::int FROM sms_claim_sent").one().decode(Int.self)
+        }
+        #expect(notes == 0)
+        await pipeline.close()
+    }
+
+    /// A claim's end records what it noted, with its progress row, in one commit.
+    @Test func aClaimsEndRecordsWhatItNoted() async throws {
+        let pipeline = try await Pipeline.make("noted_finish")
+        let tenant = try await pipeline.company()
+        let ids = try await pipeline.api { client in
+            try await pipeline.send(to: [phone(), phone()], headers: tenant.headers, client: client)
+        }
+        let queue = QueueRepository(database: Database(client: pipeline.workerPool), policy: SendingPolicy())
+        let jobs = try await queue.claim(limit: 10, lease: .seconds(60))
+        #expect(try await queue.markStarted(jobs).claimHeld)
+        try await queue.complete(jobs.map { ($0, .sent(providerMessageID: Pipeline.messageSID(), segments: 2)) }, noting: true)
+        #expect(try await pipeline.jobsLeft() == 2)
+        try await queue.finish(claim: jobs[0].leaseID)
+        for id in ids {
+            let request = try await pipeline.request(id)
+            #expect(request.status == "sent" && request.segments == 2)
+        }
+        #expect(try await pipeline.jobsLeft() == 0)
+        let left = try await pipeline.superuser.withConnection { connection in
+            try await connection.query("SELECT (SELECT count(*) FROM sms_claims)::int + (SELECT count(*) FROM sms_claim_sent)::int")
+                .one().decode(Int.self)
+        }
+        #expect(left == 0)
+        await pipeline.close()
+    }
 }
