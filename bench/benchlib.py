@@ -103,6 +103,7 @@ class Client:
     """One keep-alive HTTP connection."""
 
     def __init__(self, port, token=None, timeout=60):
+        self.port, self.timeout = port, timeout
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
         self.token = token
 
@@ -112,8 +113,16 @@ class Client:
             headers["Authorization"] = "Bearer " + self.token
         # Bodies may come pre-encoded, so the client's own JSON work stays out of the timing.
         data = body if isinstance(body, bytes) else (json.dumps(body) if body is not None else None)
-        self.connection.request(method, path, body=data, headers=headers)
-        response = self.connection.getresponse()
+        try:
+            self.connection.request(method, path, body=data, headers=headers)
+            response = self.connection.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # `serve` closes a keep-alive connection left idle (during a drain, say) before
+            # reading anything more from it: once more, on a new connection.
+            self.connection.close()
+            self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+            self.connection.request(method, path, body=data, headers=headers)
+            response = self.connection.getresponse()
         payload = response.read()
         try:
             parsed = json.loads(payload) if payload else None
@@ -154,3 +163,38 @@ def stop_all(processes, timeout=15):
 def cpu_model():
     """This machine's processor, as /proc/cpuinfo names it."""
     return bash("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
+
+
+def cpu_seconds(pids):
+    """User plus system CPU time of `pids` so far (processes that are gone count 0)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total / tick
+
+
+def postgres_cpu_seconds(postmaster):
+    """CPU time of the whole PostgreSQL cluster so far: its live processes, plus the backends
+    that have exited, which the postmaster has reaped (its `cutime` and `cstime`)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    with open(f"/proc/{postmaster}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return cpu_seconds(postgres_pids()) + (int(fields[13]) + int(fields[14])) / tick
+
+
+def postmaster_pid(url):
+    """The postmaster: the parent of the checkpointer, a process that lives as long as it."""
+    checkpointer = psql(url, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'")
+    with open(f"/proc/{checkpointer}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[1])
+
+
+def postgres_pids():
+    found = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True).stdout.split()
+    return [int(pid) for pid in found]

@@ -2,7 +2,7 @@
 """Sending pipeline benchmark: API acceptance rate, worker drain rate, enqueue-to-gateway latency.
 
     bench/sending.py [--calls 40] [--drain 100000] [--latency-samples 200] [--worker-env NAME=VALUE ...]
-                     [--after-migrate-sql FILE]
+                     [--after-migrate-sql FILE] [--surveyd PATH]
 
 Builds surveyd and fake-twilio in release mode, starts a private PostgreSQL cluster with
 durable commits (fsync and synchronous_commit on), a fresh database, `surveyd serve`, and
@@ -12,7 +12,8 @@ measures on this machine:
    threads; survey requests accepted (queued) per second;
 2. drain: N jobs queued, then one `surveyd worker` started; jobs per second until the queue
    is empty, once with SMS_PROVIDER=accept-all (the queue's own ceiling) and once with
-   SMS_PROVIDER=twilio against the local fake gateway;
+   SMS_PROVIDER=twilio against the local fake gateway, with the worker's and PostgreSQL's
+   CPU time per job (steadier than the rate on a shared machine);
 3. latency: with an idle worker LISTENing, single-request sends one at a time; time from
    the call to the message reaching the gateway, p50 and p99.
 
@@ -30,7 +31,7 @@ import threading
 import time
 
 from benchlib import (
-    cpu_model, stop_all,
+    cpu_model, cpu_seconds, postgres_cpu_seconds, postmaster_pid, stop_all,
     HASH_KEY, ROOT, Client, Session, migrate_and_create_company, percentile, private_database_url, psql,
     release_binaries, service_environment, wait_for)
 API_PORT = 18080
@@ -59,10 +60,13 @@ def main():
     parser.add_argument("--after-migrate-sql", metavar="FILE",
                         help="SQL run as the superuser once the schema is migrated, for experiments "
                              "(e.g. dropping an index to measure what it costs)")
+    parser.add_argument("--surveyd", metavar="PATH",
+                        help="run this surveyd binary instead of the tree's release build (an older build, side by side; "
+                             "the tree's migrations are applied)")
     args = parser.parse_args()
 
     bin_dir = release_binaries("surveyd", "fake-twilio")
-    surveyd = os.path.join(bin_dir, "surveyd")
+    surveyd = os.path.abspath(args.surveyd) if args.surveyd else os.path.join(bin_dir, "surveyd")
 
     url = database_url()
     env = service_environment(url, API_PORT, TWILIO_AUTH_TOKEN=AUTH_TOKEN, TWILIO_ACCOUNT_SID=ACCOUNT)
@@ -126,6 +130,8 @@ def main():
             # index entries the scan soon learns to skip), so the poll costs the drain
             # almost nothing.
             poll = Session(url)
+            postmaster = postmaster_pid(url)
+            postgres_before = postgres_cpu_seconds(postmaster)
             started = time.perf_counter()
             worker = subprocess.Popen([surveyd, "worker"], env=worker_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             processes.append(worker)
@@ -134,12 +140,17 @@ def main():
                 if time.perf_counter() - started > 600:
                     raise SystemExit("drain did not finish in 10 minutes")
             seconds = time.perf_counter() - started
+            worker_cpu = cpu_seconds([worker.pid])
             poll.close()
             worker.terminate()
             worker.wait()
             processes.remove(worker)
+            # The worker's backends count once they have exited and the postmaster reaped them.
+            time.sleep(1)
+            postgres_cpu = postgres_cpu_seconds(postmaster) - postgres_before
             sent = int(psql(url, "SELECT count(*) FROM survey_requests WHERE status = 'sent'"))
-            print(f"drain ({provider}): {jobs} jobs in {seconds:.2f} s = {jobs / seconds:,.0f}/s ({sent} sent in total)", file=sys.stderr)
+            print(f"drain ({provider}): {jobs} jobs in {seconds:.2f} s = {jobs / seconds:,.0f}/s ({sent} sent in total); "
+                  f"CPU per job: worker {worker_cpu / jobs * 1e6:.0f} µs, PostgreSQL {postgres_cpu / jobs * 1e6:.0f} µs", file=sys.stderr)
             return jobs / seconds
 
         # 2. Drain rates. Earlier requests hold their numbers; these are all new.

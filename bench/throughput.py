@@ -30,7 +30,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import ROOT, Client, private_database_url, psql, wait_for  # noqa: E402
+from benchlib import (  # noqa: E402
+    ROOT, Client, cpu_seconds, postgres_cpu_seconds, postgres_pids, postmaster_pid, private_database_url, psql, wait_for)
 
 PORT = 9181
 REFERENCE_PORT = 9183
@@ -43,36 +44,6 @@ def rss_mb(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
-
-
-def cpu_seconds(pids):
-    """User plus system CPU time of `pids` so far (processes that are gone count 0)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return total / tick
-
-
-def postgres_cpu_seconds(postmaster):
-    """CPU time of the whole PostgreSQL cluster so far: its live processes, plus the backends
-    that have exited, which the postmaster has reaped (its `cutime` and `cstime`)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    with open(f"/proc/{postmaster}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return cpu_seconds(postgres_pids()) + (int(fields[13]) + int(fields[14])) / tick
-
-
-def postmaster_pid(url):
-    """The postmaster: the parent of the checkpointer, a process that lives as long as it."""
-    checkpointer = psql(url, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'")
-    with open(f"/proc/{checkpointer}/stat") as stat:
-        return int(stat.read().rsplit(")", 1)[1].split()[1])
 
 
 # The transaction `serve` runs for the surveys route, as it reaches PostgreSQL: one pipeline
@@ -119,11 +90,6 @@ def postgres_alone(url, company, duration, clients=20, rate=None):
     count = int(re.search(r"number of transactions actually processed: (\d+)", finished.stdout).group(1))
     pgbench_cpu = sum(map(float, finished.stderr.strip().splitlines()[-1].split()))
     return {"tps": count / duration, "pg_us": used / count * 1e6, "pgbench_us": pgbench_cpu / count * 1e6}
-
-
-def postgres_pids():
-    found = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True).stdout.split()
-    return [int(pid) for pid in found]
 
 
 def context_switches(pid):
