@@ -12,10 +12,8 @@ extension QueueRepository {
     ///
     /// With `noting`, a batch of SMS that all went out is only noted on the claim (durable,
     /// so a worker killed now loses none of it), to be recorded in full by `applyNoted` or
-    /// `finish`: the full record's cost does not depend on its size, and once per claim
-    /// costs far less than once per window. If the claim is no longer this worker's (the
-    /// reaper took it back), the batch is recorded in full at once instead, so the requests
-    /// the reaper failed as `uncertain` get the truth.
+    /// `finish`: the full record has a fixed cost of milliseconds of the database's CPU,
+    /// better paid once a claim than once a window.
     @discardableResult
     public func complete(
         _ outcomes: [(Job, Outcome)], starting next: [Job] = [], recheckOptOuts: Bool = true, noting: Bool = false
@@ -37,16 +35,7 @@ extension QueueRepository {
             }
         }
         if noting, failed.isEmpty, retried.isEmpty, released.isEmpty, sent.allSatisfy({ $0.0.channel == .sms }) {
-            let (held, marked) = try await database.client.withConnection { connection in
-                let results = try await connection.pipeline(
-                    [Self.noteSentQuery(sent)] + (next.isEmpty ? [] : Self.markStartedQueries(next, recheck: recheckOptOuts)))
-                return (!(results.first?.isEmpty ?? true), next.isEmpty ? Marked() : try Self.marked(results.dropFirst()))
-            }
-            if held { return marked }
-            try await database.client.withConnection { connection in
-                try await connection.query(Self.recordSentQuery(sent, windowSeconds: windowSeconds))
-            }
-            return Marked()
+            return try await note(sent, starting: next, recheckOptOuts: recheckOptOuts)
         }
         if failed.isEmpty, retried.isEmpty, released.isEmpty {
             // The common case: the record and the next window's mark as one pipeline, which
@@ -94,6 +83,23 @@ extension QueueRepository {
             for query in Self.markStartedQueries(next, recheck: recheckOptOuts) { results.append(try await connection.query(query)) }
             return try Self.marked(results)
         }
+    }
+
+    /// Notes `sent` on its claim and marks `next`, in one pipeline (one commit). If the
+    /// claim is no longer this worker's (the reaper took it back), nothing is noted or
+    /// started, and `sent` is recorded in full at once, so the requests the reaper failed
+    /// as `uncertain` get the truth.
+    private func note(_ sent: [(Job, String, Int?)], starting next: [Job], recheckOptOuts: Bool) async throws -> Marked {
+        let (noted, marked) = try await database.client.withConnection { connection in
+            let results = try await connection.pipeline(
+                [Self.noteSentQuery(sent)] + (next.isEmpty ? [] : Self.markStartedQueries(next, recheck: recheckOptOuts)))
+            return (!(results.first?.isEmpty ?? true), next.isEmpty ? Marked() : try Self.marked(results.dropFirst()))
+        }
+        guard !noted else { return marked }
+        try await database.client.withConnection { connection in
+            try await connection.query(Self.recordSentQuery(sent, windowSeconds: windowSeconds))
+        }
+        return Marked()
     }
 
     /// Records in full what this claim's windows noted (`complete(noting:)`): the worker
