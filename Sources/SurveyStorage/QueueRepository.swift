@@ -161,6 +161,12 @@ public struct QueueRepository: Sendable {
     /// `expired`. Returns how many failed and how many went back.
     @discardableResult
     public func failExpiredLeases() async throws -> (failed: Int, returned: Int) {
+        // Noted jobs and then uncertain ones are each locked in number order, but not the
+        // two together: a send meeting both can make this transaction a deadlock victim.
+        try await Database.retryingConflicts { try await failExpiredLeasesOnce() }
+    }
+
+    private func failExpiredLeasesOnce() async throws -> (failed: Int, returned: Int) {
         try await database.client.withTransaction { connection in
             // The claims whose lease ran out, locked: a mark of one waits for this
             // transaction, then finds its claim gone and starts nothing.
@@ -211,6 +217,9 @@ public struct QueueRepository: Sendable {
     public func finish(claim leaseID: String) async throws {
         try await database.client.withConnection { connection in
             _ = try await connection.pipeline([
+                // The claim first, as the reaper locks it: otherwise each could hold what the
+                // other waits for (the notes, the claim) and one would die a deadlock victim.
+                "SELECT 1 FROM sms_claims WHERE lease_id = \(leaseID) FOR UPDATE",
                 Self.applyNotedQuery([leaseID], windowSeconds: windowSeconds),
                 "DELETE FROM sms_claims WHERE lease_id = \(leaseID)",
             ])

@@ -37,7 +37,8 @@ public struct RetentionRepository: Sendable {
         case openSurveys = "open_surveys"
         case earlyDeliveryStatuses = "early_delivery_statuses"
         case earlyReplies = "early_replies"
-        /// Progress rows of claims whose worker died after its last record.
+        /// Progress rows of claims whose worker died after its last record (never one whose
+        /// jobs are still leased: the reaper needs it).
         case claims = "sms_claims"
         /// Company webhook events (their deliveries and attempts go with them).
         case webhookEvents = "webhook_events"
@@ -86,6 +87,11 @@ public struct RetentionRepository: Sendable {
         precondition(Self.access(of: table) != .sweep, "\(table.rawValue) is swept by pages")
         let (column, kept) = Self.age(of: table, periods)
         let seconds = kept.secondsValue
+        // A claim whose jobs are still leased waits for the reaper, which records its noted
+        // sends (cascading its notes away first would fail them as `uncertain`).
+        let unless: StaticString =
+            table == .claims
+            ? "AND NOT EXISTS (SELECT 1 FROM sms_jobs AS j WHERE j.leased_until IS NOT NULL AND j.lease_id = sms_claims.lease_id)" : ""
         // Oldest first needs the B-tree's order; under BRIN, ordering would sort every old row
         // of a backlog for each batch, so any old rows will do.
         let query: PostgresQuery =
@@ -93,7 +99,7 @@ public struct RetentionRepository: Sendable {
             ? """
                 DELETE FROM \(identifier: table.rawValue) WHERE ctid = ANY(ARRAY(
                     SELECT ctid FROM \(identifier: table.rawValue)
-                     WHERE \(identifier: column) < now() - make_interval(secs => \(seconds))
+                     WHERE \(identifier: column) < now() - make_interval(secs => \(seconds)) \(fragment: unless)
                      ORDER BY \(identifier: column) LIMIT \(limit)))
                   AND \(identifier: column) < now() - make_interval(secs => \(seconds))
                 """

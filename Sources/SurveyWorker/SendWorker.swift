@@ -203,7 +203,7 @@ public struct SendWorker: Service {
             }
             // Not started: back to the queue as they were.
             if !pending.isEmpty { try await record(pending.map { ($0, .release) }) }
-            if let leaseID = jobs.first?.leaseID { try await queue.finish(claim: leaseID) }
+            if let leaseID = jobs.first?.leaseID { try await retrying("finishing the claim") { try await queue.finish(claim: leaseID) } }
         }
     }
 
@@ -254,17 +254,25 @@ public struct SendWorker: Service {
         _ outcomes: [(QueueRepository.Job, QueueRepository.Outcome)], starting next: [QueueRepository.Job] = [],
         recheckOptOuts: Bool = true, noting: Bool = false
     ) async throws -> QueueRepository.Marked {
+        let marked = try await retrying("recording outcomes") {
+            try await queue.complete(outcomes, starting: next, recheckOptOuts: recheckOptOuts, noting: noting)
+        }
+        metrics.count(outcomes.map(\.1))
+        return marked
+    }
+
+    /// Runs `body` again while the database is away, for up to a quarter of the lease (see
+    /// `record`), with backoff.
+    func retrying<Result>(_ what: String, _ body: () async throws -> Result) async throws -> Result {
         let clock = ContinuousClock()
         let giveUp = clock.now + configuration.lease / 4
         var delay = Duration.milliseconds(100)
         while true {
             do {
-                let marked = try await queue.complete(outcomes, starting: next, recheckOptOuts: recheckOptOuts, noting: noting)
-                metrics.count(outcomes.map(\.1))
-                return marked
+                return try await body()
             } catch {
                 if clock.now + delay >= giveUp { throw error }
-                logger.warning("recording outcomes failed; retrying", metadata: ["error": "\(String(reflecting: error))"])
+                logger.warning("\(what) failed; retrying", metadata: ["error": "\(String(reflecting: error))"])
                 try? await Task.sleep(for: delay)
                 delay = min(delay * 2, .seconds(2))
             }

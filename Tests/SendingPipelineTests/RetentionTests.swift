@@ -1,5 +1,6 @@
 import Foundation
 import Postgres
+import SurveyDomain
 import SurveyStorage
 import SurveyWorker
 import Testing
@@ -101,6 +102,36 @@ import Testing
         #expect(left.4 == "SMkept")
         // A second run finds nothing more.
         #expect(await janitor.purge().values.reduce(0, +) == 0)
+        await pipeline.close()
+    }
+
+    /// A claim past its period whose jobs are still leased (its worker died and no reaper
+    /// has run since) is kept for the reaper, which records its noted sends as sent; purging
+    /// it would have taken its notes along and failed those sends as `uncertain`.
+    @Test func aClaimTheReaperStillNeedsIsKept() async throws {
+        let pipeline = try await Pipeline.make("retention_claims")
+        let tenant = try await pipeline.company()
+        let ids = try await pipeline.api { client in try await pipeline.send(to: [phone()], headers: tenant.headers, client: client) }
+        let queue = QueueRepository(database: Database(client: pipeline.workerPool), policy: SendingPolicy())
+        let jobs = try await queue.claim(limit: 10, lease: .seconds(60))
+        #expect(try await queue.markStarted(jobs).claimHeld)
+        let sid = Pipeline.messageSID()
+        try await queue.complete([(jobs[0], .sent(providerMessageID: sid, segments: 1))], noting: true)
+        try await pipeline.superuser.withConnection { connection in
+            try await connection.simpleQuery(
+                """
+                UPDATE sms_claims SET claimed_at = now() - interval '2 days';
+                INSERT INTO sms_claims (lease_id, started_through, claimed_at) VALUES ('finished-long-ago', 3, now() - interval '2 days');
+                """)
+        }
+        let janitor = RoutingJanitor(database: Database(client: pipeline.workerPool), configuration: .init(), logger: pipeline.logger)
+        #expect(await janitor.purge()[.claims] == 1)
+        try await pipeline.superuser.withConnection { connection in
+            try await connection.query("UPDATE sms_jobs SET leased_until = now() - interval '1 second'")
+        }
+        #expect(try await queue.failExpiredLeases() == (failed: 0, returned: 0))
+        let request = try await pipeline.request(ids[0])
+        #expect(request.status == "sent" && request.messageID == sid)
         await pipeline.close()
     }
 
