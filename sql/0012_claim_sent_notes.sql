@@ -31,4 +31,6 @@ ALTER TABLE sms_claim_sent
     ALTER COLUMN job_ids SET STORAGE MAIN,
     ALTER COLUMN message_ids SET STORAGE MAIN,
     ALTER COLUMN segments SET STORAGE MAIN;
+-- Worker-only, like sms_claims: it holds companies' ids in arrays, outside row-level
+-- security, and no role the API uses can read it.
 GRANT SELECT, INSERT, DELETE ON sms_claim_sent TO survey_worker;
