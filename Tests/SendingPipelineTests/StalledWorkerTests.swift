@@ -2,6 +2,8 @@ import Foundation
 import Postgres
 import SurveyDomain
 import SurveyStorage
+import SurveyWorker
+import Synchronization
 import Testing
 
 /// Review of issue 12's worker: a worker stalled past its lease (a long GC pause, a slow
@@ -87,6 +89,36 @@ import Testing
             try await connection.query("SELECT count(*)::int FROM sms_claim_sent").one().decode(Int.self)
         }
         #expect(notes == 0)
+        await pipeline.close()
+    }
+
+    /// A long claim does not keep its sent SMS `queued` until it ends: what it noted is
+    /// recorded in full every `fullRecordInterval` while the claim still runs.
+    @Test func aLongClaimRecordsWhatItNotedAsItGoes() async throws {
+        let pipeline = try await Pipeline.make("noted_periodic")
+        let tenant = try await pipeline.company()
+        try await pipeline.api { client in
+            _ = try await pipeline.send(to: (0..<20).map { _ in phone() }, headers: tenant.headers, client: client)
+        }
+        // Windows of one, 100 ms each at the gateway: one claim of 20 lasts about 2 s.
+        pipeline.gateway.setLatency(.milliseconds(100))
+        var configuration = Pipeline.fastWorker
+        configuration.lanes = 1
+        configuration.concurrency = 1
+        configuration.fullRecordInterval = .milliseconds(50)
+        let seen = Atomic<Bool>(false)
+        try await pipeline.run([pipeline.worker(configuration)], timeout: .seconds(20)) {
+            let (sent, claims) = try await pipeline.superuser.withConnection { connection in
+                try await connection.query(
+                    "SELECT (SELECT count(*) FROM survey_requests WHERE status = 'sent')::int, (SELECT count(*) FROM sms_claims)::int"
+                ).one().decode((Int, Int).self)
+            }
+            if sent > 0 && claims > 0 { seen.store(true, ordering: .relaxed) }
+            return try await pipeline.jobsLeft() == 0
+        }
+        let sentWhileClaimed = seen.load(ordering: .relaxed)
+        #expect(sentWhileClaimed, "requests became sent only when their claim ended")
+        #expect(try await pipeline.jobsLeft() == 0)
         await pipeline.close()
     }
 
