@@ -8,9 +8,12 @@ import Synchronization
 /// `survey_app`, and the one way in for tenant data, `withTenant(_:_:)`.
 public struct Database: Sendable {
     public let client: PostgresClient
+    /// Whether `read` batches tenant reads (on unless a deployment on Citus turns it off).
+    public var batchingReads: Bool
 
-    public init(client: PostgresClient) {
+    public init(client: PostgresClient, batchingReads: Bool = true) {
         self.client = client
+        self.batchingReads = batchingReads
     }
 
     /// The unprivileged roles the migrations create; every query runs as one of them.
@@ -132,10 +135,38 @@ extension Database {
         _ = try await connection.pipeline(tenantSettings(company))
     }
 
-    /// One read-only statement in a transaction scoped to one company, as `withTenant` would run it,
-    /// but in a single round trip: `BEGIN`, the tenant, the statement and `COMMIT` go out
-    /// together (pipeline mode). For the reads that make most of the API's traffic.
+    /// One read-only statement in a transaction scoped to one company, for the reads that
+    /// make most of the API's traffic: row-level security shows it that company's rows only,
+    /// as under `withTenant`.
+    ///
+    /// Batched (`PostgresClient.batched`): the reads that arrive while the database is busy
+    /// go out together on one connection, each its own transaction, and share a round trip
+    /// and the server's wake-up. The tenant, the deadline's `statement_timeout` and
+    /// read-only mode are set by `set_config(…, true)` in the segment's first statement,
+    /// which ends with its implicit transaction. Citus does not forward `set_config` to its
+    /// worker nodes as it does `SET LOCAL` (`docs/SCALING.md`): with `batchingReads` off,
+    /// each read is sent alone, in `BEGIN READ ONLY` with `SET LOCAL`, in one round trip.
     public func read(_ company: CompanyID, _ query: PostgresQuery) async throws -> PostgresRows {
+        guard batchingReads else { return try await readAlone(company, query) }
+        let deadline = RequestDeadline.current
+        return try await client.batched(deadline: deadline) {
+            [Self.readSettings(company, statementTimeout: RequestDeadline.statementTimeoutMilliseconds(until: deadline)), query]
+        }[1]
+    }
+
+    /// The segment's first statement: its tenant, its time, and no writes. Prepared once
+    /// per connection, like any other statement with parameters.
+    static func readSettings(_ company: CompanyID, statementTimeout milliseconds: Int64?) -> PostgresQuery {
+        if let milliseconds {
+            "SELECT set_config('app.company_id', \(company), true), set_config('statement_timeout', \(String(milliseconds)), true), set_config('transaction_read_only', 'on', true)"
+        } else {
+            "SELECT set_config('app.company_id', \(company), true), set_config('transaction_read_only', 'on', true)"
+        }
+    }
+
+    /// `read` on a connection of its own: `BEGIN READ ONLY`, the tenant, the statement and
+    /// `COMMIT` go out together (pipeline mode).
+    func readAlone(_ company: CompanyID, _ query: PostgresQuery) async throws -> PostgresRows {
         try await client.withConnection(retryingIfLost: true, deadline: RequestDeadline.current) { connection in
             do {
                 let settings = Self.tenantSettings(company)

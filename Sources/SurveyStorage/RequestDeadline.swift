@@ -18,9 +18,13 @@ public enum RequestDeadline {
     /// server stop a merely slow statement first, cleanly: its error comes back in time,
     /// the answer names the cause (`/problems/timeout`) and the connection is kept.
     static func statementTimeoutSetting(now: ContinuousClock.Instant = .now) -> String? {
-        guard let deadline = current else { return nil }
-        let left = deadline - now - serverMargin
-        let milliseconds = max(1, left.roundedUpMilliseconds)
-        return "SET LOCAL statement_timeout = \(milliseconds)"
+        statementTimeoutMilliseconds(until: current, now: now).map { "SET LOCAL statement_timeout = \($0)" }
+    }
+
+    /// The `statement_timeout`, in milliseconds, for what is left of `deadline` less the
+    /// margin (at least 1 ms), or `nil` without a deadline.
+    static func statementTimeoutMilliseconds(until deadline: ContinuousClock.Instant?, now: ContinuousClock.Instant = .now) -> Int64? {
+        guard let deadline else { return nil }
+        return max(1, (deadline - now - serverMargin).roundedUpMilliseconds)
     }
 }

@@ -246,10 +246,12 @@ import Testing
     }
 }
 
-/// `Database.read`, the one-round-trip tenant read: the same isolation as `withTenant`.
+/// `Database.read`, the one-round-trip tenant read: the same isolation as `withTenant`,
+/// batched (the default) or alone (`batchingReads` off, for Citus).
 @Suite struct SingleRoundTripReadTests {
-    @Test func aReadSeesOnlyItsTenantAndLeavesNothingBehind() async throws {
-        let database = try await TestDatabase.application()
+    @Test(arguments: [true, false]) func aReadSeesOnlyItsTenantAndLeavesNothingBehind(batching: Bool) async throws {
+        var database = try await TestDatabase.application()
+        database.batchingReads = batching
         let companies = CompanyRepository(database: database)
         let (mine, _, _) = try await companies.create(name: "Mine", settings: .alwaysOpen)
         let (theirs, _, _) = try await companies.create(name: "Theirs", settings: .alwaysOpen)
@@ -267,5 +269,24 @@ import Testing
             #expect(setting == "")
             #expect(try await connection.query("SELECT count(*)::int FROM surveys").one().decode(Int.self) == 0)
         }
+    }
+
+    /// A read writes nothing, and a request's read stops at what is left of its deadline.
+    @Test(arguments: [true, false]) func aReadIsReadOnlyAndBoundedByTheRequestsDeadline(batching: Bool) async throws {
+        var database = try await TestDatabase.application()
+        database.batchingReads = batching
+        let (company, _, _) = try await CompanyRepository(database: database).create(name: "Reader", settings: .alwaysOpen)
+        let error = await #expect(throws: PostgresError.self) {
+            try await database.read(company.id, "INSERT INTO surveys (company_id, name, interaction_type) VALUES (\(company.id), 'w', 't')")
+        }
+        #expect(error?.sqlState == "25006", "read-only transaction")
+        #expect(try await database.read(company.id, "SELECT count(*)::int FROM surveys").one().decode(Int.self) == 0)
+        let timeout = try await RequestDeadline.$current.withValue(.now + .seconds(3)) {
+            try await database.read(company.id, "SELECT current_setting('statement_timeout')").one().decode(String.self)
+        }
+        // What is left of 3 s, less the server's margin: at most 2750 ms (less on a busy
+        // machine), where the session's own is 30 s.
+        let milliseconds = Int(timeout.dropLast(2)) ?? 0
+        #expect(timeout.hasSuffix("ms") && (1...2750).contains(milliseconds), "\(timeout)")
     }
 }

@@ -48,116 +48,175 @@ extension PostgresConnection {
         case run(PostgresQuery)
     }
 
-    /// Sends `queries` and a single sync, then reads every result. A statement seen before
-    /// on this connection runs as the statement prepared then; a new one is prepared in the
-    /// same round trip (`PreparedStatements`).
+    /// Sends `queries` and a single sync, then reads every result: one implicit transaction
+    /// (unless the statements begin their own), and the first error is thrown. A statement
+    /// seen before on this connection runs as the statement prepared then; a new one is
+    /// prepared in the same round trip (`PreparedStatements`).
+    func executePipeline(_ queries: [PostgresQuery], until bound: ContinuousClock.Instant) async throws(PostgresError) -> [PostgresRows] {
+        guard !queries.isEmpty else { return [] }
+        return try await executeSegments([queries], until: bound)[0].get()
+    }
+
+    /// Sends every segment followed by a sync of its own, all in one write, then reads
+    /// every result. Each segment is a transaction of its own (implicit: the statements
+    /// between two syncs), so an error stops the rest of its segment only, and each gets
+    /// its own outcome. Several callers' short reads can so share one round trip and one
+    /// wake-up of the server (`PostgresClient.batched`).
     ///
     /// The socket is non-blocking: every libpq call here returns at once, and waiting for
     /// the server is a suspension on `SocketReactor`, which holds no thread, until `bound`
-    /// at most: a server silent past it fails the statements with `timedOut`, and the
-    /// connection, its protocol state unknown, is abandoned.
-    func executePipeline(_ queries: [PostgresQuery], until bound: ContinuousClock.Instant) async throws(PostgresError) -> [PostgresRows] {
-        guard !queries.isEmpty else { return [] }
+    /// at most: a server silent past it fails the segments not yet answered with
+    /// `timedOut`, and the connection, its protocol state unknown, is abandoned.
+    func executeSegments(
+        _ segments: [[PostgresQuery]], until bound: ContinuousClock.Instant
+    ) async -> [Result<[PostgresRows], PostgresError>] {
         use.enter("a statement")
         defer { use.leave() }
         guard !poisoned.load(ordering: .acquiring) else {
-            throw PostgresError(code: .connectionAbandoned, message: "the connection was left unusable by an earlier failure")
+            let error = PostgresError(code: .connectionAbandoned, message: "the connection was left unusable by an earlier failure")
+            return segments.map { _ in .failure(error) }
         }
         // Refused here, before anything is sent: were libpq to refuse one statement, the
         // ones queued before it would still be synced, and commit, as an implicit transaction.
-        for query in queries {
-            if query.bindings.count > Self.maximumParameters {
-                throw PostgresError(
-                    code: .encoding, message: "\(query.bindings.count) parameters; the protocol allows \(Self.maximumParameters)",
-                    query: query.sql)
-            }
-            if query.sql.utf8.contains(0) || query.bindings.contains(where: { $0?.utf8.contains(0) == true }) {
-                throw PostgresError(code: .encoding, message: "a query or parameter contains a NUL character", query: query.sql)
-            }
+        let refusals = segments.map(Self.refusal)
+        let toSend = segments.indices.filter { refusals[$0] == nil && !segments[$0].isEmpty }
+        var outcomes: [Result<[PostgresRows], PostgresError>] = segments.indices.map { index in
+            refusals[index].map { .failure($0) } ?? .success([])
         }
-        guard PQenterPipelineMode(handle) == 1 else { throw failure(nil) }
-        let (steps, allSent) = send(queries)
-        let synced = PQpipelineSync(handle) == 1
-        var reading = synced
-        var firstError: PostgresError?
+        guard !toSend.isEmpty else { return outcomes }
+        guard PQenterPipelineMode(handle) == 1 else {
+            let error = failure(nil)
+            for index in toSend { outcomes[index] = .failure(error) }
+            return outcomes
+        }
+        // Sending stops at the first segment libpq refuses (out of memory, a broken
+        // connection); that one is still synced, so what it queued is read back and
+        // fails, and the ones after it are not sent.
+        var sent: [(index: Int, steps: [Step], allSent: Bool, synced: Bool)] = []
+        var preparedEarlier: Set<String> = []
+        for index in toSend {
+            let (steps, allSent) = send(segments[index], notExecuting: preparedEarlier)
+            let synced = PQpipelineSync(handle) == 1
+            sent.append((index, steps, allSent, synced))
+            for case .prepare(let sql, _) in steps { preparedEarlier.insert(sql) }
+            guard allSent && synced else { break }
+        }
+        // Without its sync, a segment's answer would never come: nothing of it is read.
+        var reading = sent[0].synced
+        var lostError: PostgresError?
         if reading {
-            do throws(PostgresError) { try await flush(until: bound, sql: queries[0].sql) } catch {
-                firstError = error
+            do throws(PostgresError) { try await flush(until: bound, sql: segments[toSend[0]][0].sql) } catch {
+                lostError = error
                 reading = false
             }
         }
         // Read everything that was sent, even after an error, so the connection leaves
         // pipeline mode clean.
-        var rows: [PostgresRows] = []
-        rows.reserveCapacity(queries.count)
-        for step in steps {
-            var result: OpaquePointer?
-            if reading {
-                do throws(PostgresError) { result = try await nextResult(until: bound, sql: queries[0].sql) } catch {
-                    firstError = firstError ?? error
+        for (index, steps, allSent, synced) in sent {
+            let queries = segments[index]
+            if !synced { reading = false }
+            var rows: [PostgresRows] = []
+            rows.reserveCapacity(queries.count)
+            var firstError: PostgresError?
+            for step in steps {
+                var result: OpaquePointer?
+                if reading {
+                    do throws(PostgresError) { result = try await nextResult(until: bound, sql: queries[0].sql) } catch {
+                        lostError = lostError ?? error
+                        reading = false
+                    }
+                }
+                switch step {
+                case .prepare(let sql, let name):
+                    statements.prepared(sql, as: name, succeeded: result.map { PQresultStatus($0) == PGRES_COMMAND_OK } ?? false)
+                    if let result, PQresultStatus(result) != PGRES_PIPELINE_ABORTED, PQresultStatus(result) != PGRES_COMMAND_OK {
+                        do { _ = try check(result, sql: sql) } catch { firstError = firstError ?? error }
+                    }
+                case .run(let query):
+                    if let result, PQresultStatus(result) != PGRES_PIPELINE_ABORTED {
+                        do {
+                            rows.append(copyRows(try check(result, sql: query.sql)))
+                        } catch {
+                            if error.isStalePreparedStatement { statements.forget(query.sql) }
+                            firstError = firstError ?? error
+                        }
+                    }
+                }
+                guard let result else {
+                    if reading { lostError = lostError ?? failure(nil) }
+                    reading = false
+                    continue
+                }
+                PQclear(result)
+                // Each statement's results end with a NULL.
+                do throws(PostgresError) {
+                    while let extra = try await nextResult(until: bound, sql: nil) { PQclear(extra) }
+                } catch {
+                    lostError = lostError ?? error
                     reading = false
                 }
             }
-            switch step {
-            case .prepare(let sql, let name):
-                statements.prepared(sql, as: name, succeeded: result.map { PQresultStatus($0) == PGRES_COMMAND_OK } ?? false)
-                if let result, PQresultStatus(result) != PGRES_PIPELINE_ABORTED, PQresultStatus(result) != PGRES_COMMAND_OK {
-                    do { _ = try check(result, sql: sql) } catch { firstError = firstError ?? error }
-                }
-            case .run(let query):
-                if let result, PQresultStatus(result) != PGRES_PIPELINE_ABORTED {
-                    do {
-                        rows.append(copyRows(try check(result, sql: query.sql)))
-                    } catch {
-                        if error.isStalePreparedStatement { statements.forget(query.sql) }
-                        firstError = firstError ?? error
-                    }
+            // The segment's sync.
+            if reading, PQstatus(handle) == CONNECTION_OK {
+                do throws(PostgresError) {
+                    if let sync = try await nextResult(until: bound, sql: nil) { PQclear(sync) }
+                } catch {
+                    lostError = lostError ?? error
+                    reading = false
                 }
             }
-            guard let result else {
-                if reading { firstError = firstError ?? failure(nil) }
-                reading = false
-                continue
-            }
-            PQclear(result)
-            // Each statement's results end with a NULL.
-            do throws(PostgresError) {
-                while let extra = try await nextResult(until: bound, sql: nil) { PQclear(extra) }
-            } catch {
-                firstError = firstError ?? error
-                reading = false
+            if let error = firstError ?? lostError {
+                outcomes[index] = .failure(error)
+            } else if !(allSent && synced) || rows.count < queries.count {
+                outcomes[index] = .failure(failure(queries[min(rows.count, queries.count - 1)].sql))
+            } else {
+                outcomes[index] = .success(rows)
             }
         }
-        // The sync's own result.
-        if reading, PQstatus(handle) == CONNECTION_OK {
-            do throws(PostgresError) {
-                if let sync = try await nextResult(until: bound, sql: nil) { PQclear(sync) }
-            } catch {
-                firstError = firstError ?? error
-            }
-        }
-        if firstError == nil, !(allSent && synced) {
-            firstError = failure(queries[min(rows.count, queries.count - 1)].sql)
+        // Segments never sent, after the one libpq refused.
+        for index in toSend.dropFirst(sent.count) {
+            outcomes[index] = .failure(lostError ?? failure(segments[index][0].sql))
         }
         // A connection that cannot leave pipeline mode is of no further use: `PQexec`
         // refuses to run in it, and a new pipeline would read this one's leftovers.
         if PQexitPipelineMode(handle) != 1 {
             poisoned.store(true, ordering: .releasing)
-            firstError = firstError ?? failure(nil)
+            let error = failure(nil)
+            for (index, _, _, _) in sent {
+                if case .success = outcomes[index] { outcomes[index] = .failure(error) }
+            }
         }
-        if let firstError { throw firstError }
-        return rows
+        return outcomes
+    }
+
+    /// Why `queries` cannot be sent at all, if they cannot: checked before anything is.
+    private static func refusal(_ queries: [PostgresQuery]) -> PostgresError? {
+        for query in queries {
+            if query.bindings.count > maximumParameters {
+                return PostgresError(
+                    code: .encoding, message: "\(query.bindings.count) parameters; the protocol allows \(maximumParameters)",
+                    query: query.sql)
+            }
+            if query.sql.utf8.contains(0) || query.bindings.contains(where: { $0?.utf8.contains(0) == true }) {
+                return PostgresError(code: .encoding, message: "a query or parameter contains a NUL character", query: query.sql)
+            }
+        }
+        return nil
     }
 
     /// Queues `queries` in libpq's output buffer (no waiting: the socket is non-blocking),
-    /// preparing the ones this connection has not seen.
-    private func send(_ queries: [PostgresQuery]) -> (steps: [Step], allSent: Bool) {
+    /// preparing the ones this connection has not seen. A text whose prepare went out in an
+    /// earlier segment of the same pipeline runs unnamed: that segment may fail before its
+    /// prepare, which would leave the name undefined here.
+    private func send(_ queries: [PostgresQuery], notExecuting preparedEarlier: Set<String>) -> (steps: [Step], allSent: Bool) {
         var steps: [Step] = []
         steps.reserveCapacity(queries.count * 2)
         for query in queries {
             let count = Int32(query.bindings.count)
             var name: String?
-            switch query.isPreparable ? statements.plan(for: query.sql) : .unnamed {
+            let plan: PreparedStatements.Plan =
+                !query.isPreparable || preparedEarlier.contains(query.sql) ? .unnamed : statements.plan(for: query.sql)
+            switch plan {
             case .execute(let existing):
                 name = existing
             case .prepare(let new):

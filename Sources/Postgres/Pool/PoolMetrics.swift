@@ -9,6 +9,9 @@ struct PoolMetrics: Sendable {
     let waitTime: Timer
     let timeouts: Counter
     let connectFailures: Counter
+    /// Batches of reads sent, and the reads they carried: their ratio is the mean batch.
+    let batches: Counter
+    let batchedReads: Counter
 
     init(applicationName: String) {
         let dimensions = [("application", applicationName)]
@@ -19,6 +22,8 @@ struct PoolMetrics: Sendable {
         waitTime = Timer(label: "postgres_pool_wait_duration", dimensions: dimensions)
         timeouts = Counter(label: "postgres_pool_wait_timeouts_total", dimensions: dimensions)
         connectFailures = Counter(label: "postgres_pool_connect_failures_total", dimensions: dimensions)
+        batches = Counter(label: "postgres_pool_read_batches_total", dimensions: dimensions)
+        batchedReads = Counter(label: "postgres_pool_batched_reads_total", dimensions: dimensions)
     }
 
     func publish(_ statistics: PostgresClient.Statistics) {

@@ -24,6 +24,12 @@ public final class PostgresClient: Service, Sendable {
         public var idleTimeout: Duration = .seconds(60)
         public var initialBackoff: Duration = .milliseconds(100)
         public var maximumBackoff: Duration = .seconds(2)
+        /// How many connections at most send batches of reads at once (`batched`): the
+        /// fewer, the more reads each batch carries while the database is busy. A few are
+        /// enough to keep a small server's cores busy.
+        public var maximumBatchingConnections = 4
+        /// The most reads in one batch: bounds how long the last waits behind the others.
+        public var maximumBatchSize = 32
         /// Runs once on every new connection before it is first handed out (e.g. `SET ROLE`).
         public var connectionSetup: (@Sendable (PostgresConnection) async throws -> Void)?
 
@@ -47,10 +53,12 @@ public final class PostgresClient: Service, Sendable {
 
     public let configuration: Configuration
     private let state: Mutex<State>
+    /// Reads waiting for a batch (`PostgresClient+Batching.swift`).
+    let batches = Mutex(BatchQueue())
     private let threadPool: NIOThreadPool
     private let logger: Logger
-    private let clock = ContinuousClock()
-    private let metrics: PoolMetrics
+    let clock = ContinuousClock()
+    let metrics: PoolMetrics
 
     public init(configuration: Configuration, logger: Logger) {
         self.configuration = configuration
@@ -175,7 +183,7 @@ public final class PostgresClient: Service, Sendable {
     }
 
     /// As many as the pool could hold dead connections, plus one.
-    private var maximumRetries: Int { configuration.maximumConnections + 1 }
+    var maximumRetries: Int { configuration.maximumConnections + 1 }
 
     /// Opens a connection outside the pool, on the pool's threads, for long-lived uses such
     /// as `LISTEN`. The caller closes it.
@@ -242,7 +250,7 @@ public final class PostgresClient: Service, Sendable {
 
     // MARK: Leasing
 
-    private func leaseHealthy(deadline: ContinuousClock.Instant?) async throws -> PostgresConnection {
+    func leaseHealthy(deadline: ContinuousClock.Instant?) async throws -> PostgresConnection {
         // A connection that died while idle (server restart, pg_terminate_backend) is seen
         // here without a round trip and replaced; bounded so a flapping server cannot spin us.
         for _ in 0...configuration.maximumConnections {
@@ -294,7 +302,7 @@ public final class PostgresClient: Service, Sendable {
     /// connections to it too (`serverChanged`), so that the next requests find the server
     /// afresh, the new primary after a failover, instead of failing one dead connection at
     /// a time.
-    private func release(_ connection: PostgresConnection, after error: any Error) {
+    func release(_ connection: PostgresConnection, after error: any Error) {
         if let error = error as? PostgresError, error.saysServerChanged, !connection.isReusable {
             logger.warning(
                 "postgres server lost, unresponsive or no longer the primary; dropping its connections",
@@ -311,7 +319,7 @@ public final class PostgresClient: Service, Sendable {
         })
     }
 
-    private func release(_ connection: PostgresConnection) {
+    func release(_ connection: PostgresConnection) {
         connection.deadline = nil
         let reusable = connection.isReusable
         if !reusable {

@@ -1,0 +1,97 @@
+import Synchronization
+import TestSupport
+import Testing
+
+@testable import Postgres
+
+/// `PostgresClient.batched`: reads that wait while the batching connection is busy go out
+/// together, and each is still a transaction of its own.
+@Suite struct BatchingTests {
+    func client(batchingConnections: Int = 1) throws -> PostgresClient {
+        var configuration = PostgresClient.Configuration(
+            connection: .init(url: try TestDatabase.url(), applicationName: "batching-\(UInt32.random(in: 0...UInt32.max))"))
+        configuration.maximumConnections = 2
+        configuration.maximumBatchingConnections = batchingConnections
+        return PostgresClient(configuration: configuration, logger: TestDatabase.logger)
+    }
+
+    /// Starts a read that holds the only batching connection for `seconds`, and returns
+    /// once it is on the server.
+    func occupy(_ client: PostgresClient, for seconds: Double) async throws -> Task<[PostgresRows], any Error> {
+        let task = Task { try await client.batched(deadline: nil) { ["SELECT pg_sleep(\(seconds))::text"] } }
+        while client.batches.withLock({ $0.taken }) == 0 { try await Task.sleep(for: .milliseconds(5)) }
+        return task
+    }
+
+    @Test func readsWaitingWhileTheConnectionIsBusyGoOutTogether() async throws {
+        let client = try client()
+        let blocker = try await occupy(client, for: 0.3)
+        let values = try await withThrowingTaskGroup(of: (Int, Int).self) { group in
+            for value in 1...20 {
+                group.addTask { (value, try await client.batched(deadline: nil) { ["SELECT \(value)::int * 2"] }[0].one().decode(Int.self)) }
+            }
+            return try await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
+        }
+        _ = try await blocker.value
+        #expect(values.count == 20)
+        #expect(values.allSatisfy { $0.value == $0.key * 2 })
+        // One batch for the blocker; the twenty arrived while it ran, so at most two more
+        // (one if all were queued before it ended). Sent one by one, it would be 21.
+        #expect(client.batches.withLock { $0.taken } <= 3)
+        await client.shutDown()
+    }
+
+    @Test func eachReadOfABatchIsATransactionOfItsOwn() async throws {
+        let client = try client()
+        let blocker = try await occupy(client, for: 0.2)
+        // Queued in this order behind the blocker, so they share a batch: a setting, an
+        // error, then reads that must see neither.
+        let setting = Task {
+            try await client.batched(deadline: nil) {
+                ["SELECT set_config('app.batch_test', 'mine', true)", "SELECT current_setting('app.batch_test')"]
+            }[1].one().decode(String.self)
+        }
+        try await Task.sleep(for: .milliseconds(20))
+        let failing = Task { try await client.batched(deadline: nil) { ["SELECT 1/0", "SELECT 1"] } }
+        try await Task.sleep(for: .milliseconds(20))
+        let after = Task {
+            try await client.batched(deadline: nil) {
+                ["SELECT coalesce(current_setting('app.batch_test', true), '')", "SELECT 2"]
+            }
+        }
+        #expect(try await setting.value == "mine")
+        await #expect(throws: PostgresError.self) { try await failing.value }
+        let rows = try await after.value
+        #expect(try rows[0].one().decode(String.self) == "", "the setting ended with its own segment")
+        #expect(try rows[1].one().decode(Int.self) == 2, "the error stopped its own segment only")
+        _ = try await blocker.value
+        #expect(client.batches.withLock { $0.taken } == 2)
+        await client.shutDown()
+    }
+
+    @Test func aReadPastItsDeadlineIsNotSent() async throws {
+        let client = try client()
+        let error = await #expect(throws: PostgresError.self) {
+            try await client.batched(deadline: .now - .milliseconds(1)) { ["SELECT 1"] }
+        }
+        #expect(error?.code == .timedOut)
+        await client.shutDown()
+    }
+
+    /// A batch waits for the server until its earliest caller's deadline; the callers with
+    /// later ones are sent again rather than failed for another's impatience.
+    @Test func aBatchEndedByAnotherCallersDeadlineSendsTheRestAgain() async throws {
+        let client = try client()
+        let blocker = try await occupy(client, for: 0.2)
+        let hurried = Task {
+            try await client.batched(deadline: .now + .milliseconds(600)) { ["SELECT pg_sleep(5)::text"] }
+        }
+        try await Task.sleep(for: .milliseconds(20))
+        let patient = Task { try await client.batched(deadline: nil) { ["SELECT 42"] }[0].one().decode(Int.self) }
+        _ = try await blocker.value
+        let error = await #expect(throws: PostgresError.self) { try await hurried.value }
+        #expect(error?.code == .timedOut)
+        #expect(try await patient.value == 42)
+        await client.shutDown()
+    }
+}
