@@ -31,7 +31,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (  # noqa: E402
-    ROOT, Client, cpu_seconds, postgres_cpu_seconds, postgres_pids, postmaster_pid, private_database_url, psql, wait_for)
+    ROOT, Client, cpu_seconds, postgres_cpu_seconds, postmaster_pid, private_database_url, psql, wait_for)
 
 PORT = 9181
 REFERENCE_PORT = 9183
@@ -105,18 +105,19 @@ def context_switches(pid):
     return total
 
 
-def wrk(path, token, duration, connections, serve_pid, threads=2, port=PORT):
+def wrk(path, token, duration, connections, serve_pid, postmaster, threads=2, port=PORT):
     command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency"]
     if token:
         command += ["-H", f"Authorization: Bearer {token}"]
     # CPU per request, of serve and of PostgreSQL (the pool's backends live through the
     # run), and of wrk itself: on a shared machine a steadier figure than requests/s.
-    pg = postgres_pids()
-    before = cpu_seconds([serve_pid]), cpu_seconds(pg)
+    # PostgreSQL's whole CPU, backends opened or closed during the round included (a pool
+    # may replace an idle connection between rounds: its new backend was not there before).
+    before = cpu_seconds([serve_pid]), postgres_cpu_seconds(postmaster)
     switches = context_switches(serve_pid)
     finished = subprocess.run(["/usr/bin/time", "-f", "%U %S"] + command + [f"http://127.0.0.1:{port}{path}"], check=True,
                               capture_output=True, text=True)
-    after = cpu_seconds([serve_pid]), cpu_seconds(pg)
+    after = cpu_seconds([serve_pid]), postgres_cpu_seconds(postmaster)
     switches = context_switches(serve_pid) - switches
     output = finished.stdout
     wrk_cpu = sum(map(float, finished.stderr.strip().splitlines()[-1].split()))
@@ -172,6 +173,7 @@ def main():
                            text=True).stdout.split()[-1]
     serve = subprocess.Popen([surveyd, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     company = psql(url, "SELECT max(company_id) FROM companies WHERE name = 'http bench'")
+    postmaster = postmaster_pid(url)
     reference = None
     if args.reference:
         reference = subprocess.Popen(
@@ -191,12 +193,12 @@ def main():
         status, page = api.request("GET", "/survey/1.0.0/surveys")
         assert status == 200 and len(page) == 5, page
         # Warm up both routes, then settle before the idle reading.
-        wrk("/health", None, 3, args.connections, serve.pid)
-        wrk("/survey/1.0.0/surveys", token, 3, args.connections, serve.pid)
+        wrk("/health", None, 3, args.connections, serve.pid, postmaster)
+        wrk("/survey/1.0.0/surveys", token, 3, args.connections, serve.pid, postmaster)
         if reference:
             wait_for(REFERENCE_PORT, "/health")
-            wrk("/health", None, 3, args.connections, reference.pid, port=REFERENCE_PORT)
-            wrk("/surveys-prepared", "x", 3, args.connections, reference.pid, port=REFERENCE_PORT)
+            wrk("/health", None, 3, args.connections, reference.pid, postmaster, port=REFERENCE_PORT)
+            wrk("/surveys-prepared", "x", 3, args.connections, reference.pid, postmaster, port=REFERENCE_PORT)
         time.sleep(3)
         idle = rss_mb(serve.pid)
 
@@ -214,18 +216,18 @@ def main():
         sampler = threading.Thread(target=sample)
         sampler.start()
         for round in range(args.rounds):
-            runs["health"].append(wrk("/health", None, args.duration, args.connections, serve.pid))
+            runs["health"].append(wrk("/health", None, args.duration, args.connections, serve.pid, postmaster))
             # The profile costs CPU: that round's figures are not comparable with the others'.
             profiler = subprocess.Popen(
                 ["perf", "record", "-F", "499", "-g", "-p", str(serve.pid), "-o", args.profile, "--", "sleep", str(args.duration)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if args.profile and round == 0 else None
-            runs["surveys"].append(wrk("/survey/1.0.0/surveys", token, args.duration, args.connections, serve.pid))
+            runs["surveys"].append(wrk("/survey/1.0.0/surveys", token, args.duration, args.connections, serve.pid, postmaster))
             if profiler:
                 profiler.wait()
             if reference:
-                runs["reference health"].append(wrk("/health", None, args.duration, args.connections, reference.pid,
+                runs["reference health"].append(wrk("/health", None, args.duration, args.connections, reference.pid, postmaster,
                                                     port=REFERENCE_PORT))
-                runs["reference surveys"].append(wrk("/surveys-prepared", "x", args.duration, args.connections, reference.pid,
+                runs["reference surveys"].append(wrk("/surveys-prepared", "x", args.duration, args.connections, reference.pid, postmaster,
                                                      port=REFERENCE_PORT))
         sampling.set()
         sampler.join()

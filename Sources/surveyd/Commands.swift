@@ -57,7 +57,7 @@ struct Serve: AsyncParsableCommand {
         let database = Database(client: Database.applicationPool(
             url: try Environment.databaseURL(), applicationName: "surveyd-serve",
             maximumConnections: try Environment.maximumConnections(default: 20), maximumWaiters: waiting.maximumWaiters,
-            waitTimeout: waiting.waitTimeout, logger: logger))
+            waitTimeout: waiting.waitTimeout, logger: logger), batchingReads: try Environment.batchingReads())
         var configuration = APIConfiguration(
             host: Environment.value("HOST") ?? "0.0.0.0", port: port, adminToken: Environment.value("ADMIN_TOKEN"),
             destinationHasher: try Environment.destinationHasher(), sendingPolicy: try Environment.sendingPolicy(),
@@ -92,7 +92,8 @@ struct Serve: AsyncParsableCommand {
                 database: Database(client: Database.applicationPool(
                     url: replicaURL, applicationName: "surveyd-serve-reports",
                     maximumConnections: try Environment.integer("REPORTS_DATABASE_MAX_CONNECTIONS", default: 8, range: 1...1000),
-                    maximumWaiters: waiting.maximumWaiters, waitTimeout: waiting.waitTimeout, logger: logger)),
+                    maximumWaiters: waiting.maximumWaiters, waitTimeout: waiting.waitTimeout, logger: logger),
+                    batchingReads: database.batchingReads),
                 maximumLag: .seconds(try Environment.double("REPORTS_REPLICA_MAX_LAG_SECONDS", default: 30, range: 0...86_400)))
         }
         let application = buildApplication(configuration: configuration, database: database, logger: logger)

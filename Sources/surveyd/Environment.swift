@@ -120,10 +120,21 @@ enum Environment {
 
     /// `WEBHOOK_ALLOW_PRIVATE_URLS`: 1 (or true) allows, 0 or unset does not; anything else is refused.
     static func allowPrivateWebhookURLs() throws -> Bool {
-        switch value("WEBHOOK_ALLOW_PRIVATE_URLS")?.lowercased() {
-        case nil, "0", "false": return false
+        try flag("WEBHOOK_ALLOW_PRIVATE_URLS", default: false)
+    }
+
+    /// Whether `serve` batches its tenant reads (`DATABASE_BATCH_READS`, on by default; off
+    /// on Citus, which forwards `SET LOCAL` to its workers but not `set_config`).
+    static func batchingReads() throws -> Bool {
+        try flag("DATABASE_BATCH_READS", default: true)
+    }
+
+    static func flag(_ name: String, default: Bool) throws -> Bool {
+        switch value(name)?.lowercased() {
+        case nil: return `default`
+        case "0", "false": return false
         case "1", "true": return true
-        case let other?: throw Invalid(name: "WEBHOOK_ALLOW_PRIVATE_URLS", hint: "must be 0 or 1, got \(other)")
+        case let other?: throw Invalid(name: name, hint: "must be 0 or 1, got \(other)")
         }
     }
 

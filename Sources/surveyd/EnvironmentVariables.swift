@@ -17,6 +17,7 @@ enum EnvironmentVariables {
         .init(name: "REPORTS_DATABASE_MAX_CONNECTIONS", whenUnset: "8", meaning: "pooled connections to the reports standby"),
         .init(name: "MIGRATION_DATABASE_URL", whenUnset: "DATABASE_URL", meaning: "libpq URI for migrate (a role that owns the schema)"),
         .init(name: "DATABASE_MAX_CONNECTIONS", whenUnset: "20 (serve), 4 (worker)", meaning: "pooled connections"),
+        .init(name: "DATABASE_BATCH_READS", whenUnset: "1", meaning: "0: each tenant read on a connection of its own, with SET LOCAL (Citus); 1: reads arriving together share a round trip (serve)"),
         .init(name: "DATABASE_POOL_MAX_WAITERS", whenUnset: "1000", meaning: "requests that may wait for a connection (503 beyond)"),
         .init(name: "DATABASE_POOL_WAIT_TIMEOUT_MS", whenUnset: "5000", meaning: "longest wait for a pooled connection"),
         .init(name: "DESTINATION_HASH_KEY", whenUnset: "required", meaning: "64 hex digits keying the phone-number hashes; never change it"),

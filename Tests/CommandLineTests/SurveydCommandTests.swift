@@ -112,6 +112,18 @@ import Testing
         #expect(unknown.standardError.contains("must be twilio, console or accept-all"))
     }
 
+    /// A switch that is neither 0 nor 1 stops serve with its name, rather than being guessed.
+    @Test func aSwitchMustBeZeroOrOne() async throws {
+        let url = try await TestDatabase.migratedScratchDatabase("switch")
+        let environment = [
+            "DATABASE_URL": url, "SURVEYD_SQL_DIR": TestDatabase.sqlDirectory, "DESTINATION_HASH_KEY": String(repeating: "ab", count: 32),
+            "PORT": "1", "DATABASE_BATCH_READS": "maybe",
+        ]
+        let refused = try run(["serve"], environment: environment)
+        #expect(refused.status != 0)
+        #expect(refused.standardError.contains("DATABASE_BATCH_READS is invalid: must be 0 or 1, got maybe"), "\(refused.standardError)")
+    }
+
     /// serve checks the webhooks' account: it needs it, of Twilio's shape.
     @Test func webhooksNeedTheAccountSID() async throws {
         let url = try await TestDatabase.migratedScratchDatabase("account")
@@ -137,7 +149,7 @@ import Testing
         var read: Set<String> = []
         for file in try FileManager.default.contentsOfDirectory(atPath: sources.path) where file != "EnvironmentVariables.swift" {
             let text = try String(contentsOf: sources.appendingPathComponent(file), encoding: .utf8)
-            for match in text.matches(of: #/(?:value|integer|double|optionalPort)\("([A-Z][A-Z0-9_]+)"/#) { read.insert(String(match.1)) }
+            for match in text.matches(of: #/(?:value|integer|double|optionalPort|flag)\("([A-Z][A-Z0-9_]+)"/#) { read.insert(String(match.1)) }
         }
         #expect(read.count > 20, "the scan found too little to prove anything: \(read)")
         for name in read {

@@ -86,6 +86,7 @@ extension Optional: PostgresEncodable where Wrapped: PostgresEncodable {
 }
 
 extension PostgresDecodable {
+    @inlinable
     public static func decode(postgresText text: String?) throws(PostgresError) -> Self {
         guard let text else {
             throw PostgresError(code: .decoding, message: "unexpected NULL for \(Self.self)")

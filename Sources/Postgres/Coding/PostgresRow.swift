@@ -34,8 +34,11 @@ public struct PostgresRows: Sendable, RandomAccessCollection {
 ///     let (id, name, createdAt) = try row.decode((Int64, String, Date).self)
 public struct PostgresRow: Sendable {
     public let columns: [String]
-    let values: [String?]
+    @usableFromInline let values: [String?]
 
+    // Inlinable, so that each call site's tuple of types is specialised there: generic
+    // across the module boundary, every column cost a metadata lookup and a dynamic cast.
+    @inlinable
     public func decode<each Column: PostgresOptionalDecodableOrValue>(
         _ types: (repeat each Column).Type
     ) throws(PostgresError) -> (repeat each Column) {
@@ -72,6 +75,7 @@ public protocol PostgresOptionalDecodableOrValue: Sendable {
 }
 
 extension PostgresDecodable {
+    @inlinable
     public static func decodeColumn(_ text: String?) throws(PostgresError) -> Self {
         try decode(postgresText: text)
     }
@@ -85,6 +89,7 @@ extension Int32: PostgresOptionalDecodableOrValue {}
 extension Double: PostgresOptionalDecodableOrValue {}
 
 extension Optional: PostgresOptionalDecodableOrValue where Wrapped: PostgresDecodable {
+    @inlinable
     public static func decodeColumn(_ text: String?) throws(PostgresError) -> Wrapped? {
         guard let text else { return nil }
         return try Wrapped(postgresText: text)
