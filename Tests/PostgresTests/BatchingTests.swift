@@ -7,11 +7,11 @@ import Testing
 /// `PostgresClient.batched`: reads that wait while the batching connection is busy go out
 /// together, and each is still a transaction of its own.
 @Suite struct BatchingTests {
-    func client(batchingConnections: Int = 1) throws -> PostgresClient {
+    func client(connections: Int = 2) throws -> PostgresClient {
         var configuration = PostgresClient.Configuration(
             connection: .init(url: try TestDatabase.url(), applicationName: "batching-\(UInt32.random(in: 0...UInt32.max))"))
-        configuration.maximumConnections = 2
-        configuration.maximumBatchingConnections = batchingConnections
+        configuration.maximumConnections = connections
+        configuration.maximumBatchingConnections = 1
         return PostgresClient(configuration: configuration, logger: TestDatabase.logger)
     }
 
@@ -78,20 +78,50 @@ import Testing
         await client.shutDown()
     }
 
-    /// A batch waits for the server until its earliest caller's deadline; the callers with
-    /// later ones are sent again rather than failed for another's impatience.
-    @Test func aBatchEndedByAnotherCallersDeadlineSendsTheRestAgain() async throws {
-        let client = try client()
-        let blocker = try await occupy(client, for: 0.2)
+    /// A read that runs late is stopped by the server at its own `statement_timeout`; the
+    /// rest of its batch carries on, on the same connection. (Bounded by the hurried read's
+    /// deadline, which here passes before the server stops it, the batch would have
+    /// abandoned the connection, and the patient read would have run on another.)
+    @Test func aSlowReadIsStoppedOnTheServerAndTheRestOfItsBatchGoesOn() async throws {
+        let client = try client(connections: 1)
+        let blocker = Task {
+            try await client.batched(deadline: nil) { ["SELECT pg_backend_pid() FROM pg_sleep(0.5)"] }[0].one().decode(Int32.self)
+        }
+        while client.batches.withLock({ $0.taken }) == 0 { try await Task.sleep(for: .milliseconds(5)) }
         let hurried = Task {
-            try await client.batched(deadline: .now + .milliseconds(600)) { ["SELECT pg_sleep(5)::text"] }
+            try await client.batched(deadline: .now + .seconds(1)) {
+                ["SELECT set_config('statement_timeout', '800', true)", "SELECT pg_sleep(5)::text"]
+            }
         }
         try await Task.sleep(for: .milliseconds(20))
-        let patient = Task { try await client.batched(deadline: nil) { ["SELECT 42"] }[0].one().decode(Int.self) }
-        _ = try await blocker.value
+        let patient = Task { try await client.batched(deadline: nil) { ["SELECT pg_backend_pid()"] }[0].one().decode(Int32.self) }
+        let started = ContinuousClock.now
         let error = await #expect(throws: PostgresError.self) { try await hurried.value }
-        #expect(error?.code == .timedOut)
-        #expect(try await patient.value == 42)
+        #expect(error?.sqlState == "57014", "cancelled by its statement timeout")
+        let backend = try await patient.value
+        #expect(ContinuousClock.now - started < .seconds(3))
+        #expect(try await blocker.value == backend, "the same connection throughout")
+        #expect(client.batches.withLock { $0.taken } == 2)
+        await client.shutDown()
+    }
+
+    /// A segment that begins a transaction and leaves it open would hold the segments
+    /// after it, under its settings: they fail, and the connection is not used again.
+    @Test func aSegmentLeavingATransactionOpenFailsTheOnesAfterIt() async throws {
+        let client = try client(connections: 1)
+        let blocker = try await occupy(client, for: 0.2)
+        let opening = Task {
+            try await client.batched(deadline: nil) { ["BEGIN", "SELECT set_config('app.batch_test', 'leaked', true)"] }
+        }
+        try await Task.sleep(for: .milliseconds(20))
+        let after = Task {
+            try await client.batched(deadline: nil) { ["SELECT coalesce(current_setting('app.batch_test', true), '')"] }
+        }
+        _ = try await blocker.value
+        await #expect(throws: PostgresError.self) { try await opening.value }
+        await #expect(throws: PostgresError.self) { try await after.value }
+        let fresh = try await client.batched(deadline: nil) { ["SELECT coalesce(current_setting('app.batch_test', true), '')"] }
+        #expect(try fresh[0].one().decode(String.self) == "")
         await client.shutDown()
     }
 }

@@ -57,8 +57,8 @@ extension PostgresConnection {
         return try await executeSegments([queries], until: bound)[0].get()
     }
 
-    /// Sends every segment followed by a sync of its own, all in one write, then reads
-    /// every result. Each segment is a transaction of its own (implicit: the statements
+    /// Sends every segment followed by a sync of its own, without waiting in between (libpq
+    /// 15 writes at each sync), then reads every result. Each segment is a transaction of its own (implicit: the statements
     /// between two syncs), so an error stops the rest of its segment only, and each gets
     /// its own outcome. Several callers' short reads can so share one round trip and one
     /// wake-up of the server (`PostgresClient.batched`).
@@ -112,12 +112,15 @@ extension PostgresConnection {
         }
         // Read everything that was sent, even after an error, so the connection leaves
         // pipeline mode clean.
-        for (index, steps, allSent, synced) in sent {
+        for (position, (index, steps, allSent, synced)) in sent.enumerated() {
             let queries = segments[index]
             if !synced { reading = false }
             var rows: [PostgresRows] = []
             rows.reserveCapacity(queries.count)
             var firstError: PostgresError?
+            // Whether the segment began a transaction it did not end: the segments after it
+            // would then run inside it, under its settings.
+            var leftOpen = false
             for step in steps {
                 var result: OpaquePointer?
                 if reading {
@@ -125,6 +128,14 @@ extension PostgresConnection {
                         lostError = lostError ?? error
                         reading = false
                     }
+                }
+                // A sync where a statement's result belongs: the results are out of step with
+                // what was sent, and none after this can be trusted to be whose it seems.
+                if let synced = result, PQresultStatus(synced) == PGRES_PIPELINE_SYNC {
+                    PQclear(synced)
+                    result = nil
+                    lostError = lostError ?? outOfStep()
+                    reading = false
                 }
                 switch step {
                 case .prepare(let sql, let name):
@@ -136,6 +147,7 @@ extension PostgresConnection {
                     if let result, PQresultStatus(result) != PGRES_PIPELINE_ABORTED {
                         do {
                             rows.append(copyRows(try check(result, sql: query.sql)))
+                            leftOpen = Self.transactionIsOpen(after: result, openBefore: leftOpen)
                         } catch {
                             if error.isStalePreparedStatement { statements.forget(query.sql) }
                             firstError = firstError ?? error
@@ -159,11 +171,29 @@ extension PostgresConnection {
             // The segment's sync.
             if reading, PQstatus(handle) == CONNECTION_OK {
                 do throws(PostgresError) {
-                    if let sync = try await nextResult(until: bound, sql: nil) { PQclear(sync) }
+                    let sync = try await nextResult(until: bound, sql: nil)
+                    let inStep = sync.map { PQresultStatus($0) == PGRES_PIPELINE_SYNC } ?? false
+                    if let sync { PQclear(sync) }
+                    if !inStep {
+                        lostError = lostError ?? outOfStep()
+                        reading = false
+                    }
                 } catch {
                     lostError = lostError ?? error
                     reading = false
                 }
+            }
+            // A transaction left open by one segment (its own `BEGIN`) would hold the next
+            // ones: they are not given out, and the connection is not used again. (One
+            // segment alone may: `withTransaction` sends `BEGIN` this way.)
+            if leftOpen, position < sent.count - 1 {
+                poisoned.store(true, ordering: .releasing)
+                let error = PostgresError(
+                    code: .protocolViolation, message: "a segment left a transaction open, which the segments after it would have run in",
+                    query: queries[0].sql)
+                firstError = firstError ?? error
+                lostError = lostError ?? error
+                reading = false
             }
             if let error = firstError ?? lostError {
                 outcomes[index] = .failure(error)
@@ -187,6 +217,25 @@ extension PostgresConnection {
             }
         }
         return outcomes
+    }
+
+    /// The pipeline's results did not match what was sent. Never expected of libpq; if it
+    /// happened, a result could be given to the wrong caller, so the connection is
+    /// poisoned and nothing more is read from it.
+    private func outOfStep() -> PostgresError {
+        poisoned.store(true, ordering: .releasing)
+        return PostgresError(code: .protocolViolation, message: "the pipeline's results were out of step with what was sent")
+    }
+
+    /// Whether a transaction block is open after the statement that gave `result`, from its
+    /// command tag (in pipeline mode libpq only learns the server's transaction state at a sync).
+    private static func transactionIsOpen(after result: OpaquePointer, openBefore: Bool) -> Bool {
+        guard let tag = PQcmdStatus(result) else { return openBefore }
+        switch String(cString: tag) {
+        case "BEGIN", "START TRANSACTION": return true
+        case "COMMIT", "ROLLBACK": return false
+        default: return openBefore
+        }
     }
 
     /// Why `queries` cannot be sent at all, if they cannot: checked before anything is.

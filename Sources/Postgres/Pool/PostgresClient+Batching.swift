@@ -2,9 +2,9 @@ import Metrics
 import Synchronization
 
 /// Short reads from many callers, sent together: while the connections given to batches
-/// are busy, the reads that arrive wait, and the next free one sends all of them in one
-/// write, each as a transaction of its own (its statements between two syncs), and reads
-/// their answers back in one wake-up.
+/// are busy, the reads that arrive wait, and the next free one sends all of them at once,
+/// each as a transaction of its own (its statements between two syncs), and reads their
+/// answers back, most often in one wake-up.
 ///
 /// Why: under load, a read's cost on both sides is mostly waking up, not working. Each
 /// round trip wakes the server's backend and this process's reactor and task once; sent
@@ -25,10 +25,11 @@ extension PostgresClient {
     /// before sending, so what it computes from the time (what is left of a deadline) is
     /// current.
     ///
-    /// Only for reads: a segment whose connection was lost runs again, like
-    /// `withConnection(retryingIfLost: true)`. Waiting, for a connection or for the server,
-    /// ends at `deadline`; when a batch ends at another caller's earlier deadline, this
-    /// one's segment is sent again in the next batch.
+    /// Only for reads, and never transaction control: a segment whose connection was lost
+    /// runs again, like `withConnection(retryingIfLost: true)`, and one that left a
+    /// transaction open fails the segments after it. `deadline` is kept on the server by
+    /// the segment's own `statement_timeout`, which `segment` should set; a read whose
+    /// deadline passes before it is sent fails with `timedOut` without being sent.
     public func batched(
         deadline: ContinuousClock.Instant?, _ segment: @escaping @Sendable () -> [PostgresQuery]
     ) async throws -> [PostgresRows] {
@@ -68,25 +69,33 @@ extension PostgresClient {
 
     /// Sends `batch` on one connection and gives each caller its outcome; returns the
     /// entries to send again.
+    ///
+    /// The batch waits, for a connection and for the server, as long as its most patient
+    /// caller may. A caller's own time is kept by its segment's `statement_timeout`, which
+    /// stops its statement on the server, cleanly and with the connection kept, while the
+    /// rest of the batch goes on; bounding the batch by its most pressed caller instead
+    /// would abandon the connection, and everyone's reads on it, whenever one read ran
+    /// late. The price: a caller whose deadline is earlier than the others' in its batch
+    /// may be answered that much late by a silent server. A service's requests have one
+    /// timeout, so the deadlines in a batch differ by the moments between their arrivals.
     private func run(_ batch: [BatchEntry]) async -> [BatchEntry] {
-        let now = clock.now
-        var live: [BatchEntry] = []
-        live.reserveCapacity(batch.count)
-        for entry in batch {
-            if let deadline = entry.deadline, deadline <= now {
-                entry.outcome.finish(.failure(PostgresError(code: .timedOut, message: "the caller's deadline passed before the statement was sent")))
-            } else {
-                live.append(entry)
-            }
-        }
+        var live = unexpired(batch)
         guard !live.isEmpty else { return [] }
         metrics.batches.increment()
         metrics.batchedReads.increment(by: live.count)
-        // The batch waits no longer than its most pressed caller may.
-        let earliest = live.lazy.compactMap(\.deadline).min()
+        let latest = live.contains { $0.deadline == nil } ? nil : live.lazy.compactMap(\.deadline).max()
         let outcomes: [Result<[PostgresRows], PostgresError>]
         do {
-            let connection = try await leaseHealthy(deadline: earliest)
+            let connection = try await leaseHealthy(deadline: latest)
+            // A cancel request still on its way (the last holder's) must not stop one of
+            // these segments.
+            await connection.cancelDelivered()
+            // Some may have run out of time waiting for the connection.
+            live = unexpired(live)
+            guard !live.isEmpty else {
+                release(connection)
+                return []
+            }
             do {
                 outcomes = await connection.executeSegments(live.map { $0.segment() }, until: try connection.statementBound())
             } catch {
@@ -104,7 +113,11 @@ extension PostgresClient {
         }
         var again: [BatchEntry] = []
         for (entry, outcome) in zip(live, outcomes) {
-            if case .failure(let error) = outcome, entry.attempts < maximumRetries, mayRetry(entry, after: error, batchDeadline: earliest) {
+            // Its connection was lost, or a prepared statement went stale: harmless to send
+            // a read again, as `withConnection(retryingIfLost: true)` does.
+            if case .failure(let error) = outcome, error.isConnectionLost || error.isStalePreparedStatement,
+                entry.attempts < maximumRetries
+            {
                 entry.attempts += 1
                 again.append(entry)
             } else {
@@ -114,13 +127,14 @@ extension PostgresClient {
         return again
     }
 
-    /// Whether `entry` may be sent again after `error`: its connection was lost or a
-    /// prepared statement went stale (harmless for a read), or the batch ended at an
-    /// earlier deadline than its own.
-    private func mayRetry(_ entry: BatchEntry, after error: PostgresError, batchDeadline: ContinuousClock.Instant?) -> Bool {
-        if error.isConnectionLost || error.isStalePreparedStatement { return true }
-        guard error.code == .timedOut || error.code == .poolTimeout, let batchDeadline else { return false }
-        return entry.deadline.map { $0 > batchDeadline && $0 > clock.now } ?? true
+    /// The entries whose deadline has not passed; the others are told so.
+    private func unexpired(_ entries: [BatchEntry]) -> [BatchEntry] {
+        let now = clock.now
+        return entries.filter { entry in
+            guard let deadline = entry.deadline, deadline <= now else { return true }
+            entry.outcome.finish(.failure(PostgresError(code: .timedOut, message: "the caller's deadline passed before the statement was sent")))
+            return false
+        }
     }
 }
 
