@@ -124,7 +124,9 @@ extension PostgresConnection {
             for step in steps {
                 var result: OpaquePointer?
                 if reading {
-                    do throws(PostgresError) { result = try await nextResult(until: bound, sql: queries[0].sql) } catch {
+                    do throws(PostgresError) {
+                        result = try await nextResult(until: bound, sql: queries[0].sql, readingOn: position > 0)
+                    } catch {
                         lostError = lostError ?? error
                         reading = false
                     }
@@ -308,7 +310,17 @@ extension PostgresConnection {
     }
 
     /// The next result, waiting for the server until libpq has a whole one.
-    private func nextResult(until bound: ContinuousClock.Instant, sql: String?) async throws(PostgresError) -> OpaquePointer? {
+    ///
+    /// `readingOn`: earlier results of the pipeline have been read, so more of its answer
+    /// may have arrived meanwhile. The server writes each segment's answer as it finishes
+    /// it; reading the socket once before waiting costs a `recv` that may find nothing,
+    /// where a wait costs the reactor's wake-up and this task's (two thread switches).
+    private func nextResult(
+        until bound: ContinuousClock.Instant, sql: String?, readingOn: Bool = false
+    ) async throws(PostgresError) -> OpaquePointer? {
+        if readingOn, PQisBusy(handle) == 1 {
+            guard PQconsumeInput(handle) == 1 else { throw failure(nil) }
+        }
         while PQisBusy(handle) == 1 {
             if clibpq_tls_read_pending(handle) == 0,
                 await SocketReactor.shared.wait(for: PQsocket(handle), .readable, until: bound) == .timedOut
