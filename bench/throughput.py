@@ -46,22 +46,21 @@ def rss_mb(pid):
     return 0.0
 
 
-# The transaction `serve` runs for the surveys route, as it reaches PostgreSQL: one pipeline
-# (libpq's pipeline mode), one sync.
+# The transaction `serve` runs for the surveys route, as it reaches PostgreSQL: one segment
+# of a pipeline (libpq's pipeline mode) ending in a sync, an implicit transaction, which
+# `serve` sends batched with the other requests' that arrive together (`Database.read`).
+# pgbench sends each alone: the same statements, without the batching.
 SURVEYS_TRANSACTION = """\\startpipeline
-BEGIN READ ONLY;
-SET LOCAL app.company_id = '{company}';
-SET LOCAL statement_timeout = 30000;
+SELECT set_config('app.company_id', '{company}', true), set_config('statement_timeout', '29750', true), set_config('transaction_read_only', 'on', true);
 SELECT s.survey_id, s.name, s.interaction_type, q.question_id, q.body, q.language FROM (SELECT survey_id, name, interaction_type FROM surveys WHERE company_id = {company} AND survey_id > coalesce(NULL::bigint, 0) ORDER BY survey_id LIMIT 50) AS s LEFT JOIN questions AS q ON q.company_id = {company} AND q.survey_id = s.survey_id ORDER BY s.survey_id;
-COMMIT;
 \\endpipeline
 """
 
 
 def postgres_alone(url, company, duration, clients=20, rate=None):
     """PostgreSQL's own CPU per surveys transaction, without `serve`: pgbench runs the same
-    pipeline, every statement prepared (our client prepares all but the two `SET LOCAL`s,
-    so this is a floor), with as many clients as the pool has connections. pgbench's
+    pipeline, every statement prepared (as our client does), each transaction sent alone,
+    with as many clients as the pool has connections. pgbench's
     backends come and go with it, so PostgreSQL's share is read from its processes, the
     exited backends included (`postgres_cpu_seconds`).
 
