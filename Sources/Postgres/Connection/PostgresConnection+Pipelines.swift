@@ -230,7 +230,8 @@ extension PostgresConnection {
             let count = Int32(query.bindings.count)
             var name: String?
             let plan: PreparedStatements.Plan =
-                !query.isPreparable || preparedEarlier.contains(query.sql) ? .unnamed : statements.plan(for: query.sql)
+                !query.isPreparable || (!preparedEarlier.isEmpty && preparedEarlier.contains(query.sql))
+                ? .unnamed : statements.plan(for: query.sql)
             switch plan {
             case .execute(let existing):
                 name = existing

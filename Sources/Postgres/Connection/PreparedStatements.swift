@@ -26,8 +26,9 @@ struct PreparedStatements {
     let capacity: Int
     private var names: [String: String] = [:]
     /// Texts whose prepare has been sent but not answered yet: the same text later in the
-    /// same pipeline executes that name (if the prepare fails, the pipeline stops there
-    /// anyway) instead of being prepared a second time under another.
+    /// same segment of a pipeline executes that name (if the prepare fails, the segment
+    /// stops there anyway) instead of being prepared a second time under another. A later
+    /// segment runs the text unnamed (`PostgresConnection.executeSegments`).
     private var pending: [String: String] = [:]
     /// Names handed out but not created (their prepare failed), for the next text.
     private var freeNames: [String] = []

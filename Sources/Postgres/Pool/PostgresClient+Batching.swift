@@ -4,7 +4,7 @@ import Synchronization
 /// Short reads from many callers, sent together: while the connections given to batches
 /// are busy, the reads that arrive wait, and the next free one sends all of them at once,
 /// each as a transaction of its own (its statements between two syncs), and reads their
-/// answers back, most often in one wake-up.
+/// answers back.
 ///
 /// Why: under load, a read's cost on both sides is mostly waking up, not working. Each
 /// round trip wakes the server's backend and this process's reactor and task once; sent
